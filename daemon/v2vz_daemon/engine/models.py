@@ -1,0 +1,301 @@
+"""Loading the diffusion model: a diffusers folder, a hub id, or a built-in preset with random weights.
+
+Presets are built once in code, written with `save_pretrained` into the cache and read back with
+`from_pretrained`, so tests and benchmarks exercise the same loading path as a real Stable Diffusion folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from v2vz.errors import InvalidArgument, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"  # the published set-up; override with V2VZ_MODEL or --model
+PRESET_VERSION = "v1"  # bump when a preset's architecture or weights change, so stale caches are rebuilt
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    timestep_spacing="leading",
+)
+OUTPUT_SCALE = 0.02  # random UNets predict noise far too large for DDIM to round-trip (method.md section 8)
+
+
+@dataclass
+class LoadedModel:
+    """The parts of a Stable Diffusion pipeline the engine uses, on one device."""
+
+    name: str
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler: object  # a DDIMScheduler: gives the timesteps and alphas_cumprod
+    device: torch.device
+    dtype: torch.dtype  # the UNet's and text encoder's compute dtype
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def native_size(self) -> int:
+        """The resolution the UNet was trained at (512 for SD 1.x): the default working long side."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+    @property
+    def latent_scale(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+
+def default_model() -> str:
+    return os.environ.get("V2VZ_MODEL", DEFAULT_MODEL)
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where presets (and later inversions) live: --cache-dir, V2VZ_CACHE, or ~/.cache/v2vz."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("V2VZ_CACHE", Path.home() / ".cache" / "v2vz"))
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """'auto' (or None) picks CUDA when present, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise InvalidArgument(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument(f"device {device!r} asked for but no CUDA GPU is available: use --device cpu")
+    return resolved
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that have it (fp16 otherwise), fp32 on the CPU where half precision is slow."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Built-in presets
+
+
+def _tiny_configs() -> dict[str, dict]:
+    """A Stable-Diffusion-shaped model small enough for CPU tests: same block layout, 16 self-attention layers."""
+    return {
+        "unet": dict(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2,
+            block_out_channels=(32, 64, 64, 64),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=32,
+            attention_head_dim=4,
+            norm_num_groups=8,
+        ),
+        "vae": dict(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 16, 16, 16),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=8,
+            sample_size=64,
+            scaling_factor=0.18215,
+        ),
+        "text_encoder": dict(
+            vocab_size=49408,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=32,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        ),
+    }
+
+
+def _sd15_configs() -> dict[str, dict]:
+    """Stable Diffusion 1.5's exact architecture (UNet, VAE, CLIP ViT-L/14 text encoder)."""
+    return {
+        "unet": dict(
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        ),
+        "vae": dict(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=512,
+            scaling_factor=0.18215,
+        ),
+        "text_encoder": dict(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        ),
+    }
+
+
+PRESETS = {"tiny": _tiny_configs, "sd15-random": _sd15_configs}
+
+
+def build_preset(name: str, folder: Path) -> None:
+    """Build a preset with deterministic random weights and save it as a diffusers folder."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from v2vz_daemon.engine.tokenizer import build_clip_tokenizer
+
+    configs = PRESETS[name]()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**configs["unet"])
+    with torch.no_grad():
+        unet.conv_out.weight.mul_(OUTPUT_SCALE)
+        unet.conv_out.bias.mul_(OUTPUT_SCALE)
+    torch.manual_seed(1)
+    vae = AutoencoderKL(**configs["vae"])
+    torch.manual_seed(2)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**configs["text_encoder"]))
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    text_encoder.save_pretrained(folder / "text_encoder")
+    build_clip_tokenizer().save_pretrained(folder / "tokenizer")
+    DDIMScheduler(**SCHEDULER_CONFIG).save_pretrained(folder / "scheduler")
+
+
+def ensure_preset(name: str, cache_dir: str | Path | None = None) -> Path:
+    """The preset's folder in the cache, built on first use (atomically, so a crash never leaves half a model)."""
+    folder = cache_root(cache_dir) / "models" / f"{name}-{PRESET_VERSION}"
+    if (folder / "unet" / "config.json").exists():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    log.info("building the %s preset in %s", name, folder)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        build_preset(name, staging)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process finished first: theirs is as good as ours
+            if not (folder / "unet" / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bar is the one a user sees: silence the libraries' bars and info chatter."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def load_model(
+    spec: str | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | Path | None = None,
+) -> LoadedModel:
+    """Load a preset name, a diffusers folder, or a hub id (HF cache and HF_HUB_OFFLINE honoured)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    _quiet_libraries()
+    spec = spec or default_model()
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dtype = compute_dtype(dev)
+    if spec in PRESETS:
+        source: str | Path = ensure_preset(spec, cache_dir)
+        local_only = True
+    else:
+        source = Path(spec).expanduser() if Path(spec).expanduser().exists() else spec
+        local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        if isinstance(source, Path) and not (source / "unet").is_dir():
+            raise ModelUnavailable(f"{source} is not a diffusers Stable Diffusion folder (no unet/ inside)")
+    try:
+        kwargs = dict(local_files_only=local_only)
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kwargs)
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32, **kwargs)
+        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=dtype, **kwargs)
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs)
+        scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(
+            f"model {spec!r} is not available ({str(exc).splitlines()[0][:160]}); pass --model with a diffusers "
+            f"folder, a hub id already in your Hugging Face cache, or a built-in preset: {', '.join(PRESETS)}"
+        ) from exc
+    # DDIM exactly as the method uses it, whatever scheduler the model folder ships.
+    scheduler = DDIMScheduler.from_config(
+        scheduler.config,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    for module in (unet, vae, text_encoder):
+        module.requires_grad_(False)
+        module.eval()
+        module.to(dev)
+    return LoadedModel(
+        name=str(spec),
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        device=dev,
+        dtype=dtype,
+    )

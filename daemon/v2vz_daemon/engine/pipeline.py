@@ -1,0 +1,250 @@
+"""The edit pipeline: frames + source prompt + target prompt -> edited frames (method.md sections 1-4).
+
+Stages, each callable on its own so it can be tested and reused (a cached inversion skips the first two):
+  encode (VAE) -> invert (DDIM) -> optimize nulls (null-text) -> edit (both branches, cross-frame attention,
+  spatial regularization) -> decode (VAE).
+Progress is reported as (stage, step, total); a cancel check runs between steps and raises Cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from v2vz.errors import Cancelled
+from v2vz.job import EditOptions
+from v2vz_daemon.engine.cross_frame import (
+    CrossFrameAttnProcessor,
+    FrameContext,
+    install_frame_joint_groupnorm,
+    layout_modes,
+)
+from v2vz_daemon.engine.inversion import Inversion, ddim_invert, optimize_nulls
+from v2vz_daemon.engine.models import LoadedModel
+from v2vz_daemon.engine.schedule import DdimSchedule
+from v2vz_daemon.engine.spatial_regularization import (
+    PromptControl,
+    SpatialRegularizationProcessor,
+    cross_attention_names,
+)
+
+ProgressFn = Callable[[str, int, int], None]
+CancelFn = Callable[[], bool]
+VAE_CHUNK = 4  # frames per VAE call: bounds the decoder's memory at large sizes
+
+
+@dataclass
+class EditResult:
+    frames: np.ndarray  # uint8 (F, h, w, 3) at the working size
+    inversion: Inversion
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class VideoEditPipeline:
+    """Holds a loaded model and edits clips with it; one instance serves many jobs (one at a time)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.context = FrameContext()
+        install_frame_joint_groupnorm(model.unet, self.context)
+        self._attn2_names = cross_attention_names(model.unet)
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+        self.timings: dict[str, float] = {}  # seconds per stage of the last job (encode, inversion, ...)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Building blocks
+
+    def encode_prompt(self, text: str) -> torch.Tensor:
+        """The text encoder's last hidden state (1, 77, D) in the compute dtype, cached per prompt."""
+        if text not in self._prompt_cache:
+            tokens = self.model.tokenizer(
+                text, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+            ).input_ids.to(self.model.device)
+            with torch.no_grad():
+                self._prompt_cache[text] = self.model.text_encoder(tokens)[0]
+        return self._prompt_cache[text]
+
+    def encode_frames(self, frames: np.ndarray, options: EditOptions) -> torch.Tensor:
+        """uint8 (F, h, w, 3) -> latents z_0 (F, 4, h/8, w/8) in float32; VAE mean or a seeded sample."""
+        vae = self.model.vae
+        generator = torch.Generator(device=self.model.device).manual_seed(options.seed)
+        pixels = torch.from_numpy(frames).to(self.model.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        latents = []
+        with torch.no_grad():
+            for chunk in pixels.split(VAE_CHUNK):
+                dist = vae.encode(chunk.to(vae.dtype)).latent_dist
+                latents.append(dist.mean if options.vae_encode == "mean" else dist.sample(generator))
+        return torch.cat(latents).float() * self.model.latent_scale
+
+    def decode_latents(self, z0: torch.Tensor) -> np.ndarray:
+        """Latents -> uint8 (F, h, w, 3)."""
+        vae = self.model.vae
+        images = []
+        with torch.no_grad():
+            for chunk in (z0 / self.model.latent_scale).split(VAE_CHUNK):
+                images.append(vae.decode(chunk.to(vae.dtype)).sample.float())
+        pixels = ((torch.cat(images).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    def predict_noise(self, z: torch.Tensor, t: int, text: torch.Tensor) -> torch.Tensor:
+        """One UNet call in the compute dtype; float32 out so schedule maths and losses stay in float32."""
+        unet = self.model.unet
+        timestep = torch.tensor(t, device=self.model.device)
+        out = unet(z.to(unet.dtype), timestep, encoder_hidden_states=text.to(unet.dtype)).sample
+        return out.float()
+
+    def _install(self, options: EditOptions, frames: int, control: PromptControl | None) -> None:
+        """Set the frame context and the attention processors of one stage."""
+        self.context.frames = frames
+        self.context.cross_frame = control is not None  # cross-frame attention while editing only
+        self.context.joint_groupnorm = options.joint_groupnorm
+        processors: dict[str, object] = {
+            name: CrossFrameAttnProcessor(mode, self.context)
+            for name, mode in layout_modes(self.model.unet, options.attention).items()
+        }
+        for name in self._attn2_names:
+            processors[name] = SpatialRegularizationProcessor(control) if control else AttnProcessor2_0()
+        self.model.unet.set_attn_processor(processors)
+
+    @staticmethod
+    def _stepper(stage: str, progress: ProgressFn | None, cancel: CancelFn | None) -> Callable[[int, int], None]:
+        def on_step(step: int, total: int) -> None:
+            if progress:
+                progress(stage, step, total)
+            if cancel and cancel():
+                raise Cancelled(f"cancelled during {stage} at step {step}/{total}")
+
+        return on_step
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Stages
+
+    def invert(
+        self,
+        z0: torch.Tensor,
+        source_prompt: str,
+        options: EditOptions,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+    ) -> Inversion:
+        """DDIM inversion plus null-text optimization (or a fast substitute) from latents z_0."""
+        frames = z0.shape[0]
+        schedule = DdimSchedule.from_scheduler(self.model.scheduler, options.steps)
+        self._install(options, frames, control=None)
+        source = self.encode_prompt(source_prompt)
+        empty = self.encode_prompt("")
+        inversion_text = source if options.inversion_prompt == "source" else empty
+        mark = time.perf_counter()
+        latents = ddim_invert(
+            self.predict_noise,
+            schedule,
+            z0.float(),
+            inversion_text.expand(frames, -1, -1),
+            self._stepper("inversion", progress, cancel),
+        )
+        self.timings["inversion"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        losses = None
+        if options.fast:
+            # Negative-prompt inversion uses the source prompt as the unconditional embedding; "empty" plain DDIM.
+            null = source if options.fast_mode == "negative_prompt" else empty
+            nulls = null.float().expand(schedule.steps, -1, -1).clone()
+        else:
+            nulls, losses = optimize_nulls(
+                self.predict_noise,
+                schedule,
+                latents,
+                source.expand(frames, -1, -1),
+                empty,
+                options.guidance,
+                options.null_inner_steps,
+                options.null_lr,
+                options.null_early_stop,
+                self._stepper("null-text", progress, cancel),
+            )
+        self.timings["null-text"] = time.perf_counter() - mark
+        meta = {
+            "source_prompt": source_prompt,
+            "model": self.model.name,
+            "frames": frames,
+            **options.inversion_key(),
+        }
+        return Inversion(latents[-1], nulls, meta, losses)
+
+    def sample(
+        self,
+        inversion: Inversion,
+        source_prompt: str,
+        target_prompt: str,
+        options: EditOptions,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        keep_source: bool = False,
+    ) -> torch.Tensor:
+        """Denoise the source and edit branches together from z_T; returns the edit branch's z_0.
+
+        With keep_source the result is both branches (2F, ...) - the source branch is the reconstruction.
+        """
+        schedule = DdimSchedule.from_scheduler(self.model.scheduler, options.steps)
+        if inversion.nulls.shape[0] != schedule.steps:
+            raise ValueError(f"the inversion has {inversion.nulls.shape[0]} nulls for a {schedule.steps}-step edit")
+        z_T = inversion.z_T.to(self.model.device, torch.float32)
+        frames = z_T.shape[0]
+        control = PromptControl.for_prompts(
+            source_prompt,
+            target_prompt,
+            self.model.tokenizer,
+            frames,
+            schedule.steps,
+            len(self._attn2_names),
+            options.cross_replace,
+            options.refine_cross_replace,
+        )
+        self._install(options, frames, control)
+        source, target = self.encode_prompt(source_prompt), self.encode_prompt(target_prompt)
+        empty = self.encode_prompt("")
+        cond = torch.cat([source.expand(frames, -1, -1), target.expand(frames, -1, -1)])
+        first_null_step = round(options.null_start * schedule.steps)
+        nulls = inversion.nulls.to(self.model.device)
+        on_step = self._stepper("edit", progress, cancel)
+        z = torch.cat([z_T, z_T])
+        with torch.no_grad():
+            for i, t in enumerate(schedule.timesteps):
+                null = nulls[i : i + 1] if i >= first_null_step else empty
+                uncond = null.to(cond.dtype).expand(2 * frames, -1, -1)
+                eps_uncond, eps_cond = self.predict_noise(torch.cat([z, z]), t, torch.cat([uncond, cond])).chunk(2)
+                z = schedule.step(eps_uncond + options.guidance * (eps_cond - eps_uncond), t, z)
+                on_step(i + 1, schedule.steps)
+        if control.calls != schedule.steps * control.layers:
+            raise RuntimeError(f"expected one UNet call per step, counted {control.calls / control.layers:.2f}")
+        return z if keep_source else z[frames:]
+
+    def edit(
+        self,
+        frames: np.ndarray,
+        source_prompt: str,
+        target_prompt: str,
+        options: EditOptions,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        inversion: Inversion | None = None,
+    ) -> EditResult:
+        """The whole method on uint8 frames at the working size; pass a cached inversion to skip its stages."""
+        self.timings = {}
+        if inversion is None:
+            mark = time.perf_counter()
+            z0 = self.encode_frames(frames, options)
+            self.timings["encode"] = time.perf_counter() - mark
+            inversion = self.invert(z0, source_prompt, options, progress, cancel)
+        mark = time.perf_counter()
+        z_edit = self.sample(inversion, source_prompt, target_prompt, options, progress, cancel)
+        self.timings["edit"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        edited = self.decode_latents(z_edit)
+        self.timings["decode"] = time.perf_counter() - mark
+        return EditResult(edited, inversion, dict(self.timings))

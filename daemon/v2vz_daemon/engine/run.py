@@ -1,0 +1,57 @@
+"""Runs one EditJob end to end: decode the range, edit at the working size, write at the source size and fps.
+
+The CLI's --local path and (later) the daemon's worker both call `run_job`, so they behave the same.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from v2vz.job import EditJob
+from v2vz_daemon.engine import video
+from v2vz_daemon.engine.inversion import Inversion
+from v2vz_daemon.engine.pipeline import CancelFn, ProgressFn, VideoEditPipeline
+
+
+@dataclass
+class JobResult:
+    mp4: Path | None
+    frame_paths: list[Path]
+    source: video.VideoInfo
+    working_size: tuple[int, int]
+    inversion: Inversion
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_job(
+    job: EditJob,
+    pipeline: VideoEditPipeline,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    inversion: Inversion | None = None,
+) -> JobResult:
+    """Edit job.frames frames of job.source from job.start; raises V2vzError subclasses for bad input."""
+    job.validate()
+    timings: dict[str, float] = {}
+    mark = time.perf_counter()
+    frames, info = video.read_frames(job.source, job.start, job.frames)
+    long_side = job.options.size or pipeline.model.native_size
+    width, height = video.working_size(info.width, info.height, long_side)
+    small = video.resize_frames(frames, width, height)
+    timings["decode"] = time.perf_counter() - mark
+    if progress:
+        progress("decode", 1, 1)
+
+    result = pipeline.edit(small, job.source_prompt, job.prompt, job.options, progress, cancel, inversion=inversion)
+    timings.update(result.timings)
+
+    mark = time.perf_counter()
+    full = video.resize_frames(result.frames, info.width, info.height)
+    frame_paths = video.write_png_frames(full, job.out_frames_dir) if job.out_frames_dir else []
+    mp4 = video.write_mp4(full, job.out_mp4, info.fps) if job.out_mp4 else None
+    timings["write"] = time.perf_counter() - mark
+    if progress:
+        progress("write", 1, 1)
+    return JobResult(mp4, frame_paths, info, (width, height), result.inversion, timings)
