@@ -79,6 +79,8 @@ class EditOptions:
             raise InvalidArgument(f"steps must be between 1 and 1000, got {self.steps}")
         if not 1.0 <= self.guidance <= 50.0:
             raise InvalidArgument(f"guidance must be between 1 and 50, got {self.guidance}")
+        if not 0 <= self.seed < 2**63:
+            raise InvalidArgument(f"seed must be between 0 and 2**63-1, got {self.seed}")
         if self.size is not None and not 8 <= self.size <= 4096:
             raise InvalidArgument(f"size must be between 8 and 4096 pixels, got {self.size}")
         if self.null_inner_steps < 1:
@@ -102,6 +104,8 @@ class EditOptions:
     def inversion_key(self) -> dict[str, Any]:
         """The options an inversion depends on (never the target prompt): part of its cache key."""
         return {
+            "size": self.size,
+            "joint_groupnorm": self.joint_groupnorm,
             "steps": self.steps,
             "guidance": self.guidance,
             "fast": self.fast,

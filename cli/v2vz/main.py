@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from v2vz.errors import V2vzError
@@ -28,7 +31,7 @@ STAGE_LABELS = {"inversion": "DDIM inversion", "null-text": "null-text optimizat
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """One line on stderr and an exit code: what the CLI does for every error a user can fix."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -90,6 +93,8 @@ def edit(
             null_inner_steps=null_steps,
         )
         out_mp4, out_dir = split_output(out, source)
+        if out_dir and png_dir:
+            raise fail("--out names a folder for PNG frames and --png-dir another: give one of them")
         job = EditJob(
             source=source,
             prompt=prompt,
@@ -111,12 +116,22 @@ def edit(
         raise fail("interrupted", 130) from None
 
 
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
 def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) -> None:
     """Load the engine in-process and run the job with a rich progress bar."""
     began = time.perf_counter()
+    from v2vz_daemon.engine import video
     from v2vz_daemon.engine.models import load_model
     from v2vz_daemon.engine.pipeline import VideoEditPipeline
     from v2vz_daemon.engine.run import run_job
+
+    video.check_range(video.probe(job.source), job.start, job.frames)  # fail fast, before the model loads
+    with err.status("loading model", spinner="dots") if not quiet else _nothing():
+        pipeline = VideoEditPipeline(load_model(job.model or None, device, cache_dir))
 
     with Progress(
         TextColumn("[bold]{task.description:<24}"),
@@ -127,9 +142,6 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
         disable=quiet,
         transient=False,
     ) as bar:
-        loading = bar.add_task("loading model", total=1)
-        pipeline = VideoEditPipeline(load_model(job.model or None, device, cache_dir))
-        bar.update(loading, completed=1)
         tasks: dict[str, int] = {}
 
         def progress(stage: str, step: int, total: int) -> None:
@@ -149,6 +161,8 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
         f"wrote {', '.join(outputs)}: {job.frames} frames at {info.width}x{info.height}, {fps} fps "
         f"(worked at {result.working_size[0]}x{result.working_size[1]}) in {time.perf_counter() - began:.1f} s",
         highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
 
 
@@ -166,7 +180,9 @@ def sample_clip(
         make_sample_clip(path, frames=frames, width=width, height=height)
     except V2vzError as exc:
         raise fail(str(exc)) from None
-    err.print(f"wrote {path}: {frames} frames at {width}x{height}, 24 fps", highlight=False)
+    err.print(
+        f"wrote {path}: {frames} frames at {width}x{height}, 24 fps", highlight=False, markup=False, soft_wrap=True
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point convenience

@@ -31,6 +31,10 @@ SCHEDULER_CONFIG = dict(
     steps_offset=1,
     timestep_spacing="leading",
 )
+HOW_TO_POINT = (
+    "pass --model with a diffusers Stable Diffusion folder, a hub id already in your Hugging Face cache, "
+    "or a built-in preset: " + ", ".join(("tiny", "sd15-random"))
+)
 OUTPUT_SCALE = 0.02  # random UNets predict noise far too large for DDIM to round-trip (method.md section 8)
 
 
@@ -233,10 +237,19 @@ def ensure_preset(name: str, cache_dir: str | Path | None = None) -> Path:
 # Loading
 
 
+def _looks_like_hub_id(spec: str) -> bool:
+    """'owner/name' or 'name': not an absolute, home or dot-relative path, at most one slash."""
+    return not spec.startswith(("/", ".", "~", "\\")) and spec.count("/") <= 1 and ":" not in spec
+
+
 def _quiet_libraries() -> None:
     """Our own progress bar is the one a user sees: silence the libraries' bars and info chatter."""
+    import warnings
+
     import diffusers
     import transformers
+
+    warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
 
     diffusers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.set_verbosity_error()
@@ -264,7 +277,11 @@ def load_model(
         source = Path(spec).expanduser() if Path(spec).expanduser().exists() else spec
         local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         if isinstance(source, Path) and not (source / "unet").is_dir():
-            raise ModelUnavailable(f"{source} is not a diffusers Stable Diffusion folder (no unet/ inside)")
+            raise ModelUnavailable(
+                f"{source} is not a diffusers Stable Diffusion folder (no unet/ inside); {HOW_TO_POINT}"
+            )
+        if isinstance(source, str) and not _looks_like_hub_id(source):
+            raise ModelUnavailable(f"model folder {source} does not exist; {HOW_TO_POINT}")
     try:
         kwargs = dict(local_files_only=local_only)
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kwargs)
@@ -273,10 +290,10 @@ def load_model(
         tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs)
         scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelUnavailable(
-            f"model {spec!r} is not available ({str(exc).splitlines()[0][:160]}); pass --model with a diffusers "
-            f"folder, a hub id already in your Hugging Face cache, or a built-in preset: {', '.join(PRESETS)}"
-        ) from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if len(reason) > 160:
+            reason = reason[:157].rsplit(" ", 1)[0] + "..."
+        raise ModelUnavailable(f"model {spec!r} is not available ({reason}); {HOW_TO_POINT}") from exc
     # DDIM exactly as the method uses it, whatever scheduler the model folder ships.
     scheduler = DDIMScheduler.from_config(
         scheduler.config,

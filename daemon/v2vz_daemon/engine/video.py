@@ -146,18 +146,26 @@ def _decode_seeking(path: Path, start: int, count: int, fps: Fraction) -> list[n
     return None
 
 
-def read_frames(path: str | Path, start: int, count: int) -> tuple[np.ndarray, VideoInfo]:
-    """Frames start..start+count-1 as uint8 RGB (count, H, W, 3), decoding only from the nearest keyframe."""
+def check_range(info: VideoInfo, start: int, count: int) -> None:
+    """Raise a one-line error unless frames start..start+count-1 all exist in the clip."""
     if start < 0:
         raise InvalidArgument(f"start frame {start} is negative; frames are numbered from 0")
     if count < 1:
         raise InvalidArgument(f"frame count {count} must be at least 1")
-    info = probe(path)
     last = start + count - 1
     if last >= info.frame_count:
         raise RangeError(
             f"frames {start}..{last} are outside {info.path} ({info.frame_count} frames, 0..{info.frame_count - 1})"
         )
+
+
+def read_frames(path: str | Path, start: int, count: int) -> tuple[np.ndarray, VideoInfo]:
+    """Frames start..start+count-1 as uint8 RGB (count, H, W, 3), decoding only from the nearest keyframe."""
+    if start < 0 or count < 1:
+        check_range(VideoInfo(Path(path), 0, 0, Fraction(1), 0, False), start, count)
+    info = probe(path)
+    check_range(info, start, count)
+    last = start + count - 1
     try:
         frames = _decode_seeking(info.path, start, count, info.fps)
         if frames is None:

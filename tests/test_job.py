@@ -1,0 +1,269 @@
+"""EditOptions presets, overrides and validation; EditJob validation; what an inversion's cache key depends on."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from v2vz.errors import InvalidArgument, V2vzError
+from v2vz.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions
+
+PUBLISHED = {
+    "inversion_prompt": "empty",
+    "null_inner_steps": 1,
+    "null_start": 0.5,
+    "attention": "published",
+    "joint_groupnorm": True,
+    "refine_cross_replace": 0.4,
+    "vae_encode": "sample",
+}
+# Where our default deliberately differs from the published code: the table of docs/method-differences.md.
+DEFAULT_DIFFERS = {
+    "inversion_prompt": "source",
+    "null_start": 0.0,
+    "attention": "dense",
+    "refine_cross_replace": 0.8,
+    "vae_encode": "mean",
+}
+# method.md section 1: SD v1-4 set-up shared by both.
+SHARED = {"steps": 50, "guidance": 7.5, "seed": 33, "cross_replace": 0.8, "null_inner_steps": 1}
+
+
+def as_dict(options: EditOptions) -> dict:
+    return dataclasses.asdict(options)
+
+
+def job(**changes) -> EditJob:
+    base = dict(
+        source=Path("clip.mp4"),
+        prompt="a jeep on snow",
+        source_prompt="a car on a road",
+        start=0,
+        frames=8,
+        out_mp4=Path("out.mp4"),
+    )
+    return EditJob(**{**base, **changes})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Presets and overrides
+
+
+def test_published_preset_has_the_published_values() -> None:
+    published = as_dict(EditOptions.preset("published"))
+    for name, value in {**PUBLISHED, **SHARED}.items():
+        assert published[name] == value, name
+    assert type(published["null_start"]) is float and type(published["refine_cross_replace"]) is float
+
+
+def test_default_differs_from_published_exactly_where_documented() -> None:
+    default, published = as_dict(EditOptions()), as_dict(EditOptions.preset("published"))
+    assert as_dict(EditOptions.preset("default")) == default
+    differing = {name for name in default if default[name] != published[name]}
+    assert differing == set(DEFAULT_DIFFERS)
+    for name, value in {**DEFAULT_DIFFERS, **SHARED}.items():
+        assert default[name] == value, name
+    assert default["size"] is None and default["fast"] is False and default["joint_groupnorm"] is True
+
+
+def test_presets_tuple_names_every_preset() -> None:
+    for name in PRESETS:
+        EditOptions.preset(name).validate()
+    assert set(PRESETS) == {"default", "published"}
+
+
+def test_overrides_apply_on_top_of_the_preset_and_none_keeps_the_preset_value() -> None:
+    options = EditOptions.preset("published", steps=7, guidance=3.0, attention="dense", size=256, fast=None)
+    assert (options.steps, options.guidance, options.attention, options.size) == (7, 3.0, "dense", 256)
+    assert options.fast is False  # None means "not given"
+    assert options.vae_encode == "sample" and options.null_start == 0.5  # the rest stays published
+    again = EditOptions.preset("published", attention=None, seed=None)
+    assert again == EditOptions.preset("published")
+
+
+def test_replace_returns_a_copy() -> None:
+    base = EditOptions()
+    changed = base.replace(steps=10)
+    assert changed.steps == 10 and base.steps == 50
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        base.steps = 3  # type: ignore[misc]
+
+
+def test_unknown_preset_names_it() -> None:
+    with pytest.raises(InvalidArgument, match="'paper'") as raised:
+        EditOptions.preset("paper")
+    assert "default" in str(raised.value) and "published" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("preset", ["default", "published"])
+def test_unknown_option_names_are_invalid_argument_not_type_error(preset: str) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        EditOptions.preset(preset, stepz=10, steps=5)
+    assert "stepz" in str(raised.value)
+    with pytest.raises(InvalidArgument, match="warp_speed"):
+        EditOptions().replace(warp_speed=True)
+    assert issubclass(InvalidArgument, V2vzError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# EditOptions.validate
+
+
+@pytest.mark.parametrize(
+    "field, bad",
+    [
+        ("steps", 0),
+        ("steps", -5),
+        ("steps", 1001),
+        ("guidance", 0.5),
+        ("guidance", 50.5),
+        ("guidance", float("nan")),
+        ("size", 7),
+        ("size", 0),
+        ("size", 4097),
+        ("null_inner_steps", 0),
+        ("null_lr", 0.0),
+        ("null_lr", -1e-3),
+        ("null_start", -0.1),
+        ("null_start", 1.5),
+        ("cross_replace", -0.01),
+        ("cross_replace", 1.01),
+        ("refine_cross_replace", 2.0),
+        ("refine_cross_replace", -1.0),
+        ("attention", "sideways"),
+        ("inversion_prompt", "target"),
+        ("fast_mode", "turbo"),
+        ("vae_encode", "mode"),
+    ],
+)
+def test_validate_rejects_each_out_of_range_field(field: str, bad) -> None:
+    options = EditOptions().replace(**{field: bad})
+    with pytest.raises(InvalidArgument) as raised:
+        options.validate()
+    message = str(raised.value)
+    assert field in message and "\n" not in message
+    # The same value through a preset: the published base must not mask it.
+    with pytest.raises(InvalidArgument):
+        EditOptions.preset("published", **{field: bad}).validate()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"steps": 1},
+        {"steps": 1000},
+        {"guidance": 1.0},
+        {"guidance": 50.0},
+        {"size": 8},
+        {"size": 4096},
+        {"null_start": 0.0, "cross_replace": 1.0, "refine_cross_replace": 0.0},
+        {"null_start": 1.0},
+        *({"attention": layout} for layout in ATTENTION_LAYOUTS),
+        {"inversion_prompt": "empty", "fast_mode": "empty", "vae_encode": "sample", "fast": True},
+    ],
+)
+def test_validate_accepts_the_edges(changes: dict) -> None:
+    EditOptions().replace(**changes).validate()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# EditJob.validate
+
+
+def test_a_good_job_validates() -> None:
+    job().validate()
+    job(out_mp4=None, out_frames_dir=Path("frames")).validate()
+    job(start=0, frames=1).validate()
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"prompt": ""}, ["prompt is empty", "--prompt"]),
+        ({"prompt": "  \t\n "}, ["prompt is empty"]),
+        ({"source_prompt": ""}, ["source prompt is empty", "--source-prompt"]),
+        ({"source_prompt": "   "}, ["source prompt is empty"]),
+        ({"start": -1}, ["start", "-1"]),
+        ({"frames": 0}, ["frames", "0"]),
+        ({"frames": -3}, ["frames", "-3"]),
+        ({"out_mp4": None, "out_frames_dir": None}, ["no output"]),
+        ({"options": EditOptions(steps=0)}, ["steps"]),
+        ({"options": EditOptions(attention="sideways")}, ["attention"]),  # type: ignore[arg-type]
+    ],
+)
+def test_job_validate_rejects(changes: dict, words: list[str]) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        job(**changes).validate()
+    message = str(raised.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_source_prompt_is_checked_separately_from_the_prompt() -> None:
+    with pytest.raises(InvalidArgument, match="^the source prompt"):
+        job(source_prompt=" ").validate()
+    with pytest.raises(InvalidArgument, match="^the prompt"):
+        job(prompt=" ").validate()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inversion_key: what a cached inversion may be reused for
+
+
+def test_inversion_key_ignores_everything_that_only_affects_the_edit() -> None:
+    base = EditOptions()
+    key = base.inversion_key()
+    for changes in (
+        {"attention": "sparse_causal"},
+        {"attention": "published"},
+        {"cross_replace": 0.3},
+        {"refine_cross_replace": 0.1},
+        {"null_start": 0.5},
+    ):
+        assert base.replace(**changes).inversion_key() == key, changes
+    # The target prompt is not an option at all: two jobs that differ only in it share the key.
+    assert job(prompt="a jeep").options.inversion_key() == job(prompt="a boat on water").options.inversion_key()
+    assert not any("prompt" in name and name != "inversion_prompt" for name in key)
+
+
+@pytest.mark.parametrize(
+    "base, changes",
+    [
+        ({}, {"steps": 10}),
+        ({}, {"guidance": 5.0}),
+        ({}, {"fast": True}),
+        ({}, {"inversion_prompt": "empty"}),
+        ({}, {"null_inner_steps": 3}),
+        ({}, {"null_lr": 0.1}),
+        ({}, {"null_early_stop": False}),
+        ({}, {"vae_encode": "sample"}),
+        ({"vae_encode": "sample"}, {"seed": 7}),
+        ({"fast": True}, {"fast_mode": "empty"}),
+        ({"fast": True}, {"steps": 20}),
+    ],
+)
+def test_inversion_key_changes_with_the_inversion_settings(base: dict, changes: dict) -> None:
+    options = EditOptions().replace(**base)
+    assert options.replace(**changes).inversion_key() != options.inversion_key()
+
+
+@pytest.mark.parametrize(
+    "base, changes",
+    [
+        ({}, {"seed": 7}),  # the VAE mean does not use the seed
+        ({"fast": True}, {"null_inner_steps": 5, "null_lr": 0.5, "null_early_stop": False}),  # no null-text
+        ({}, {"fast_mode": "empty"}),  # fast_mode only matters when fast
+    ],
+)
+def test_inversion_key_ignores_settings_that_are_not_used(base: dict, changes: dict) -> None:
+    options = EditOptions().replace(**base)
+    assert options.replace(**changes).inversion_key() == options.inversion_key()
+
+
+@pytest.mark.parametrize("changes", [{"size": 256}, {"joint_groupnorm": False}])
+def test_inversion_key_changes_with_what_the_inverted_latents_depend_on(changes: dict) -> None:
+    assert EditOptions().replace(**changes).inversion_key() != EditOptions().inversion_key()
