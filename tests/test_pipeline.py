@@ -120,6 +120,7 @@ def test_end_to_end_on_real_clips(tmp_path, pipeline, clip, start, frames, size,
     assert all(p.exists() for p in result.frame_paths)
     long_side = size or 64
     assert max(result.working_size) == long_side and all(s % 8 == 0 for s in result.working_size)
+    assert {"read", "encode", "inversion", "null-text", "edit", "decode", "write"} <= set(result.timings)
 
 
 def test_bad_input_gets_clear_errors(tmp_path, pipeline):
@@ -138,3 +139,14 @@ def test_bad_input_gets_clear_errors(tmp_path, pipeline):
     with pytest.raises(InvalidArgument, match="prompt is empty"):
         run_job(job(CLIPS / "bikes.mp4", prompt="  "), pipeline)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_second_pipeline_on_the_same_model_uses_its_own_frame_count(tiny_model, pipeline, clip_frames):
+    """Frame-joint GroupNorm modules are re-bound to the newest pipeline, never left on another's frame count."""
+    from v2vz_daemon.engine.pipeline import VideoEditPipeline
+
+    pipeline.edit(clip_frames, SOURCE, TARGET, FAST)  # 4 frames
+    other = VideoEditPipeline(tiny_model)
+    two = other.edit(clip_frames[:2], SOURCE, TARGET, FAST)
+    assert two.frames.shape[0] == 2
+    assert pipeline.edit(clip_frames, SOURCE, TARGET, FAST).frames.shape[0] == 4  # and back

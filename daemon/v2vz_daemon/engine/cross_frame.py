@@ -176,11 +176,17 @@ def install_frame_joint_groupnorm(unet: nn.Module, context: FrameContext) -> int
     for module in unet.modules():
         if isinstance(module, ResnetBlock2D):
             for attr in ("norm1", "norm2"):
-                norm = getattr(module, attr)
-                if type(norm) is nn.GroupNorm:
-                    setattr(module, attr, FrameJointGroupNorm(norm, context))
-                    replaced += 1
-    if type(getattr(unet, "conv_norm_out", None)) is nn.GroupNorm:
-        unet.conv_norm_out = FrameJointGroupNorm(unet.conv_norm_out, context)
-        replaced += 1
-    return replaced
+                replaced += _install_on(module, attr, context)
+    return replaced + _install_on(unet, "conv_norm_out", context)
+
+
+def _install_on(parent: nn.Module, attr: str, context: FrameContext) -> int:
+    """Replace one GroupNorm, or re-bind an already replaced one to this context (a second pipeline on the model)."""
+    norm = getattr(parent, attr, None)
+    if isinstance(norm, FrameJointGroupNorm):
+        norm.context = context
+        return 1
+    if type(norm) is nn.GroupNorm:
+        setattr(parent, attr, FrameJointGroupNorm(norm, context))
+        return 1
+    return 0

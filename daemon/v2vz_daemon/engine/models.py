@@ -223,6 +223,7 @@ def ensure_preset(name: str, cache_dir: str | Path | None = None) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
     try:
         build_preset(name, staging)
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; a shared cache must stay readable
         try:
             staging.rename(folder)
         except OSError:  # another process finished first: theirs is as good as ours

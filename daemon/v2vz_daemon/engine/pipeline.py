@@ -51,7 +51,6 @@ class VideoEditPipeline:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self.context = FrameContext()
-        install_frame_joint_groupnorm(model.unet, self.context)
         self._attn2_names = cross_attention_names(model.unet)
         self._prompt_cache: dict[str, torch.Tensor] = {}
         self.timings: dict[str, float] = {}  # seconds per stage of the last job (encode, inversion, ...)
@@ -77,7 +76,7 @@ class VideoEditPipeline:
         latents = []
         with torch.no_grad():
             for chunk in pixels.split(VAE_CHUNK):
-                dist = vae.encode(chunk.to(vae.dtype)).latent_dist
+                dist = vae.encode(chunk).latent_dist
                 latents.append(dist.mean if options.vae_encode == "mean" else dist.sample(generator))
         return torch.cat(latents).float() * self.model.latent_scale
 
@@ -87,15 +86,15 @@ class VideoEditPipeline:
         images = []
         with torch.no_grad():
             for chunk in (z0 / self.model.latent_scale).split(VAE_CHUNK):
-                images.append(vae.decode(chunk.to(vae.dtype)).sample.float())
+                images.append(vae.decode(chunk.float()).sample.float())
         pixels = ((torch.cat(images).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
     def predict_noise(self, z: torch.Tensor, t: int, text: torch.Tensor) -> torch.Tensor:
         """One UNet call in the compute dtype; float32 out so schedule maths and losses stay in float32."""
-        unet = self.model.unet
+        dtype = self.model.dtype  # not unet.dtype: diffusers walks every submodule to answer that
         timestep = torch.tensor(t, device=self.model.device)
-        out = unet(z.to(unet.dtype), timestep, encoder_hidden_states=text.to(unet.dtype)).sample
+        out = self.model.unet(z.to(dtype), timestep, encoder_hidden_states=text.to(dtype)).sample
         return out.float()
 
     def _install(self, options: EditOptions, frames: int, control: PromptControl | None) -> None:
@@ -103,6 +102,7 @@ class VideoEditPipeline:
         self.context.frames = frames
         self.context.cross_frame = control is not None  # cross-frame attention while editing only
         self.context.joint_groupnorm = options.joint_groupnorm
+        install_frame_joint_groupnorm(self.model.unet, self.context)  # (re)binds the norms to this pipeline
         processors: dict[str, object] = {
             name: CrossFrameAttnProcessor(mode, self.context)
             for name, mode in layout_modes(self.model.unet, options.attention).items()

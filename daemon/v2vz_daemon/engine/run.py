@@ -6,13 +6,25 @@ The CLI's --local path and (later) the daemon's worker both call `run_job`, so t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from v2vz.job import EditJob
 from v2vz_daemon.engine import video
 from v2vz_daemon.engine.inversion import Inversion
 from v2vz_daemon.engine.pipeline import CancelFn, ProgressFn, VideoEditPipeline
+
+FrameCallback = Callable[[int, Path], None]  # (index within the job, final path) as each frame is written
+
+
+class InversionStore(Protocol):
+    """What run_job needs of a cache: the daemon's InversionCache fits."""
+
+    def get(self, key: str) -> Inversion | None: ...
+
+    def put(self, key: str, inversion: Inversion) -> object: ...
 
 
 @dataclass
@@ -23,6 +35,7 @@ class JobResult:
     working_size: tuple[int, int]
     inversion: Inversion
     timings: dict[str, float] = field(default_factory=dict)
+    inversion_cached: bool = False
 
 
 def run_job(
@@ -31,8 +44,14 @@ def run_job(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     inversion: Inversion | None = None,
+    cache: InversionStore | None = None,
+    on_frame: FrameCallback | None = None,
 ) -> JobResult:
-    """Edit job.frames frames of job.source from job.start; raises V2vzError subclasses for bad input."""
+    """Edit job.frames frames of job.source from job.start; raises V2vzError subclasses for bad input.
+
+    With a cache, the inversion is looked up by the decoded frames' content (so a changed file never gets a stale
+    entry) and stored after a miss: a re-prompt of the same clip skips inversion and null-text.
+    """
     job.validate()
     timings: dict[str, float] = {}
     mark = time.perf_counter()
@@ -40,9 +59,9 @@ def run_job(
     long_side = job.options.size or pipeline.model.native_size
     width, height = video.working_size(info.width, info.height, long_side)
     small = video.resize_frames(frames, width, height)
-    timings["decode"] = time.perf_counter() - mark
+    timings["read"] = time.perf_counter() - mark
     if progress:
-        progress("decode", 1, 1)
+        progress("read", 1, 1)
 
     result = pipeline.edit(small, job.source_prompt, job.prompt, job.options, progress, cancel, inversion=inversion)
     timings.update(result.timings)
