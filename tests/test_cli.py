@@ -268,12 +268,18 @@ def test_bad_input_is_one_error_line_with_exit_2(
     assert said == errors
 
 
-def test_without_local_says_to_pass_local(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_local_or_daemon_says_to_start_one_or_pass_local(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = tmp_path / "no-daemon" / "endpoint.json"
+    monkeypatch.setenv("V2VZ_ENDPOINT", str(endpoint))
     args = ["edit", str(clip("bikes.mp4")), "-p", "a jeep", "-s", "bikes", "--out", str(tmp_path / "o.mp4")]
     result = invoke(args, cache, monkeypatch)
     assert result.exit_code == 2
     said = lines(result.stderr)
-    assert len(said) == 1 and said[0].startswith("error:") and "--local" in said[0], said
+    assert len(said) == 1 and said[0].startswith("error:"), said
+    for words in ("no v2vz daemon is running", str(endpoint), "v2vz serve", "pass --local"):
+        assert words in said[0], said
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -291,6 +297,7 @@ def test_installed_command_prints_one_line_and_exits_2(
 ) -> None:
     out = tmp_path / "o.mp4"
     args = ["edit", str(clip("bikes.mp4")), *args, "--out", str(out), "--model", "tiny", "--cache-dir", str(cache)]
+    env = dict(env, V2VZ_ENDPOINT=str(tmp_path / "no-daemon" / "endpoint.json"))  # never a daemon of this machine
     done = run_v2vz(args, env, tmp_path)
     assert done.returncode == 2
     assert_no_traceback(done.stdout, done.stderr)

@@ -32,3 +32,15 @@ class ModelUnavailable(V2vzError):
 
 class Cancelled(Exception):
     """The job was cancelled between two diffusion steps (not an error of the user)."""
+
+
+class DaemonUnavailable(V2vzError):
+    """No daemon is running, its endpoint file is unreadable, or it cannot be reached."""
+
+
+class DaemonUnauthenticated(DaemonUnavailable):
+    """The daemon refused the token of the endpoint file (it was restarted, or the file belongs to another one)."""
+
+
+class JobNotFound(V2vzError):
+    """The daemon knows no job of that id."""

@@ -133,6 +133,21 @@ class EditJob:
     out_frames_dir: Path | None = None
     model: str = "tiny"
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (for the daemon's journal and the watch folder's records)."""
+        data = dataclasses.asdict(self)
+        for name in ("source", "out_mp4", "out_frames_dir"):
+            data[name] = None if data[name] is None else str(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditJob:
+        fields = dict(data)
+        fields["options"] = EditOptions(**fields.get("options", {}))
+        for name in ("source", "out_mp4", "out_frames_dir"):
+            fields[name] = None if fields.get(name) is None else Path(fields[name])
+        return cls(**fields)
+
     def validate(self) -> None:
         """Check what can be checked without opening the media; the engine checks the range against the clip."""
         if not self.prompt.strip():

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import sys
 import time
 from collections.abc import Iterator
+from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, Task, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from v2vz.errors import V2vzError
 from v2vz.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions
+
+if TYPE_CHECKING:
+    from v2vz.client import Client
+    from v2vz.v1 import editor_pb2 as pb
 
 app = typer.Typer(
     help="v2vz: text-driven video editing with a pretrained image diffusion model (vid2vid-zero).",
@@ -25,8 +34,25 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
+out = Console()
 
 STAGE_LABELS = {"inversion": "DDIM inversion", "null-text": "null-text optimization", "edit": "editing"}
+STATUS_LABELS = {"start": "starting", "read": "reading frames", "decode": "reading frames", "write": "writing outputs"}
+# Failure codes of a job that mean the user's input was wrong (exit 2, like a refused submission); others exit 1.
+USER_ERROR_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
+
+
+class EventsFormat(StrEnum):
+    jsonl = "jsonl"
+
+
+EventsOption = Annotated[
+    EventsFormat | None,
+    typer.Option(
+        "--events",
+        help="jsonl: no progress bar; one JSON object per job event on stdout (see docs/events.md).",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -58,7 +84,7 @@ def edit(
         str | None,
         typer.Option(
             help="A diffusers folder, a hub id, or a preset (tiny, sd15-random). Default: $V2VZ_MODEL "
-            "or CompVis/stable-diffusion-v1-4."
+            "or CompVis/stable-diffusion-v1-4. With --local; the daemon edits with its own."
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help=f"Engine settings: {', '.join(PRESETS)}.")] = "default",
@@ -73,14 +99,20 @@ def edit(
         str | None, typer.Option(help=f"Cross-frame attention layout: {', '.join(ATTENTION_LAYOUTS)}.")
     ] = None,
     null_steps: Annotated[int | None, typer.Option(help="Null-text inner steps per diffusion step.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --local).")] = "auto",
     cache_dir: Annotated[
-        Path | None, typer.Option(help="Where built-in models are kept (default ~/.cache/v2vz).")
+        Path | None, typer.Option(help="Where built-in models are kept (default ~/.cache/v2vz; with --local).")
     ] = None,
-    local: Annotated[bool, typer.Option("--local", help="Run the engine in this process.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run the engine in this process instead of the daemon (`v2vz serve`).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    events: EventsOption = None,
 ) -> None:
-    """Edit a range of a clip so that it shows PROMPT, keeping its motion and layout."""
+    """Edit a range of a clip so that it shows PROMPT, keeping its motion and layout.
+
+    The job goes to the running daemon (`v2vz serve`); --local runs it in this process instead.
+    """
     try:
         options = EditOptions.preset(
             preset,
@@ -107,9 +139,12 @@ def edit(
             model=model or "",
         )
         job.validate()
-        if not local:
-            raise fail("no v2vz daemon is available to this client yet: pass --local to edit in this process")
-        run_local(job, device, cache_dir, quiet)
+        if local:
+            if events is not None:
+                raise fail("--events reports the daemon's job events: drop --local to use it")
+            run_local(job, device, cache_dir, quiet)
+        else:
+            run_remote(job, model, events is not None, quiet)
     except V2vzError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -166,6 +201,219 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
     )
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The daemon's side: submit, watch, attach, jobs, cancel
+
+
+def emit_json(data: dict[str, Any]) -> None:
+    """One JSON object on one line of stdout, flushed at once (plugins read the lines as they come)."""
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def say(message: str) -> None:
+    """One plain line on stderr (no markup, never wrapped)."""
+    err.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+def run_remote(job: EditJob, model: str | None, jsonl: bool, quiet: bool) -> None:
+    """Submit the job to the daemon, then follow it to its end."""
+    from v2vz.client import Client, absolute_paths
+
+    began = time.perf_counter()
+    job = absolute_paths(job)
+    with Client() as client:
+        if model:
+            served = client.info().model
+            if served and served != model:
+                say(f"note: the daemon edits with its model {served}; --model {model} applies to --local only")
+        reply = client.submit(job)
+        if jsonl:
+            emit_json({"type": "submitted", "job_id": reply.job_id, "position": reply.queue_position})
+        follow(client, reply.job_id, 0, jsonl, quiet, began=began, frames=job.frames)
+
+
+def follow(
+    client: Client,
+    job_id: str,
+    after: int,
+    jsonl: bool,
+    quiet: bool,
+    began: float | None = None,
+    frames: int | None = None,
+) -> None:
+    """Watch a job to its end (progress bar or JSON lines); exits non-zero unless it is done."""
+    from v2vz.client import event_to_dict
+
+    last: pb.JobEvent | None = None
+    try:
+        if jsonl:
+            for last in client.watch(job_id, after):  # noqa: B007 - the last event is the outcome
+                emit_json(event_to_dict(last))
+        else:
+            last = watch_with_bar(client, job_id, after, quiet)
+    except KeyboardInterrupt:
+        say(
+            f"detached from job {job_id}, which keeps running: `v2vz attach {job_id}` follows it again, "
+            f"`v2vz cancel {job_id}` cancels it"
+        )
+        raise typer.Exit(130) from None
+    kind = last.WhichOneof("kind") if last is not None else None
+    if kind == "done":
+        if not jsonl:
+            say(wrote_line(last.done, began, frames))
+        return
+    if kind == "failed":
+        code = 2 if last.failed.code in USER_ERROR_CODES else 1
+        raise fail(last.failed.reason or f"job {job_id} failed ({last.failed.code or 'no reason given'})", code)
+    if kind == "cancelled":
+        reason = f": {last.cancelled.reason}" if last.cancelled.reason else ""
+        raise fail(f"job {job_id} was cancelled{reason}", 1)
+    raise fail(f"the daemon ended the events of job {job_id} before it finished: `v2vz attach {job_id}`", 1)
+
+
+class CountColumn(MofNCompleteColumn):
+    """`3/50` for a stage, nothing for the status line (which has no total)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.total is None else super().render(task)
+
+
+def watch_with_bar(client: Client, job_id: str, after: int, quiet: bool) -> pb.JobEvent | None:
+    """Follow a job with one progress bar per stage on stderr; returns its last (terminal) event."""
+    last = None
+    with Progress(
+        TextColumn("[bold]{task.description:<24}"),
+        BarColumn(),
+        CountColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    ) as bar:
+        status = bar.add_task(f"job {job_id}", total=None, visible=False)
+        stages: dict[str, int] = {}
+        for last in client.watch(job_id, after):  # noqa: B007 - the last event is the outcome
+            kind = last.WhichOneof("kind")
+            if kind == "queued":
+                position = last.queued.position
+                label = f"queued (position {position})" if position else "queued (next)"
+                bar.update(status, description=label, visible=True)
+            elif kind == "progress":
+                step = last.progress
+                stage, cached = step.stage, step.cached
+                if stage == "cached-inversion":
+                    stage, cached = "inversion", True
+                if stage in STAGE_LABELS:
+                    bar.update(status, visible=False)
+                    label = STAGE_LABELS[stage] + (" (cached)" if cached else "")
+                    total = max(step.total, 1)
+                    if stage not in stages:
+                        stages[stage] = bar.add_task(label, total=total)
+                    completed = total if cached else min(step.step, total)
+                    bar.update(stages[stage], description=label, total=total, completed=completed)
+                else:
+                    bar.update(status, description=STATUS_LABELS.get(stage, stage), visible=True)
+            elif kind in ("done", "failed", "cancelled"):
+                bar.update(status, visible=False)
+    return last
+
+
+def wrote_line(done: pb.Done, began: float | None, frames: int | None) -> str:
+    outputs = [done.out_mp4] if done.out_mp4 else []
+    if done.frame_paths:
+        outputs.append(f"{len(done.frame_paths)} PNG frames in {Path(done.frame_paths[0]).parent}")
+    count = frames or len(done.frame_paths)
+    seconds = time.perf_counter() - began if began is not None else sum(done.timings.values())
+    line = f"wrote {', '.join(outputs) or 'nothing'}: " + (f"{count} frames " if count else "")
+    line += f"in {seconds:.1f} s"
+    return line + (" (inversion from the cache)" if done.inversion_cached else "")
+
+
+def connect() -> Client:
+    from v2vz.client import Client
+
+    return Client()
+
+
+@app.command()
+def attach(
+    job_id: Annotated[str, typer.Argument(metavar="JOB", help="The job id (`v2vz jobs` lists them).")],
+    after: Annotated[int, typer.Option(help="Only events after this sequence number (the last one you saw).")] = 0,
+    events: EventsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Follow a daemon job to its end: a progress bar, or its events as JSON lines."""
+    try:
+        if after < 0:
+            raise fail(f"--after must be 0 or more, got {after}")
+        with connect() as client:
+            follow(client, job_id, after, events is not None, quiet)
+    except V2vzError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def cancel(job_id: Annotated[str, typer.Argument(metavar="JOB", help="The job id (`v2vz jobs` lists them).")]) -> None:
+    """Cancel a daemon job (queued, or running: it stops at the next diffusion step); prints its state."""
+    try:
+        with connect() as client:
+            state = client.cancel(job_id)
+    except V2vzError as exc:
+        raise fail(str(exc)) from None
+    out.print(f"{job_id}: {state}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _when(unix: float) -> str:
+    return datetime.datetime.fromtimestamp(unix).strftime("%Y-%m-%d %H:%M:%S") if unix else ""
+
+
+@app.command()
+def jobs(
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout instead of a table.")] = False,
+) -> None:
+    """The daemon's jobs: state, submission time, frames, source, prompt and the reason of a failure."""
+    from v2vz.client import summary_to_dict
+
+    try:
+        if limit < 1:
+            raise fail(f"--limit must be 1 or more, got {limit}")
+        with connect() as client:
+            listed = client.jobs(limit)
+    except V2vzError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        emit_json_list([summary_to_dict(job) for job in listed])
+        return
+    if not listed:
+        say("no jobs yet: `v2vz edit CLIP -p PROMPT -s SOURCE_PROMPT` submits one")
+        return
+    table = Table("id", "state", "submitted", "frames", "source", "prompt", "reason", highlight=False)
+    for job in listed:
+        frames = f"{job.start}..{job.start + job.frames - 1}" if job.frames else ""
+        table.add_row(
+            *(
+                Text(value)
+                for value in (
+                    job.job_id,
+                    job.state,
+                    _when(job.submitted_unix),
+                    frames,
+                    Path(job.source).name,
+                    job.prompt,
+                    job.reason,
+                )
+            )
+        )
+    out.print(table)
+
+
+def emit_json_list(rows: list[dict[str, Any]]) -> None:
+    sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    sys.stdout.flush()
+
+
 @app.command("sample-clip")
 def sample_clip(
     path: Annotated[Path, typer.Argument(help="Where to write the sample MP4.")] = Path("sample.mp4"),
@@ -185,5 +433,14 @@ def sample_clip(
     )
 
 
+from v2vz.serve import serve  # noqa: E402 - registered last so that `v2vz --help` lists it after edit
+
+app.command()(serve)
+
+
 def main() -> None:  # pragma: no cover - console entry point convenience
     sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

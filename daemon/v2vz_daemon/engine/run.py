@@ -63,14 +63,35 @@ def run_job(
     if progress:
         progress("read", 1, 1)
 
+    key = None
+    if inversion is None and cache is not None:
+        from v2vz_daemon.inversion_cache import cache_key, frames_digest
+
+        model_name = pipeline.model.name
+        options = job.options.inversion_key()
+        key = cache_key(
+            frames_digest(small), job.start, job.frames, width, height, model_name, job.source_prompt, options
+        )
+        inversion = cache.get(key)
+        if inversion is not None and progress:
+            progress("cached-inversion", 1, 1)
+    cached = inversion is not None
     result = pipeline.edit(small, job.source_prompt, job.prompt, job.options, progress, cancel, inversion=inversion)
     timings.update(result.timings)
+    if key is not None and not cached:
+        cache.put(key, result.inversion)
 
     mark = time.perf_counter()
     full = video.resize_frames(result.frames, info.width, info.height)
-    frame_paths = video.write_png_frames(full, job.out_frames_dir) if job.out_frames_dir else []
+    frame_paths: list[Path] = []
+    if job.out_frames_dir:
+        for index in range(len(full)):
+            (path,) = video.write_png_frames(full[index : index + 1], job.out_frames_dir, first_index=index)
+            frame_paths.append(path)
+            if on_frame:
+                on_frame(index, path)
     mp4 = video.write_mp4(full, job.out_mp4, info.fps) if job.out_mp4 else None
     timings["write"] = time.perf_counter() - mark
     if progress:
         progress("write", 1, 1)
-    return JobResult(mp4, frame_paths, info, (width, height), result.inversion, timings)
+    return JobResult(mp4, frame_paths, info, (width, height), result.inversion, timings, cached)

@@ -1,0 +1,244 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DaemonInfo(_message.Message):
+    __slots__ = ("version", "protocol_version", "model", "device", "dtype", "versions", "memory_total_bytes", "memory_allocated_bytes", "ready")
+    class VersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_ALLOCATED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    protocol_version: int
+    model: str
+    device: str
+    dtype: str
+    versions: _containers.ScalarMap[str, str]
+    memory_total_bytes: int
+    memory_allocated_bytes: int
+    ready: bool
+    def __init__(self, version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., memory_total_bytes: _Optional[int] = ..., memory_allocated_bytes: _Optional[int] = ..., ready: _Optional[bool] = ...) -> None: ...
+
+class MediaChunk(_message.Message):
+    __slots__ = ("filename", "data")
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    filename: str
+    data: bytes
+    def __init__(self, filename: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UploadedMedia(_message.Message):
+    __slots__ = ("media_id", "size_bytes", "sha256")
+    MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    media_id: str
+    size_bytes: int
+    sha256: str
+    def __init__(self, media_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class SubmitEditRequest(_message.Message):
+    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "out_mp4", "out_frames_dir", "stream_frames", "client")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SOURCE_PATH_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OUT_MP4_FIELD_NUMBER: _ClassVar[int]
+    OUT_FRAMES_DIR_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    source_path: str
+    media_id: str
+    start: int
+    frames: int
+    source_prompt: str
+    prompt: str
+    options: _containers.ScalarMap[str, str]
+    out_mp4: str
+    out_frames_dir: str
+    stream_frames: bool
+    client: str
+    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., out_mp4: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ...) -> None: ...
+
+class SubmitEditReply(_message.Message):
+    __slots__ = ("job_id", "queue_position")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    queue_position: int
+    def __init__(self, job_id: _Optional[str] = ..., queue_position: _Optional[int] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("job_id", "after_sequence", "cancel_on_disconnect")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ON_DISCONNECT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    after_sequence: int
+    cancel_on_disconnect: bool
+    def __init__(self, job_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., cancel_on_disconnect: _Optional[bool] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("job_id", "sequence", "time_unix", "queued", "progress", "frame", "done", "failed", "cancelled")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    sequence: int
+    time_unix: float
+    queued: Queued
+    progress: Progress
+    frame: FrameReady
+    done: Done
+    failed: Failed
+    cancelled: Cancelled
+    def __init__(self, job_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time_unix: _Optional[float] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[FrameReady, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., failed: _Optional[_Union[Failed, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ...) -> None: ...
+
+class Queued(_message.Message):
+    __slots__ = ("position",)
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    def __init__(self, position: _Optional[int] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("stage", "step", "total", "cached")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    step: int
+    total: int
+    cached: bool
+    def __init__(self, stage: _Optional[str] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., cached: _Optional[bool] = ...) -> None: ...
+
+class FrameReady(_message.Message):
+    __slots__ = ("index", "path", "png", "chunk", "chunks")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    path: str
+    png: bytes
+    chunk: int
+    chunks: int
+    def __init__(self, index: _Optional[int] = ..., path: _Optional[str] = ..., png: _Optional[bytes] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
+
+class Done(_message.Message):
+    __slots__ = ("out_mp4", "frame_paths", "timings", "inversion_cached")
+    class TimingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    OUT_MP4_FIELD_NUMBER: _ClassVar[int]
+    FRAME_PATHS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    INVERSION_CACHED_FIELD_NUMBER: _ClassVar[int]
+    out_mp4: str
+    frame_paths: _containers.RepeatedScalarFieldContainer[str]
+    timings: _containers.ScalarMap[str, float]
+    inversion_cached: bool
+    def __init__(self, out_mp4: _Optional[str] = ..., frame_paths: _Optional[_Iterable[str]] = ..., timings: _Optional[_Mapping[str, float]] = ..., inversion_cached: _Optional[bool] = ...) -> None: ...
+
+class Failed(_message.Message):
+    __slots__ = ("reason", "code")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    code: str
+    def __init__(self, reason: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class Cancelled(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobReply(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    def __init__(self, state: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class JobSummary(_message.Message):
+    __slots__ = ("job_id", "state", "source", "prompt", "start", "frames", "submitted_unix", "finished_unix", "reason", "attempts")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    state: str
+    source: str
+    prompt: str
+    start: int
+    frames: int
+    submitted_unix: float
+    finished_unix: float
+    reason: str
+    attempts: int
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., source: _Optional[str] = ..., prompt: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., submitted_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+
+class ListJobsReply(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobSummary]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ...) -> None: ...

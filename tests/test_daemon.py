@@ -1,0 +1,334 @@
+"""The gRPC daemon with a real server on a temporary Unix socket and the `tiny` model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import tempfile
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from v2vz.errors import InvalidArgument
+from v2vz.v1 import editor_pb2 as pb
+from v2vz.v1 import editor_pb2_grpc
+from v2vz_daemon.engine import video
+from v2vz_daemon.server import Daemon, DaemonConfig
+
+from .conftest import CLIPS
+
+BIKES = CLIPS / "bikes.mp4"
+
+
+def make_daemon(root: Path, pipeline_factory, **config) -> Daemon:
+    cfg = DaemonConfig(model="tiny", cache_dir=root / "cache", endpoint_file=root / "run" / "endpoint.json", **config)
+    return Daemon(cfg, pipeline_factory=pipeline_factory)
+
+
+def connect(daemon: Daemon, token: str | None = "own") -> tuple[editor_pb2_grpc.EditorStub, list]:
+    channel = grpc.insecure_channel(daemon.address)
+    metadata = [] if token is None else [("authorization", f"Bearer {daemon.token if token == 'own' else token}")]
+    return editor_pb2_grpc.EditorStub(channel), metadata
+
+
+def request(tmp: Path, **changes) -> pb.SubmitEditRequest:
+    fields = dict(
+        source_path=str(BIKES),
+        start=10,
+        frames=3,
+        source_prompt="people riding bikes on a road",
+        prompt="people riding horses on a road",
+        options={"steps": "3"},
+        out_mp4=str(tmp / "out.mp4"),
+        out_frames_dir=str(tmp / "frames"),
+    )
+    fields.update(changes)
+    return pb.SubmitEditRequest(**fields)
+
+
+def watch(stub, metadata, job_id: str, after: int = 0, limit: int | None = None) -> list[pb.JobEvent]:
+    events = []
+    for event in stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_sequence=after), metadata=metadata, timeout=120):
+        events.append(event)
+        if limit and len(events) >= limit:
+            break
+    return events
+
+
+@pytest.fixture()
+def root():
+    """A short folder: Unix socket paths are limited to about 100 characters."""
+    path = Path(tempfile.mkdtemp(prefix="v2vz-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def daemon(root, pipeline):
+    server = make_daemon(root, lambda: pipeline)
+    server.start()
+    assert server.wait_ready(30)
+    yield server
+    server.stop()
+
+
+def test_submit_watch_and_frames_on_disk(daemon, root):
+    stub, md = connect(daemon)
+    reply = stub.SubmitEdit(request(root), metadata=md)
+    assert reply.job_id and reply.queue_position in (0, 1)
+    announced = []
+    events = []
+    for event in stub.WatchJob(pb.WatchJobRequest(job_id=reply.job_id), metadata=md, timeout=120):
+        events.append(event)
+        if event.WhichOneof("kind") == "frame":
+            announced.append((event.frame.index, Path(event.frame.path).exists()))
+    kinds = [e.WhichOneof("kind") for e in events]
+    assert kinds[0] == "queued" and kinds[-1] == "done"
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    stages = [e.progress.stage for e in events if e.WhichOneof("kind") == "progress"]
+    for stage in ("inversion", "null-text", "edit"):
+        assert stages.count(stage) == 3, stages
+    assert announced == [(0, True), (1, True), (2, True)]  # each frame final when announced
+    done = events[-1].done
+    info = video.probe(done.out_mp4)
+    assert (info.frame_count, info.width, info.height, info.fps) == (3, 640, 272, Fraction(25))
+    assert len(done.frame_paths) == 3 and not done.inversion_cached
+    assert {"inversion", "null-text", "edit"} <= set(done.timings)
+    jobs = stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs
+    assert [(j.job_id, j.state) for j in jobs] == [(reply.job_id, "done")]
+
+
+def test_two_clients_and_reattach_after_disconnect(daemon, root):
+    stub_a, md = connect(daemon)
+    stub_b, _ = connect(daemon)
+    first = stub_a.SubmitEdit(request(root / "a"), metadata=md).job_id
+    second = stub_b.SubmitEdit(request(root / "b", prompt="people riding camels on a road"), metadata=md).job_id
+    partial = watch(stub_b, md, second, limit=2)  # disconnects early
+    whole_a = watch(stub_a, md, first)
+    rest = watch(stub_b, md, second, after=partial[-1].sequence)
+    sequences = [e.sequence for e in partial + rest]
+    assert sequences == list(range(1, len(sequences) + 1))  # no gap, no repeat
+    assert whole_a[-1].WhichOneof("kind") == rest[-1].WhichOneof("kind") == "done"
+    # Watching a finished job again replays its whole history; attaching past its end says how it ended.
+    assert [e.sequence for e in watch(stub_a, md, first)] == [e.sequence for e in whole_a]
+    past = watch(stub_a, md, first, after=whole_a[-1].sequence + 5)
+    assert [(e.sequence, e.WhichOneof("kind")) for e in past] == [(whole_a[-1].sequence, "done")]
+    # Jobs ran in submission order.
+    assert whole_a[-1].time_unix <= rest[-1].time_unix
+
+
+def test_cancel_mid_job_then_the_next_job_runs(daemon, root):
+    stub, md = connect(daemon)
+    slow = stub.SubmitEdit(request(root / "slow", options={"steps": "40"}), metadata=md).job_id
+    after = stub.SubmitEdit(request(root / "next"), metadata=md).job_id
+    seen = []
+    for event in stub.WatchJob(pb.WatchJobRequest(job_id=slow), metadata=md, timeout=120):
+        seen.append(event)
+        if event.WhichOneof("kind") == "progress" and (event.progress.stage, event.progress.step) == ("null-text", 2):
+            assert stub.CancelJob(pb.CancelJobRequest(job_id=slow), metadata=md).state == "running"
+    assert seen[-1].WhichOneof("kind") == "cancelled"
+    after_cancel = [e for e in seen if e.WhichOneof("kind") == "progress" and e.progress.stage == "null-text"]
+    assert after_cancel[-1].progress.step <= 3  # stopped within one diffusion step
+    assert not (root / "slow" / "out.mp4").exists()
+    assert watch(stub, md, after)[-1].WhichOneof("kind") == "done"
+    states = {j.job_id: j.state for j in stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs}
+    assert states == {slow: "cancelled", after: "done"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "words"),
+    [
+        ({"prompt": "  "}, grpc.StatusCode.INVALID_ARGUMENT, "prompt is empty"),
+        ({"start": 248, "frames": 8}, grpc.StatusCode.INVALID_ARGUMENT, "outside"),
+        ({"options": {"stepz": "3"}}, grpc.StatusCode.INVALID_ARGUMENT, "unknown option 'stepz'"),
+        ({"options": {"steps": "many"}}, grpc.StatusCode.INVALID_ARGUMENT, "steps must be int"),
+        ({"options": {"attention": "diagonal"}}, grpc.StatusCode.INVALID_ARGUMENT, "attention"),
+        ({"source_path": "/nonexistent/clip.mp4"}, grpc.StatusCode.NOT_FOUND, "clip.mp4"),
+        ({"source_path": "relative/clip.mp4"}, grpc.StatusCode.INVALID_ARGUMENT, "absolute"),
+        ({"out_mp4": "out.mp4"}, grpc.StatusCode.INVALID_ARGUMENT, "absolute"),
+        ({"media_id": "deadbeef.mp4"}, grpc.StatusCode.NOT_FOUND, "UploadMedia"),
+    ],
+)
+def test_bad_requests_get_the_right_status(daemon, root, changes, code, words):
+    stub, md = connect(daemon)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.SubmitEdit(request(root, **changes), metadata=md)
+    assert raised.value.code() == code
+    assert words in raised.value.details() and "\n" not in raised.value.details()
+    assert stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs == []
+
+
+def test_undecodable_media_and_unknown_jobs(daemon, root):
+    stub, md = connect(daemon)
+    broken = root / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(500))
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.SubmitEdit(request(root, source_path=str(broken)), metadata=md)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    for call in (
+        lambda: list(stub.WatchJob(pb.WatchJobRequest(job_id="nope"), metadata=md)),
+        lambda: stub.CancelJob(pb.CancelJobRequest(job_id="nope"), metadata=md),
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_uploaded_media_can_be_edited(daemon, root):
+    stub, md = connect(daemon)
+    data = BIKES.read_bytes()
+    chunks = [pb.MediaChunk(filename="bikes.mp4", data=data[i : i + 200_000]) for i in range(0, len(data), 200_000)]
+    uploaded = stub.UploadMedia(iter(chunks), metadata=md)
+    assert uploaded.size_bytes == len(data) and uploaded.media_id.endswith(".mp4")
+    job = stub.SubmitEdit(
+        request(root, source_path="", media_id=uploaded.media_id, out_mp4="", out_frames_dir="", stream_frames=True),
+        metadata=md,
+    ).job_id
+    events = watch(stub, md, job)
+    pngs = [e.frame.png for e in events if e.WhichOneof("kind") == "frame"]
+    assert len(pngs) == 3 and all(p.startswith(b"\x89PNG") for p in pngs)
+
+
+def test_tokens_are_required_except_for_health(daemon, root):
+    for token in (None, "wrong"):
+        stub, md = connect(daemon, token)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.GetInfo(pb.GetInfoRequest(), metadata=md)
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as raised:
+            list(stub.WatchJob(pb.WatchJobRequest(job_id="x"), metadata=md))
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(daemon.address))
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    stub, md = connect(daemon)
+    info = stub.GetInfo(pb.GetInfoRequest(), metadata=md)
+    assert info.ready and info.protocol_version == 1 and info.device == "cpu" and info.versions["torch"]
+    endpoint = daemon.config.endpoint_file
+    assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
+    assert stat.S_IMODE(endpoint.parent.stat().st_mode) == 0o700
+    data = json.loads(endpoint.read_text())
+    assert data["token"] == daemon.token and data["address"] == daemon.address
+
+
+def test_health_is_not_serving_while_the_model_loads(root, pipeline):
+    release = threading.Event()
+
+    def slow_factory():
+        release.wait(30)
+        return pipeline
+
+    server = make_daemon(root, slow_factory)
+    server.start()
+    try:
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.address))
+        check = health_pb2.HealthCheckRequest(service="v2vz.v1.Editor")
+        assert health.Check(check).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        release.set()
+        assert server.wait_ready(30)
+        assert health.Check(check).status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        release.set()
+        server.stop()
+
+
+def test_a_queued_job_survives_a_restart(root, pipeline):
+    never = threading.Event()
+    first = make_daemon(root, lambda: (never.wait(60), pipeline)[1])  # never ready: the job stays queued
+    first.start()
+    stub, md = connect(first)
+    job_id = stub.SubmitEdit(request(root), metadata=md).job_id
+    first.stop(grace=0.5)
+    never.set()
+    second = make_daemon(root, lambda: pipeline)
+    second.start()
+    try:
+        stub, md = connect(second)
+        events = watch(stub, md, job_id)
+        assert events[-1].WhichOneof("kind") == "done"
+        assert video.probe(events[-1].done.out_mp4).frame_count == 3
+    finally:
+        second.stop()
+
+
+def test_a_running_job_is_requeued_after_a_crash(root, pipeline):
+    first = make_daemon(root, lambda: pipeline)
+    first.start()
+    first.wait_ready(30)
+    stub, md = connect(first)
+    job_id = stub.SubmitEdit(request(root, options={"steps": "30"}), metadata=md).job_id
+    for event in stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=md, timeout=120):
+        if event.WhichOneof("kind") == "progress" and event.progress.stage == "null-text":
+            break
+    first.stop(grace=0.5)  # the worker stops mid-job; the journal still says running
+    second = make_daemon(root, lambda: pipeline)
+    second.start()
+    try:
+        stub, md = connect(second)
+        events = watch(stub, md, job_id)
+        assert events[-1].WhichOneof("kind") == "done"
+        summary = {j.job_id: j for j in stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs}[job_id]
+        assert summary.attempts == 2
+    finally:
+        second.stop()
+
+
+def test_reprompt_hits_the_cache_and_a_changed_source_misses(daemon, root):
+    clip = root / "clip.mp4"
+    rng = np.random.default_rng(0)
+    video.write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))
+    stub, md = connect(daemon)
+
+    def run(prompt: str, name: str) -> tuple[pb.Done, list[str]]:
+        job = stub.SubmitEdit(request(root / name, source_path=str(clip), start=1, prompt=prompt), metadata=md).job_id
+        events = watch(stub, md, job)
+        stages = [e.progress.stage for e in events if e.WhichOneof("kind") == "progress"]
+        cached = [e.progress.cached for e in events if e.WhichOneof("kind") == "progress"]
+        return events[-1].done, [f"{stage}{' (cached)' if c else ''}" for stage, c in zip(stages, cached, strict=True)]
+
+    cold, cold_stages = run("a red square", "one")
+    warm, warm_stages = run("a blue circle", "two")
+    assert not cold.inversion_cached and "null-text" in cold_stages
+    assert warm.inversion_cached and "null-text" not in warm_stages
+    assert [s for s in warm_stages if s.startswith("inversion")] == ["inversion (cached)"]
+    video.write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))  # same path, new content
+    changed, _ = run("a blue circle", "three")
+    assert not changed.inversion_cached
+
+
+def test_out_of_memory_fails_the_job_and_the_daemon_serves_the_next(daemon, root, monkeypatch):
+    stub, md = connect(daemon)
+    original = daemon.pipeline.edit
+    calls = []
+
+    def edit_once_oom(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(daemon.pipeline, "edit", edit_once_oom)
+    failed = watch(stub, md, stub.SubmitEdit(request(root / "a"), metadata=md).job_id)[-1]
+    assert failed.WhichOneof("kind") == "failed" and failed.failed.code == "RESOURCE_EXHAUSTED"
+    assert "out of memory" in failed.failed.reason
+    assert watch(stub, md, stub.SubmitEdit(request(root / "b"), metadata=md).job_id)[-1].WhichOneof("kind") == "done"
+
+
+def test_listening_beyond_loopback_needs_a_flag(root, pipeline):
+    with pytest.raises(InvalidArgument, match="allow-remote"):
+        make_daemon(root, lambda: pipeline, listen="0.0.0.0:0").start()
+    server = make_daemon(root, lambda: pipeline, listen="127.0.0.1:0")
+    server.start()
+    try:
+        assert server.address.startswith("127.0.0.1:") and not server.address.endswith(":0")
+        assert server.wait_ready(30)
+        stub, md = connect(server)
+        assert stub.GetInfo(pb.GetInfoRequest(), metadata=md).ready
+    finally:
+        server.stop()

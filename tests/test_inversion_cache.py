@@ -1,0 +1,209 @@
+"""The on-disk inversion cache: content keys, round trips, LRU eviction, corrupt entries, reopening."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from v2vz.job import EditOptions
+from v2vz_daemon.engine.inversion import Inversion
+from v2vz_daemon.inversion_cache import InversionCache, cache_key, frames_digest
+
+OPTIONS = EditOptions(steps=4).inversion_key()
+
+
+def make_inversion(seed: int = 0, frames: int = 2, steps: int = 4) -> Inversion:
+    generator = torch.Generator().manual_seed(seed)
+    return Inversion(
+        torch.randn(frames, 4, 8, 8, generator=generator),
+        torch.randn(steps, 77, 16, generator=generator),
+        {"source_prompt": "a car on a road", "model": "tiny", "frames": frames, "seed": seed},
+        torch.rand(steps, 2, generator=generator, dtype=torch.float64),
+    )
+
+
+def key_for(name: str) -> str:
+    return cache_key(name, 0, 2, 64, 64, "tiny", "a car", OPTIONS)
+
+
+@pytest.fixture
+def frames() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(4, 16, 24, 3), dtype=np.uint8)
+
+
+def base_key(frames: np.ndarray, **changes) -> str:
+    args = dict(
+        frames_digest=frames_digest(frames),
+        start=10,
+        count=4,
+        width=24,
+        height=16,
+        model="tiny",
+        source_prompt="a car on a road",
+        inversion_options=OPTIONS,
+    )
+    args.update(changes)
+    return cache_key(**args)
+
+
+def test_put_then_get_round_trips_every_tensor_and_the_meta(tmp_path):
+    cache = InversionCache(tmp_path / "cache")
+    original = make_inversion(1)
+    key = key_for("a")
+    path = cache.put(key, original)
+    assert path == tmp_path / "cache" / key[:2] / f"{key}.inv" and path.is_file()
+    assert original.meta == make_inversion(1).meta  # put does not touch the caller's object
+    loaded = cache.get(key)
+    assert torch.equal(loaded.z_T, original.z_T)
+    assert torch.equal(loaded.nulls, original.nulls)
+    assert torch.equal(loaded.step_losses, original.step_losses) and loaded.step_losses.dtype == torch.float64
+    assert loaded.meta == original.meta
+    assert cache.size_bytes() == path.stat().st_size > 0
+
+
+def test_the_key_is_deterministic_and_content_based(frames):
+    key = base_key(frames)
+    assert len(key) == 64 and int(key, 16) >= 0
+    assert base_key(frames.copy()) == key
+    assert base_key(np.asfortranarray(frames)) == key  # same pixels, other memory layout
+    # Everything a target prompt could change lives outside these inputs: options that only affect editing too.
+    edit_only = EditOptions(steps=4, cross_replace=0.2, attention="published", null_start=0.5, refine_cross_replace=0.1)
+    assert base_key(frames, inversion_options=edit_only.inversion_key()) == key
+
+
+def changed_pixel(frames: np.ndarray) -> np.ndarray:
+    other = frames.copy()
+    other[3, 15, 23, 2] ^= 1
+    return other
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"start": 11},
+        {"count": 5},
+        {"width": 25},
+        {"height": 17},
+        {"model": "sd14"},
+        {"source_prompt": "a car on a road."},
+        *({"inversion_options": {**OPTIONS, name: "changed"}} for name in OPTIONS),
+    ],
+    ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items())[:40],
+)
+def test_every_input_changes_the_key(frames, change):
+    assert base_key(frames, **change) != base_key(frames)
+
+
+def test_every_inversion_option_reaches_the_key(frames):
+    for options in (
+        EditOptions(steps=5),
+        EditOptions(steps=4, guidance=7.0),
+        EditOptions(steps=4, size=256),
+        EditOptions(steps=4, fast=True),
+        EditOptions(steps=4, inversion_prompt="empty"),
+        EditOptions(steps=4, null_inner_steps=2),
+        EditOptions(steps=4, null_lr=1e-3),
+        EditOptions(steps=4, null_early_stop=False),
+        EditOptions(steps=4, joint_groupnorm=False),
+        EditOptions(steps=4, vae_encode="sample"),
+    ):
+        assert base_key(frames, inversion_options=options.inversion_key()) != base_key(frames), options
+
+
+def test_frames_digest_sees_one_pixel_shape_and_dtype(frames):
+    digest = frames_digest(frames)
+    assert frames_digest(changed_pixel(frames)) != digest
+    assert base_key(changed_pixel(frames)) != base_key(frames)
+    assert frames_digest(frames.reshape(4, 24, 16, 3)) != digest  # same bytes, other shape
+    assert frames_digest(frames.view(np.int8)) != digest  # same bytes, other dtype
+    assert frames_digest(np.ascontiguousarray(frames[:, ::-1])) == frames_digest(frames[:, ::-1].copy())
+
+
+def test_lru_eviction_drops_the_least_recently_used_and_get_protects(tmp_path):
+    probe = InversionCache(tmp_path / "probe")
+    entry_size = probe.put(key_for("probe"), make_inversion()).stat().st_size
+    cache = InversionCache(tmp_path / "cache", max_bytes=int(entry_size * 3.5))
+    a, b, c, d, e = (key_for(name) for name in "abcde")
+    for n, key in enumerate((a, b, c)):
+        cache.put(key, make_inversion(n))
+    assert cache.size_bytes() == 3 * entry_size
+    assert cache.get(a) is not None  # a is now the most recently used; b is the oldest
+    cache.put(d, make_inversion(3))
+    assert not cache.path(b).exists()
+    assert all(cache.path(k).exists() for k in (a, c, d))
+    cache.put(e, make_inversion(4))
+    assert not cache.path(c).exists()
+    assert [cache.path(k).exists() for k in (a, d, e)] == [True, True, True]
+    assert cache.size_bytes() <= cache.max_bytes
+
+
+def test_an_entry_bigger_than_the_cache_is_kept_alone(tmp_path):
+    cache = InversionCache(tmp_path, max_bytes=10)
+    cache.put(key_for("a"), make_inversion(0))
+    path = cache.put(key_for("b"), make_inversion(1))
+    assert not cache.path(key_for("a")).exists() and path.exists()
+    assert cache.get(key_for("b")) is not None
+
+
+def test_a_corrupt_entry_is_a_miss_and_is_removed(tmp_path, caplog):
+    cache = InversionCache(tmp_path)
+    key = key_for("a")
+    path = cache.put(key, make_inversion())
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk or a bad copy
+    with caplog.at_level(logging.WARNING, logger="v2vz_daemon.inversion_cache"):
+        assert cache.get(key) is None
+    assert not path.exists()
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+    assert (cache.hits, cache.misses) == (0, 1)
+    cache.put(key, make_inversion())  # the slot is usable again
+    assert cache.get(key) is not None
+
+
+def test_a_file_copied_under_another_key_is_not_served(tmp_path):
+    cache = InversionCache(tmp_path)
+    source = cache.put(key_for("a"), make_inversion())
+    wrong = cache.path(key_for("b"))
+    wrong.parent.mkdir(parents=True, exist_ok=True)
+    wrong.write_bytes(source.read_bytes())
+    assert cache.get(key_for("b")) is None and not wrong.exists()
+    assert cache.get(key_for("a")) is not None
+
+
+def test_hits_and_misses_are_counted(tmp_path):
+    cache = InversionCache(tmp_path)
+    assert cache.get(key_for("a")) is None
+    cache.put(key_for("a"), make_inversion())
+    cache.get(key_for("a"))
+    cache.get(key_for("a"))
+    assert cache.get(key_for("b")) is None
+    assert (cache.hits, cache.misses) == (2, 2)
+
+
+def test_entries_and_their_lru_order_survive_reopening(tmp_path):
+    first = InversionCache(tmp_path)
+    size = first.put(key_for("a"), make_inversion(0)).stat().st_size
+    first.put(key_for("b"), make_inversion(1))
+    first.put(key_for("c"), make_inversion(2))
+    del first
+    second = InversionCache(tmp_path)
+    loaded = second.get(key_for("a"))
+    assert loaded is not None and torch.equal(loaded.z_T, make_inversion(0).z_T)
+    assert second.size_bytes() == 3 * size
+    del second
+    third = InversionCache(tmp_path, max_bytes=int(size * 3.5))
+    third.put(key_for("d"), make_inversion(3))  # b is the least recently used across all three objects
+    assert [third.path(key_for(k)).exists() for k in "abcd"] == [True, False, True, True]
+
+
+def test_clear_and_bad_keys(tmp_path):
+    cache = InversionCache(tmp_path)
+    for name in "ab":
+        cache.put(key_for(name), make_inversion())
+    cache.clear()
+    assert cache.size_bytes() == 0 and cache.get(key_for("a")) is None
+    for bad in ("../../etc/passwd", key_for("a")[:63], key_for("a").upper()):
+        with pytest.raises(ValueError):
+            cache.get(bad)
