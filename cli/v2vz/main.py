@@ -7,7 +7,6 @@ import datetime
 import json
 import sys
 import time
-from collections.abc import Iterator
 from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
@@ -151,11 +150,6 @@ def edit(
         raise fail("interrupted", 130) from None
 
 
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) -> None:
     """Load the engine in-process and run the job with a rich progress bar."""
     began = time.perf_counter()
@@ -165,7 +159,7 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
     from v2vz_daemon.engine.run import run_job
 
     video.check_range(video.probe(job.source), job.start, job.frames)  # fail fast, before the model loads
-    with err.status("loading model", spinner="dots") if not quiet else _nothing():
+    with err.status("loading model", spinner="dots") if not quiet else contextlib.nullcontext():
         pipeline = VideoEditPipeline(load_model(job.model or None, device, cache_dir))
 
     with Progress(

@@ -155,6 +155,7 @@ class Daemon:
         self.server: grpc.Server | None = None
         self.address = ""
         self._threads: list[threading.Thread] = []
+        self.versions: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------------------------------------
     # Life cycle
@@ -162,6 +163,7 @@ class Daemon:
     def start(self) -> str:
         """Bind, start serving (NOT_SERVING until the model is loaded), write the endpoint file; returns the address."""
         self._refuse_second_daemon()
+        self.versions = _import_engine()
         requeued = self.journal.recover(self.config.max_attempts)
         if requeued:
             log.info("re-queued %d job(s) interrupted by the last shutdown: %s", len(requeued), ", ".join(requeued))
@@ -365,8 +367,6 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
         self.daemon = daemon
 
     def GetInfo(self, request, context) -> pb.DaemonInfo:
-        import torch
-
         daemon = self.daemon
         info = pb.DaemonInfo(
             version=__version__,
@@ -376,18 +376,7 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
             dtype=daemon.dtype,
             ready=daemon.pipeline is not None,
         )
-        import diffusers
-        import transformers
-
-        info.versions.update(
-            {
-                "torch": torch.__version__,
-                "diffusers": diffusers.__version__,
-                "transformers": transformers.__version__,
-                "python": platform.python_version(),
-                "grpc": grpc.__version__,
-            }
-        )
+        info.versions.update(daemon.versions)
         total, used = _memory()
         info.memory_total_bytes, info.memory_allocated_bytes = total, used
         return info
@@ -441,7 +430,8 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
             context.abort(status_for(exc), str(exc))
         record = daemon.journal.submit(job, client=request.client, stream_frames=request.stream_frames)
         daemon._notify()
-        return pb.SubmitEditReply(job_id=record.job_id, queue_position=daemon.journal.queue_position(record.job_id))
+        ahead = max(0, daemon.journal.queue_position(record.job_id) - 1)
+        return pb.SubmitEditReply(job_id=record.job_id, queue_position=ahead)
 
     def WatchJob(self, request, context) -> Iterator[pb.JobEvent]:
         daemon = self.daemon
@@ -514,7 +504,8 @@ def _to_pb(event: EventRecord, stream_frames: bool) -> Iterator[pb.JobEvent]:
     base = dict(job_id=event.job_id, sequence=event.sequence, time_unix=event.time)
     payload = event.payload
     if event.kind == "queued":
-        yield pb.JobEvent(**base, queued=pb.Queued(position=payload.get("position", 0)))
+        # The journal counts from 1 (1: next to run); the wire counts the queued jobs ahead (0: next to run).
+        yield pb.JobEvent(**base, queued=pb.Queued(position=max(0, payload.get("position", 1) - 1)))
     elif event.kind == "progress":
         yield pb.JobEvent(**base, progress=pb.Progress(**payload))
     elif event.kind == "frame":
@@ -543,6 +534,30 @@ def _to_pb(event: EventRecord, stream_frames: bool) -> Iterator[pb.JobEvent]:
         yield pb.JobEvent(**base, failed=pb.Failed(reason=payload.get("reason", ""), code=payload.get("code", "")))
     elif event.kind == "cancelled":
         yield pb.JobEvent(**base, cancelled=pb.Cancelled(reason=payload.get("reason", "")))
+
+
+def _import_engine() -> dict[str, str]:
+    """Import torch, diffusers, transformers and the engine on the calling (main) thread, before any other thread
+    starts: their lazy module machinery is not thread-safe, and a model loading in one thread while a request
+    imports in another fails with "cannot import name ... from partially initialised module". Returns versions."""
+    import diffusers
+    import torch
+    import transformers
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel  # noqa: F401 - resolve lazy imports
+    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+
+    import v2vz_daemon.engine.models
+    import v2vz_daemon.engine.pipeline
+    import v2vz_daemon.engine.run
+    import v2vz_daemon.engine.video  # noqa: F401
+
+    return {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "grpc": grpc.__version__,
+    }
 
 
 def _describe_device(device) -> str:
@@ -609,14 +624,20 @@ def serve_forever(config: DaemonConfig) -> None:
     import signal
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    daemon = Daemon(config)
-    daemon.start()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    daemon = Daemon(config)
+    daemon.start()
     while not stop.wait(0.5):
         if daemon.model_error:
             break
     daemon.stop()
     if daemon.model_error:
         raise ModelUnavailable(daemon.model_error)
+    if any(thread.is_alive() for thread in daemon._threads):
+        # The model was still loading (inside torch's C++ code): interpreter finalisation would abort the process.
+        # Everything durable is already in the journal and the endpoint file is gone, so leave at once.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)

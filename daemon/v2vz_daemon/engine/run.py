@@ -1,6 +1,6 @@
 """Runs one EditJob end to end: decode the range, edit at the working size, write at the source size and fps.
 
-The CLI's --local path and (later) the daemon's worker both call `run_job`, so they behave the same.
+The CLI's --local path and the daemon's worker both call `run_job`, so they behave the same.
 """
 
 from __future__ import annotations
