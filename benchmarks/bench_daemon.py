@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--null-steps", type=int, default=None, help="null-text inner steps (default: EditOptions')")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--cache-dir", type=Path, default=Path(os.environ.get("V2VZ_CACHE", Path.home() / ".cache/v2vz"))
@@ -113,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="v2vz-bd-", dir="/tmp"))
     options = EditOptions(steps=args.steps, size=args.size)
+    if args.null_steps:
+        options = options.replace(null_inner_steps=args.null_steps)
     print(
         f"v2vz daemon benchmark: {args.model}, {args.frames} frames at {args.size}px long side, {args.steps} steps, "
-        f"null-text on; torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}"
+        f"null-text on ({options.null_inner_steps} inner steps); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, device {args.device}"
     )
 
     def job(clip: Path, target: str, name: str) -> EditJob:

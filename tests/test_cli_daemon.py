@@ -71,7 +71,8 @@ def test_edit_goes_through_the_daemon_by_default(served, tmp_path):
     info = video.probe(out)
     assert (info.frame_count, info.width, info.height, info.fps) == (4, 640, 272, Fraction(25))
     rows = json.loads(run(["jobs", "--json"], env).stdout)
-    assert any(row["state"] == "done" and row["source"] == str(CLIPS / "bikes.mp4") for row in rows)
+    source = str((CLIPS / "bikes.mp4").resolve())  # the client sends absolute, resolved paths
+    assert any(row["state"] == "done" and row["source"] == source for row in rows)
 
 
 def test_events_jsonl_then_attach_replays_them(served, tmp_path):

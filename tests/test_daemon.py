@@ -334,3 +334,27 @@ def test_listening_beyond_loopback_needs_a_flag(root, pipeline):
         assert stub.GetInfo(pb.GetInfoRequest(), metadata=md).ready
     finally:
         server.stop()
+
+
+def test_disconnecting_cancels_only_when_asked(daemon, root):
+    stub, md = connect(daemon)
+    kept = stub.SubmitEdit(request(root / "kept", options={"steps": "30"}), metadata=md).job_id
+    for _ in stub.WatchJob(pb.WatchJobRequest(job_id=kept), metadata=md, timeout=60):
+        break  # a client that goes away without asking for anything
+    dropped = stub.SubmitEdit(request(root / "dropped", options={"steps": "30"}), metadata=md).job_id
+    call = stub.WatchJob(pb.WatchJobRequest(job_id=dropped, cancel_on_disconnect=True), metadata=md, timeout=60)
+    next(call)
+    call.cancel()
+    assert watch(stub, md, kept)[-1].WhichOneof("kind") == "done"
+    assert watch(stub, md, dropped)[-1].WhichOneof("kind") == "cancelled"
+
+
+def test_reflection_lists_the_services(daemon):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(daemon.address))
+    _, md = connect(daemon)
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    reply = next(stub.ServerReflectionInfo(iter([request]), metadata=md, timeout=10))
+    names = {service.name for service in reply.list_services_response.service}
+    assert {"v2vz.v1.Editor", "grpc.health.v1.Health"} <= names
