@@ -170,3 +170,33 @@ def test_installing_joint_groupnorm_keeps_weights_and_state_dict():
     assert all(torch.equal(after[k], before[k]) for k in before)
     # Transformer GroupNorms stay per frame.
     assert all(type(m.norm) is nn.GroupNorm for m in unet.modules() if type(m).__name__ == "Transformer2DModel")
+
+
+def test_per_frame_processors_reproduce_the_stock_unet(tiny_model):
+    """Installed on the real UNet, per-frame attn1 + past-cutoff attn2 give exactly diffusers' own forward."""
+    from v2vz_daemon.engine.spatial_regularization import PromptControl, SpatialRegularizationProcessor
+
+    unet = tiny_model.unet
+    original = dict(unet.attn_processors)
+    torch.manual_seed(8)
+    z, text = torch.randn(4, 4, 8, 8), torch.randn(4, 77, 32)
+    try:
+        unet.set_attn_processor(AttnProcessor2_0())
+        with torch.no_grad():
+            stock = unet(z, 500, encoder_hidden_states=text).sample
+        context = FrameContext(frames=1, cross_frame=False)
+        control = PromptControl(mode="replace", frames=1, cutoff_step=0, layers=16)
+        unet.set_attn_processor(
+            {
+                name: CrossFrameAttnProcessor("dense", context)
+                if name.endswith("attn1.processor")
+                else SpatialRegularizationProcessor(control)
+                for name in unet.attn_processors
+            }
+        )
+        with torch.no_grad():
+            ours = unet(z, 500, encoder_hidden_states=text).sample
+    finally:
+        unet.set_attn_processor(original)
+    torch.testing.assert_close(ours, stock, rtol=1e-5, atol=1e-6)
+    assert control.calls == 16  # one call per attn2 layer: the step counter counts UNet calls

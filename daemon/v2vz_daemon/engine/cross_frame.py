@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from v2vz_daemon.engine.attention_io import enter, leave
+
 Mode = Literal["dense", "sparse_causal", "per_frame", "dense_kv_repeat"]
 MODES: tuple[str, ...] = ("dense", "sparse_causal", "per_frame", "dense_kv_repeat")
 
@@ -124,26 +126,12 @@ class CrossFrameAttnProcessor:
     ) -> torch.Tensor:
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("CrossFrameAttnProcessor is for unmasked self-attention (attn1) only")
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
-        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        entered = enter(attn, hidden_states, temb)
+        x = entered.hidden_states
+        q, k, v = attn.to_q(x), attn.to_k(x), attn.to_v(x)
         mode: Mode = self.mode if self.context.cross_frame else "per_frame"
-        hidden_states = frame_attention(q, k, v, self.context.frames, attn.heads, mode).to(q.dtype)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        out = frame_attention(q, k, v, self.context.frames, attn.heads, mode).to(q.dtype)
+        return leave(attn, out, entered)
 
 
 class FrameJointGroupNorm(nn.GroupNorm):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from v2vz_daemon.engine.attention_io import enter, leave
 from v2vz_daemon.engine.prompt_alignment import edit_mode, refine_mapper, replace_mapper
 
 BRANCHES = 4  # uncond-src, uncond-edit, cond-src, cond-edit
@@ -87,13 +88,8 @@ class SpatialRegularizationProcessor:
         control = self.control
         active = control.step < control.cutoff_step
         control.calls += 1
-        residual = hidden_states
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        entered = enter(attn, hidden_states, temb)
+        hidden_states = entered.hidden_states
         if encoder_hidden_states is None:
             encoder_hidden_states = hidden_states
         elif attn.norm_cross:
@@ -111,14 +107,7 @@ class SpatialRegularizationProcessor:
             out = torch.bmm(probs, v)
         else:
             out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        hidden_states = attn.batch_to_head_dim(out)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        return leave(attn, attn.batch_to_head_dim(out), entered)
 
 
 def cross_attention_names(unet) -> list[str]:
