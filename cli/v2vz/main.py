@@ -431,6 +431,14 @@ from v2vz.serve import serve  # noqa: E402 - registered last so that `v2vz --hel
 
 app.command()(serve)
 
+from v2vz.plugins import plugin_app  # noqa: E402
+
+app.add_typer(plugin_app, name="plugin")
+
+from v2vz.watch import watch  # noqa: E402 - listed after serve
+
+app.command()(watch)
+
 
 def main() -> None:  # pragma: no cover - console entry point convenience
     sys.exit(app())
