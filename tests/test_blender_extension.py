@@ -26,17 +26,22 @@ V2VZ = str(Path(sys.executable).with_name("v2vz"))
 CLIP = CLIPS / "bikes.mp4"  # 640x272, 25 fps, 250 frames
 
 
-def bpy_python() -> Path:
-    """$V2VZ_BPY_PYTHON, else .venv-bpy/bin/python in the repository, else /tmp/bpyvenv/bin/python."""
-    configured = os.environ.get("V2VZ_BPY_PYTHON")
-    candidates = [Path(configured)] if configured else [REPO / ".venv-bpy" / "bin" / "python"]
-    candidates.append(Path("/tmp/bpyvenv/bin/python"))
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+# Blender releases the tests run in, each with its own virtual environment made by the README's test command:
+# 4.2 LTS (the oldest supported, Python 3.11), 5.0 (Python 3.11) and 5.2 LTS (Python 3.13): they cover every
+# branch of compat.py (strips vs sequences, frame_final_* vs left_handle, new_effect, sequencer_scene).
+BLENDERS = {"4.2": ".venv-bpy-4.2", "5.0": ".venv-bpy", "5.2": ".venv-bpy-5.2"}
+
+
+def bpy_python(version: str) -> Path:
+    """$V2VZ_BPY_PYTHON_<4_2|5_0|5_2> (or $V2VZ_BPY_PYTHON for 5.0), else the venv the README's command makes."""
+    key = "V2VZ_BPY_PYTHON_" + version.replace(".", "_")
+    configured = os.environ.get(key) or (os.environ.get("V2VZ_BPY_PYTHON") if version == "5.0" else None)
+    candidate = Path(configured) if configured else REPO / BLENDERS[version] / "bin" / "python"
+    if candidate.is_file():
+        return candidate
     pytest.fail(
-        "no Python with Blender's `bpy` module: create one with `python3.11 -m venv .venv-bpy && "
-        ".venv-bpy/bin/pip install bpy==5.0.1` (or set V2VZ_BPY_PYTHON to its python)"
+        f"no Python with Blender {version}'s `bpy` module at {candidate}: run the README's test command, which "
+        f"creates {BLENDERS[version]}, or set {key} to such a python"
     )
 
 
@@ -185,9 +190,9 @@ def served(model_cache):
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def summary(served, tmp_path_factory) -> dict:
-    python = bpy_python()
+@pytest.fixture(scope="module", params=list(BLENDERS), ids=[f"blender-{v}" for v in BLENDERS])
+def summary(request, served, tmp_path_factory) -> dict:
+    python = bpy_python(request.param)
     env, _ = served
     work = tmp_path_factory.mktemp("blender")
     script = work / "scenario.py"
