@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +48,42 @@ def clip_frames() -> np.ndarray:
 
     frames, _ = video.read_frames(CLIPS / "bigbuckbunny.mp4", 60, 4)
     return video.resize_frames(frames, 64, 64)
+
+
+V2VZ = str(Path(sys.executable).with_name("v2vz"))  # the installed command, next to this interpreter
+
+
+@contextlib.contextmanager
+def serve_tiny(model_cache: Path, prefix: str) -> Iterator[tuple[dict, Path, subprocess.Popen]]:
+    """A real `v2vz serve --model tiny` subprocess, found through V2VZ_ENDPOINT as a user's client finds it.
+
+    Yields (environment for clients, its short /tmp folder, the process). GetInfo is asked all through the model's
+    loading: requests and loading must not race on imports. SIGTERM at the end.
+    """
+    from v2vz.client import Client, read_endpoint
+
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # Unix socket paths must stay short
+    env = {**os.environ, "V2VZ_ENDPOINT": str(root / "run" / "endpoint.json")}
+    log = open(root / "serve.log", "w")  # noqa: SIM115 - lives as long as the daemon
+    process = subprocess.Popen(
+        [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache), "--device", "cpu"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline, ready = time.monotonic() + 60, False
+        while not ready and time.monotonic() < deadline:
+            assert process.poll() is None, (root / "serve.log").read_text()
+            if Path(env["V2VZ_ENDPOINT"]).exists():
+                with Client(read_endpoint(Path(env["V2VZ_ENDPOINT"])), timeout=5) as client:
+                    ready = client.info().ready
+            time.sleep(0.05)
+        assert ready, (root / "serve.log").read_text()
+        yield env, root, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)

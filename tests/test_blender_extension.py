@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from v2vz.client import Client, read_endpoint
-
-from .conftest import CLIPS
+from .conftest import CLIPS, serve_tiny
 
 REPO = Path(__file__).resolve().parents[1]
 V2VZ = str(Path(sys.executable).with_name("v2vz"))
@@ -163,31 +157,9 @@ print("SUMMARY " + json.dumps(summary), flush=True)
 
 @pytest.fixture(scope="module")
 def served(model_cache):
-    """A real `v2vz serve` with the tiny model, found through V2VZ_ENDPOINT (as in test_cli_daemon.py)."""
-    root = Path(tempfile.mkdtemp(prefix="v2vz-blender-", dir="/tmp"))
-    env = {**os.environ, "V2VZ_ENDPOINT": str(root / "run" / "endpoint.json")}
-    log = open(root / "serve.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache), "--device", "cpu"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    ready = False
-    while not ready and time.monotonic() < deadline:
-        assert process.poll() is None, (root / "serve.log").read_text()
-        if Path(env["V2VZ_ENDPOINT"]).exists():
-            with Client(read_endpoint(Path(env["V2VZ_ENDPOINT"])), timeout=5) as client:
-                ready = client.info().ready
-        time.sleep(0.05)
-    assert ready, (root / "serve.log").read_text()
-    yield env, root
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-    log.close()
-    shutil.rmtree(root, ignore_errors=True)
+    """One daemon for the module (conftest.serve_tiny)."""
+    with serve_tiny(model_cache, "v2vz-blender-") as (env, root, process):
+        yield env, root
 
 
 @pytest.fixture(scope="module", params=list(BLENDERS), ids=[f"blender-{v}" for v in BLENDERS])

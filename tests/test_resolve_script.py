@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import runpy
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from v2vz.client import Client, read_endpoint
-
-from .conftest import CLIPS
+from .conftest import CLIPS, serve_tiny
 from .fake_resolve import (
     FakeProject,
     FakeResolve,
@@ -34,28 +27,9 @@ NOTE = "source: people riding bikes on a road\nprompt: people riding horses on a
 
 @pytest.fixture(scope="module")
 def served(model_cache):
-    root = Path(tempfile.mkdtemp(prefix="v2vz-resolve-", dir="/tmp"))
-    env = {**os.environ, "V2VZ_ENDPOINT": str(root / "run" / "endpoint.json")}
-    log = open(root / "serve.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache), "--device", "cpu"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline, ready = time.monotonic() + 60, False
-    while not ready and time.monotonic() < deadline:
-        assert process.poll() is None, (root / "serve.log").read_text()
-        if Path(env["V2VZ_ENDPOINT"]).exists():
-            with Client(read_endpoint(Path(env["V2VZ_ENDPOINT"])), timeout=5) as client:
-                ready = client.info().ready
-        time.sleep(0.05)
-    assert ready, (root / "serve.log").read_text()
-    yield env
-    process.send_signal(signal.SIGTERM)
-    process.wait(30)
-    log.close()
-    shutil.rmtree(root, ignore_errors=True)
+    """One daemon for the module (conftest.serve_tiny)."""
+    with serve_tiny(model_cache, "v2vz-resolve-") as (env, root, process):
+        yield env
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from v2vz.client import Client, read_endpoint
 from v2vz_daemon.engine import video
 
-from .conftest import CLIPS
+from .conftest import CLIPS, serve_tiny
 
 V2VZ = str(Path(sys.executable).with_name("v2vz"))
 BIKES = CLIPS / "bikes.mp4"
@@ -28,31 +27,9 @@ PROMPTS = 'source_prompt = "people riding bikes on a road"\nprompt = "people rid
 
 @pytest.fixture(scope="module")
 def served(model_cache):
-    """One daemon for the module, found through V2VZ_ENDPOINT like a user's client finds it."""
-    root = Path(tempfile.mkdtemp(prefix="v2vz-w-", dir="/tmp"))
-    env = {**os.environ, "V2VZ_ENDPOINT": str(root / "run" / "endpoint.json")}
-    log = open(root / "serve.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache), "--device", "cpu"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    ready = False
-    while not ready and time.monotonic() < deadline:
-        assert process.poll() is None, (root / "serve.log").read_text()
-        if Path(env["V2VZ_ENDPOINT"]).exists():
-            with Client(read_endpoint(Path(env["V2VZ_ENDPOINT"])), timeout=5) as client:
-                ready = client.info().ready
-        time.sleep(0.05)
-    assert ready, (root / "serve.log").read_text()
-    yield env
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
-    log.close()
-    shutil.rmtree(root, ignore_errors=True)
+    """One daemon for the module (conftest.serve_tiny)."""
+    with serve_tiny(model_cache, "v2vz-w-") as (env, root, process):
+        yield env
 
 
 @pytest.fixture
