@@ -5,13 +5,19 @@ The Blender side runs as a script in that venv's Python; it prints one `SUMMARY 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
+
+from v2vz.errors import V2vzError
+from v2vz_daemon.engine.image_sequence import IMAGE_SUFFIXES, sequence_files
 
 from .conftest import CLIPS, serve_tiny
 
@@ -240,3 +246,281 @@ def test_no_daemon_is_reported_with_the_reason(summary):
     assert report["result"] == ["CANCELLED"] and report["level"] == "ERROR", report
     assert "v2vz serve" in report["message"] and "Traceback" not in report["message"], report
     assert summary["no_daemon_added"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Image strips: the visible images of a numbered PNG sequence are sent as `v2vz edit FIRST --start 0 --frames N`
+
+IMAGE_SCRIPT = r"""
+import json, os, struct, sys
+plugins, frames, work = sys.argv[1:4]
+sys.path.insert(0, plugins)
+import bpy
+import v2vz_blender
+from v2vz_blender import compat
+
+summary = {"version": bpy.app.version_string, "via": "bpy.ops"}
+OPTS = dict(prompt="a blue square", source_prompt="a red square", steps=2)
+
+
+def run(strip):
+    editor = compat.sequencer_scene().sequence_editor
+    editor.active_strip = strip
+    v2vz_blender.LAST_REPORT.clear()
+    count = len(list(compat.strips(editor)))
+    error = ""
+    try:
+        result = bpy.ops.sequencer.v2vz_reprompt(**OPTS)
+    except RuntimeError as exc:
+        if "poll" in str(exc):
+            summary["via"] = "run_operator"
+            result = v2vz_blender.run_operator(None, bpy.context, strip, OPTS)
+        else:
+            result, error = {"CANCELLED"}, str(exc)
+    added = len(list(compat.strips(editor))) - count
+    return {"result": sorted(result), "error": error, "added": added, **v2vz_blender.LAST_REPORT}
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    return list(struct.unpack(">II", head[16:24]))
+
+
+def describe(strip):
+    return {
+        "name": strip.name, "type": strip.type, "channel": strip.channel,
+        "start": compat.left_handle(strip), "end": compat.right_handle(strip),
+        "content_start": compat.content_start(strip),
+        "offsets": [strip.frame_offset_start, strip.frame_offset_end],
+        "directory": strip.directory, "elements": [e.filename for e in strip.elements],
+    }
+
+
+def image_strip(editor, name, files, channel, start):
+    strip = compat.strips(editor).new_image(name, os.path.join(frames, files[0]), channel, start)
+    for file in files[1:]:
+        strip.elements.append(file)
+    return strip
+
+
+v2vz_blender.register()
+try:
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 24, 1.0
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(work, "images.blend"))
+    scene = compat.sequencer_scene()
+    editor = scene.sequence_editor_create()
+    names = sorted(n for n in os.listdir(frames) if n.startswith("shot_"))
+    shots = image_strip(editor, "shots", names, 2, 20)
+    shots.frame_offset_start = 2  # trimmed at both ends: images 2..5 (shot_0014..shot_0020), timeline 22..25
+    shots.frame_offset_end = 4
+    left, right = compat.left_handle(shots), compat.right_handle(shots)
+    summary["shown"] = [shots.strip_elem_from_frame(f).filename for f in range(left, right)]  # Blender's own view
+    summary["source_range"] = list(v2vz_blender.source_range(scene, shots))
+    summary["source_before"] = describe(shots)
+    summary["edit"] = run(shots)
+    results = [s for s in compat.strips(editor) if s.type == "IMAGE" and s.name != "shots"]
+    if results:
+        result = results[0]
+        folder = bpy.path.abspath(result.directory)
+        files = [os.path.join(folder, e.filename) for e in result.elements]
+        summary["result"] = {
+            **describe(result), "folder": folder,
+            "files_exist": all(os.path.isfile(f) for f in files),
+            "sizes": sorted({tuple(png_size(f)) for f in files if os.path.isfile(f)}),
+            "pngs_in_folder": len([n for n in os.listdir(folder) if n.endswith(".png")]),
+        }
+    summary["source_after"] = describe(compat.strips_all(editor)["shots"])
+
+    holes = image_strip(editor, "holes", ["shot_0010.png", "shot_0014.png", "shot_0016.png"], 8, 20)
+    summary["holes"] = run(holes)
+    backwards = image_strip(editor, "backwards", ["shot_0016.png", "shot_0014.png"], 9, 20)
+    summary["backwards"] = run(backwards)
+    held = image_strip(editor, "held", ["shot_0026.png", "shot_0028.png"], 10, 20)
+    held.frame_offset_end = -3  # the last image held for 3 more frames
+    summary["held"] = run(held)
+    early = image_strip(editor, "early", ["shot_0026.png", "shot_0028.png"], 11, 20)
+    early.frame_offset_start = -2  # the first image held for 2 frames before it
+    summary["early"] = run(early)
+
+    # Hold Offset (animation_offset_start) and trims together: the range must match what Blender displays.
+    cut = image_strip(editor, "cut", names, 12, 40)
+    cut.animation_offset_start = 1
+    cut.frame_offset_start, cut.frame_offset_end = 2, 3
+    left, right = compat.left_handle(cut), compat.right_handle(cut)
+    summary["cut_shown"] = [cut.strip_elem_from_frame(f).filename for f in range(left, right)]
+    path, first, count = v2vz_blender.source_range(scene, cut)
+    summary["cut_range"] = [os.path.basename(path), first, count]
+finally:
+    v2vz_blender.unregister()
+print("SUMMARY " + json.dumps(summary), flush=True)
+"""
+
+FRAME_NUMBERS = range(10, 30, 2)  # shot_0010.png .. shot_0028.png: gaps in the numbering are fine
+
+
+@pytest.fixture(scope="module", params=list(BLENDERS), ids=[f"blender-{v}" for v in BLENDERS])
+def image_summary(request, served, tmp_path_factory) -> dict:
+    python = bpy_python(request.param)
+    env, _ = served
+    work = tmp_path_factory.mktemp("blender-images")
+    frames = work / "frames"
+    frames.mkdir()
+    for index, number in enumerate(FRAME_NUMBERS):
+        Image.new("RGB", (96, 64), (20 * index, 100, 200 - 20 * index)).save(frames / f"shot_{number:04d}.png")
+    Image.new("RGB", (96, 64)).save(frames / "take_0012.png")  # another prefix in the folder: not in the sequence
+    script = work / "images.py"
+    script.write_text(IMAGE_SCRIPT, encoding="utf-8")
+    done = subprocess.run(
+        [str(python), str(script), str(REPO / "plugins" / "blender"), str(frames), str(work)],
+        env={**env, "V2VZ_CLIENT": V2VZ},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
+    assert done.returncode == 0 and lines, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return {**json.loads(lines[-1][len("SUMMARY ") :]), "frames": str(frames)}
+
+
+def test_image_strip_sends_its_first_visible_image(image_summary):
+    shown = ["shot_0014.png", "shot_0016.png", "shot_0018.png", "shot_0020.png"]
+    assert image_summary["shown"] == shown  # what Blender itself displays between the trimmed handles
+    assert image_summary["source_range"] == [str(Path(image_summary["frames"]) / "shot_0014.png"), 0, 4]
+
+
+def test_image_strip_with_hold_offset_and_trims(image_summary):
+    shown = image_summary["cut_shown"]  # Hold Offset 1 leaves images 1..9; trims of 2 and 3 keep images 3..6
+    assert shown == ["shot_0016.png", "shot_0018.png", "shot_0020.png", "shot_0022.png"]
+    assert image_summary["cut_range"] == [shown[0], 0, len(shown)]
+
+
+def test_image_strip_result(image_summary):
+    edit = image_summary["edit"]
+    assert (edit["result"], edit["level"], edit["added"]) == (["FINISHED"], "INFO", 1), edit
+    result = image_summary["result"]
+    assert (result["type"], result["channel"], result["start"], result["end"]) == ("IMAGE", 3, 22, 26)
+    assert len(result["elements"]) == 4 and result["files_exist"] and result["pngs_in_folder"] == 4
+    assert result["sizes"] == [[96, 64]]  # the source images' size
+    assert result["name"] == "shots v2vz" and Path(result["folder"]).parent.name == "v2vz"
+
+
+def test_image_strip_source_unchanged(image_summary):
+    before, after = image_summary["source_before"], image_summary["source_after"]
+    assert before == after
+    assert (before["channel"], before["start"], before["end"], len(before["elements"])) == (2, 22, 26, 10)
+
+
+def test_image_strips_that_are_not_one_sequence_are_refused(image_summary):
+    expected = {
+        "holes": "'holes' cannot be re-prompted: shot_0012.png lies between shot_0010.png and shot_0014.png but is "
+        "not in the strip: v2vz reads every numbered image in order, so move the strip's images to a folder of "
+        "their own",
+        "backwards": "'backwards' cannot be re-prompted: shot_0014.png follows shot_0016.png but its number is not "
+        "higher: the images must go up in number",
+        "held": "'held' shows frames after its last image (hold): trim it to its 2 images",
+        "early": "'early' starts before its first image (hold): trim it to its images",
+    }
+    for case, message in expected.items():
+        report = image_summary[case]
+        assert (report["result"], report["level"], report["added"]) == (["CANCELLED"], "ERROR", 0), (case, report)
+        assert report["message"] == message, (case, report)
+        assert report["error"] == "" or message in report["error"], (case, report)
+
+
+# The image-sequence check itself is plain Python (no bpy): test it here against the daemon's own rules.
+
+
+def plugin_job():
+    """plugins/blender/v2vz_blender/job.py on its own (the package's __init__ needs bpy)."""
+    name = "v2vz_blender_job_under_test"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "plugins" / "blender" / "v2vz_blender" / "job.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def numbered_folder(folder: Path, names: list[str]) -> list[str]:
+    for name in names:
+        Image.new("RGB", (4, 4)).save(folder / name)
+    return [str(folder / name) for name in names]
+
+
+def test_sequence_check_accepts_consecutive_images(tmp_path):
+    problem = plugin_job().sequence_problem
+    paths = numbered_folder(tmp_path, ["f_0001.png", "f_0003.png", "f_0007.png", "f_0008.png", "g_0002.png"])
+    assert problem(paths[:4]) is None  # gaps in the numbering, other prefixes beside them
+    assert problem(paths[1:3]) is None and problem(paths[3:4]) is None
+    assert problem(numbered_folder(tmp_path, ["still.png"])) is None  # a still on its own
+
+
+def test_sequence_check_messages(tmp_path):
+    problem = plugin_job().sequence_problem
+    f1, f3, f7, f03, other, still = numbered_folder(
+        tmp_path, ["f_1.png", "f_3.png", "f_7.png", "f_03.png", "g_5.png", "still.png"]
+    )
+    assert problem([f1, f7]) == f"{tmp_path} holds two frames numbered 3 (f_03.png and f_3.png): rename or remove one"
+    (tmp_path / "f_03.png").unlink()
+    assert problem([f1, f7]) == (
+        "f_3.png lies between f_1.png and f_7.png but is not in the strip: v2vz reads every numbered image in order, "
+        "so move the strip's images to a folder of their own"
+    )
+    assert problem([f3, f1]) == "f_1.png follows f_3.png but its number is not higher: the images must go up in number"
+    assert problem([f1, f1]) == "f_1.png follows f_1.png but its number is not higher: the images must go up in number"
+    assert problem([f1, other]) == "g_5.png is not numbered like f_1.png (f_<number>.png)"
+    assert (
+        problem([still, f1])
+        == "still.png has no frame number in its name, so v2vz would read it as a single still image"
+    )
+    assert problem([f1, str(tmp_path / "f_2.png")]) == f"its image {tmp_path / 'f_2.png'} does not exist"
+    elsewhere = tmp_path / "sub"
+    elsewhere.mkdir()
+    (moved,) = numbered_folder(elsewhere, ["f_5.png"])
+    assert problem([f1, f3, moved]) == f"f_5.png is not in the folder of f_1.png ({tmp_path})"
+    (tmp_path / "clip_1.mp4").write_bytes(b"")
+    assert problem([str(tmp_path / "clip_1.mp4")]) == (
+        "clip_1.mp4 is not an image v2vz reads (.png, .jpg, .jpeg, .tif, .tiff, .bmp, .webp)"
+    )
+    assert problem([]) == "it shows no images"
+
+
+def test_sequence_check_agrees_with_the_daemon(tmp_path):
+    """For random selections of a messy folder: accepted exactly when the daemon's sequence from the first file
+    starts with the selection (the same files, in the same order)."""
+    job = plugin_job()
+    assert job.IMAGE_SUFFIXES == IMAGE_SUFFIXES
+    names = [f"s_{n:03d}.png" for n in (1, 2, 4, 5, 9, 10, 11, 30)]
+    names += ["s_12.png", "s_007.jpg", "t_003.png", "s_006_v2.png", "S_008.png", "poster.png"]
+    paths = numbered_folder(tmp_path, names)
+    rng = random.Random(5)
+    accepted = 0
+    for _ in range(400):
+        chosen = rng.sample(paths, rng.randint(1, 5))
+        if rng.random() < 0.7:
+            chosen.sort(key=lambda p: (len(p), p))
+        try:
+            daemon = [str(p) for p in sequence_files(Path(chosen[0]))]
+        except V2vzError:
+            daemon = []
+        agrees = daemon[: len(chosen)] == chosen
+        accepted += agrees
+        assert (job.sequence_problem(chosen) is None) == agrees, (chosen, daemon, job.sequence_problem(chosen))
+    assert accepted >= 20  # the selections cover both outcomes
+
+
+def test_status_names_the_window_of_a_long_clip():
+    state = plugin_job().JobState()
+    state.apply({"type": "progress", "stage": "edit", "step": 3, "total": 50, "cached": False})  # an old daemon
+    assert state.status == "edit 3/50" and state.progress == pytest.approx(0.06)
+    state.apply({"type": "progress", "stage": "edit", "step": 5, "total": 50, "window": 1, "windows": 1})
+    assert state.status == "edit 5/50"  # one window: nothing to say about windows
+    state.apply({"type": "progress", "stage": "inversion", "step": 10, "total": 50, "window": 2, "windows": 5})
+    assert state.status == "window 2/5: inversion 10/50"
+    state.apply(
+        {"type": "progress", "stage": "inversion", "step": 1, "total": 1, "cached": True, "window": 3, "windows": 5}
+    )
+    assert state.status == "window 3/5: inversion 1/1 (cached)"

@@ -211,7 +211,7 @@ def test_tokens_are_required_except_for_health(daemon, root):
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
     stub, md = connect(daemon)
     info = stub.GetInfo(pb.GetInfoRequest(), metadata=md)
-    assert info.ready and info.protocol_version == 1 and info.device == "cpu" and info.versions["torch"]
+    assert info.ready and info.protocol_version == 2 and info.device == "cpu" and info.versions["torch"]
     endpoint = daemon.config.endpoint_file
     assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
     assert stat.S_IMODE(endpoint.parent.stat().st_mode) == 0o700
@@ -316,10 +316,32 @@ def test_out_of_memory_fails_the_job_and_the_daemon_serves_the_next(daemon, root
         return original(*args, **kwargs)
 
     monkeypatch.setattr(daemon.pipeline, "edit", edit_once_oom)
-    failed = watch(stub, md, stub.SubmitEdit(request(root / "a"), metadata=md).job_id)[-1]
+    fixed = request(root / "a", options={"steps": "3", "window": "3"})  # a window the user chose is not shrunk
+    failed = watch(stub, md, stub.SubmitEdit(fixed, metadata=md).job_id)[-1]
     assert failed.WhichOneof("kind") == "failed" and failed.failed.code == "RESOURCE_EXHAUSTED"
     assert "out of memory" in failed.failed.reason
     assert watch(stub, md, stub.SubmitEdit(request(root / "b"), metadata=md).job_id)[-1].WhichOneof("kind") == "done"
+
+
+def test_an_automatic_window_that_runs_out_of_memory_is_retried_smaller(daemon, root, monkeypatch):
+    stub, md = connect(daemon)
+    original = daemon.pipeline.edit
+    sizes = []
+
+    def edit_oom_above_one_frame(frames, *args, **kwargs):
+        sizes.append(len(frames))
+        if len(frames) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return original(frames, *args, **kwargs)
+
+    monkeypatch.setattr(daemon.pipeline, "edit", edit_oom_above_one_frame)
+    events = watch(stub, md, stub.SubmitEdit(request(root / "a"), metadata=md).job_id)
+    assert events[-1].WhichOneof("kind") == "done" and len(events[-1].done.frame_paths) == 3
+    assert sizes == [3, 1, 1, 1]
+    windows = [(e.progress.step, e.progress.total) for e in events if e.progress.stage == "window"]
+    assert windows == [(1, 1), (1, 3), (2, 3), (3, 3)]  # the plan grows from one window of 3 to three of 1
+    edits = [(e.progress.window, e.progress.windows) for e in events if e.progress.stage == "edit"]
+    assert sorted(set(edits)) == [(1, 3), (2, 3), (3, 3)]  # every step says which window it belongs to
 
 
 def test_listening_beyond_loopback_needs_a_flag(root, pipeline):

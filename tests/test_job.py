@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from v2vz.errors import InvalidArgument, V2vzError
-from v2vz.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions
+from v2vz.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions, parse_fps
+from v2vz.proto_mapping import job_from_request, job_to_request
 
 PUBLISHED = {
     "inversion_prompt": "empty",
@@ -223,6 +225,8 @@ def test_inversion_key_ignores_everything_that_only_affects_the_edit() -> None:
         {"cross_replace": 0.3},
         {"refine_cross_replace": 0.1},
         {"null_start": 0.5},
+        {"window": 4},  # windows are cached one by one under their own frames (run.py), so the window size
+        {"anchors": 0},  # and the anchors (edit only) never change what one window's inversion is
     ):
         assert base.replace(**changes).inversion_key() == key, changes
     # The target prompt is not an option at all: two jobs that differ only in it share the key.
@@ -267,3 +271,34 @@ def test_inversion_key_ignores_settings_that_are_not_used(base: dict, changes: d
 @pytest.mark.parametrize("changes", [{"size": 256}, {"joint_groupnorm": False}])
 def test_inversion_key_changes_with_what_the_inverted_latents_depend_on(changes: dict) -> None:
     assert EditOptions().replace(**changes).inversion_key() != EditOptions().inversion_key()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# source_fps: an image sequence's frame rate, exact from the CLI through the wire and the journal
+
+
+@pytest.mark.parametrize(
+    ("text", "fps"), [("24", Fraction(24)), ("23.976", Fraction(2997, 125)), ("24000/1001", Fraction(24000, 1001))]
+)
+def test_frame_rates_parse_exactly(text: str, fps: Fraction) -> None:
+    assert parse_fps(text) == fps
+
+
+@pytest.mark.parametrize(
+    ("text", "words"), [("fast", "not a number"), ("0", "above 0"), ("-25", "above 0"), ("1/0", "not a number")]
+)
+def test_bad_frame_rates_are_refused_in_one_line(text: str, words: str) -> None:
+    with pytest.raises(InvalidArgument, match=words):
+        parse_fps(text)
+
+
+def test_source_fps_survives_the_journal_and_the_wire() -> None:
+    original = job(source_fps=Fraction(30000, 1001))
+    assert original.to_dict()["source_fps"] == "30000/1001"
+    assert EditJob.from_dict(original.to_dict()) == original
+    request = job_to_request(original)
+    assert request.source_fps == "30000/1001"
+    assert job_from_request(request, original.model).source_fps == Fraction(30000, 1001)
+    assert job_from_request(job_to_request(job()), "tiny").source_fps is None
+    with pytest.raises(InvalidArgument, match="at most 1000 fps"):
+        job(source_fps=Fraction(5000)).validate()

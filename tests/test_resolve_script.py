@@ -225,3 +225,12 @@ def test_the_fake_keeps_resolves_quirks():
     clash = [{"mediaPoolItem": media, "startFrame": 0, "endFrame": 10, "mediaType": 1, "trackIndex": 1,
               "recordFrame": item.GetStart()}]  # fmt: skip
     assert project.media_pool.AppendToTimeline(clash) == [] and len(timeline.GetItemListInTrack("video", 1)) == 2
+
+
+def test_progress_lines_restart_for_every_window(script, capsys):
+    progress = script["Progress"]("shot 1")
+    for window in (1, 2):
+        for step in range(1, 5):
+            progress({"type": "progress", "stage": "edit", "step": step, "total": 4, "window": window, "windows": 2})
+    lines = [line for line in capsys.readouterr().out.splitlines() if "edit" in line]
+    assert lines == [f"v2vz: 'shot 1': window {w}/2 edit {s}/4" for w in (1, 2) for s in range(1, 5)]

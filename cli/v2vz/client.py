@@ -340,6 +340,7 @@ def event_to_dict(event: pb.JobEvent) -> dict[str, Any]:
     elif kind == "progress":
         progress = event.progress
         data.update(stage=progress.stage, step=progress.step, total=progress.total, cached=progress.cached)
+        data.update(window=progress.window, windows=progress.windows)
     elif kind == "frame":
         data.update(index=event.frame.index, path=event.frame.path or None)
     elif kind == "done":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,8 @@ VaeEncode = Literal["mean", "sample"]
 
 ATTENTION_LAYOUTS: tuple[str, ...] = ("dense", "published", "sparse_causal", "per_frame")
 PRESETS: tuple[str, ...] = ("default", "published")
+MAX_WINDOW = 256
+MAX_ANCHORS = 16
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class EditOptions:
     cross_replace: float = 0.8  # fraction of steps with the source's cross-attention maps (replace mode)
     refine_cross_replace: float = 0.8  # the same for refine mode (the published code uses 0.4)
     vae_encode: VaeEncode = "mean"
+    window: int = 0  # frames edited together (attention spans them); 0: chosen from the working size and memory
+    anchors: int = 2  # frames of the previous window every window also attends to (besides the clip's first)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> EditOptions:
@@ -85,6 +90,10 @@ class EditOptions:
             raise InvalidArgument(f"size must be between 8 and 4096 pixels, got {self.size}")
         if self.null_inner_steps < 1:
             raise InvalidArgument(f"null_inner_steps must be at least 1, got {self.null_inner_steps}")
+        if not 0 <= self.window <= MAX_WINDOW:
+            raise InvalidArgument(f"window must be between 1 and {MAX_WINDOW} frames (0: automatic), got {self.window}")
+        if not 0 <= self.anchors <= MAX_ANCHORS:
+            raise InvalidArgument(f"anchors must be between 0 and {MAX_ANCHORS} frames, got {self.anchors}")
         if self.null_lr <= 0:
             raise InvalidArgument(f"null_lr must be positive, got {self.null_lr}")
         for name in ("null_start", "cross_replace", "refine_cross_replace"):
@@ -119,6 +128,17 @@ class EditOptions:
         }
 
 
+def parse_fps(text: str | float | Fraction) -> Fraction:
+    """A frame rate as an exact Fraction from "24", "23.976", "24000/1001"; InvalidArgument otherwise."""
+    try:
+        fps = Fraction(str(text).strip())
+    except (ValueError, ZeroDivisionError):
+        raise InvalidArgument(f"frame rate {text!r} is not a number or a fraction like 24000/1001") from None
+    if fps <= 0:
+        raise InvalidArgument(f"frame rate {text!r} must be above 0")
+    return fps
+
+
 @dataclass(frozen=True)
 class EditJob:
     """One edit: which frames of which clip, the two prompts, how, and where the result goes."""
@@ -132,11 +152,12 @@ class EditJob:
     out_mp4: Path | None = None
     out_frames_dir: Path | None = None
     model: str = "tiny"
+    source_fps: Fraction | None = None  # an image sequence's frame rate (24 if not given); video files carry theirs
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (for the daemon's journal and the watch folder's records)."""
         data = dataclasses.asdict(self)
-        for name in ("source", "out_mp4", "out_frames_dir"):
+        for name in ("source", "out_mp4", "out_frames_dir", "source_fps"):
             data[name] = None if data[name] is None else str(data[name])
         return data
 
@@ -146,6 +167,8 @@ class EditJob:
         fields["options"] = EditOptions(**fields.get("options", {}))
         for name in ("source", "out_mp4", "out_frames_dir"):
             fields[name] = None if fields.get(name) is None else Path(fields[name])
+        if fields.get("source_fps") is not None:
+            fields["source_fps"] = parse_fps(fields["source_fps"])
         return cls(**fields)
 
     def validate(self) -> None:
@@ -162,6 +185,8 @@ class EditJob:
             raise InvalidArgument(f"start must be 0 or more, got {self.start}")
         if self.frames < 1:
             raise InvalidArgument(f"frames must be 1 or more, got {self.frames}")
+        if self.source_fps is not None and not 0 < self.source_fps <= 1000:
+            raise InvalidArgument(f"source frame rate must be above 0 and at most 1000 fps, got {self.source_fps}")
         if self.out_mp4 is None and self.out_frames_dir is None:
             raise InvalidArgument("no output: give an MP4 path and/or a folder for PNG frames")
         self.options.validate()

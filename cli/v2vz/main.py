@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from v2vz.errors import V2vzError
-from v2vz.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions
+from v2vz.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions, parse_fps
 
 if TYPE_CHECKING:
     from v2vz.client import Client
@@ -35,7 +35,12 @@ app = typer.Typer(
 err = Console(stderr=True)
 out = Console()
 
-STAGE_LABELS = {"inversion": "DDIM inversion", "null-text": "null-text optimization", "edit": "editing"}
+STAGE_LABELS = {
+    "window": "window",
+    "inversion": "DDIM inversion",
+    "null-text": "null-text optimization",
+    "edit": "editing",
+}
 STATUS_LABELS = {"start": "starting", "read": "reading frames", "decode": "reading frames", "write": "writing outputs"}
 # Failure codes of a job that mean the user's input was wrong (exit 2, like a refused submission); others exit 1.
 USER_ERROR_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
@@ -69,7 +74,13 @@ def split_output(out: Path | None, source: Path) -> tuple[Path | None, Path | No
 
 @app.command()
 def edit(
-    source: Annotated[Path, typer.Argument(help="The clip to edit (anything FFmpeg reads).")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="The clip to edit: a video (anything FFmpeg reads), a folder of frames, or the first image of a "
+            "numbered sequence (frame_0001.png: it and the higher-numbered ones)."
+        ),
+    ],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What the edited clip should show.")],
     source_prompt: Annotated[str, typer.Option("--source-prompt", "-s", help="What the clip shows now.")] = "",
     start: Annotated[int, typer.Option(help="First source frame (0-based).")] = 0,
@@ -79,6 +90,9 @@ def edit(
         typer.Option(help="Output: an .mp4 file, or a folder for PNG frames. Default ./NAME-v2vz.mp4"),
     ] = None,
     png_dir: Annotated[Path | None, typer.Option(help="Also write numbered PNG frames here.")] = None,
+    source_fps: Annotated[
+        str | None, typer.Option(help="Frame rate of an image-sequence source, e.g. 24 or 24000/1001 (24).")
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -98,6 +112,13 @@ def edit(
         str | None, typer.Option(help=f"Cross-frame attention layout: {', '.join(ATTENTION_LAYOUTS)}.")
     ] = None,
     null_steps: Annotated[int | None, typer.Option(help="Null-text inner steps per diffusion step.")] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(help="Frames edited together; longer ranges go window by window (default: from size and memory)."),
+    ] = None,
+    anchors: Annotated[
+        int | None, typer.Option(help="Frames of the previous window each window also attends to (2).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --local).")] = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Where built-in models are kept (default ~/.cache/v2vz; with --local).")
@@ -122,6 +143,8 @@ def edit(
             fast=fast or None,
             attention=attention,
             null_inner_steps=null_steps,
+            window=window,
+            anchors=anchors,
         )
         out_mp4, out_dir = split_output(out, source)
         if out_dir and png_dir:
@@ -136,6 +159,7 @@ def edit(
             out_mp4=out_mp4,
             out_frames_dir=png_dir or out_dir,
             model=model or "",
+            source_fps=parse_fps(source_fps) if source_fps else None,
         )
         job.validate()
         if local:
@@ -174,11 +198,7 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
         tasks: dict[str, int] = {}
 
         def progress(stage: str, step: int, total: int) -> None:
-            if stage not in STAGE_LABELS:
-                return
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(STAGE_LABELS[stage], total=total)
-            bar.update(tasks[stage], completed=step)
+            show_bar(bar, tasks, stage, step, total)
 
         result = run_job(job, pipeline, progress)
     info = result.source
@@ -266,6 +286,22 @@ def follow(
     raise fail(f"the daemon ended the events of job {job_id} before it finished: `v2vz attach {job_id}`", 1)
 
 
+def show_bar(bar: Progress, tasks: dict[str, int], stage: str, step: int, total: int, cached: bool = False) -> bool:
+    """One bar per stage; a new window starts the stage bars again. False for stages without a bar."""
+    if stage not in STAGE_LABELS or (stage == "window" and total < 2):
+        return False
+    if stage == "window":
+        for name, task in tasks.items():
+            if name != "window":
+                bar.reset(task)
+    label = STAGE_LABELS[stage] + (" (cached)" if cached else "")
+    total = max(total, 1)
+    if stage not in tasks:
+        tasks[stage] = bar.add_task(label, total=total)
+    bar.update(tasks[stage], description=label, total=total, completed=total if cached else min(step, total))
+    return True
+
+
 class CountColumn(MofNCompleteColumn):
     """`3/50` for a stage, nothing for the status line (which has no total)."""
 
@@ -298,15 +334,9 @@ def watch_with_bar(client: Client, job_id: str, after: int, quiet: bool) -> pb.J
                 stage, cached = step.stage, step.cached
                 if stage == "cached-inversion":
                     stage, cached = "inversion", True
-                if stage in STAGE_LABELS:
+                if show_bar(bar, stages, stage, step.step, step.total, cached):
                     bar.update(status, visible=False)
-                    label = STAGE_LABELS[stage] + (" (cached)" if cached else "")
-                    total = max(step.total, 1)
-                    if stage not in stages:
-                        stages[stage] = bar.add_task(label, total=total)
-                    completed = total if cached else min(step.step, total)
-                    bar.update(stages[stage], description=label, total=total, completed=completed)
-                else:
+                elif stage != "window":
                     bar.update(status, description=STATUS_LABELS.get(stage, stage), visible=True)
             elif kind in ("done", "failed", "cancelled"):
                 bar.update(status, visible=False)

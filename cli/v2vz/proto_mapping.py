@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from v2vz.errors import InvalidArgument
-from v2vz.job import EditJob, EditOptions
+from v2vz.job import EditJob, EditOptions, parse_fps
 from v2vz.v1 import editor_pb2 as pb
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -80,6 +80,7 @@ def job_to_request(job: EditJob, *, stream_frames: bool = False, client: str = "
         out_frames_dir=str(job.out_frames_dir) if job.out_frames_dir else "",
         stream_frames=stream_frames,
         client=client,
+        source_fps=str(job.source_fps) if job.source_fps is not None else "",
     )
 
 
@@ -99,6 +100,7 @@ def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | N
         out_mp4=Path(request.out_mp4) if request.out_mp4 else None,
         out_frames_dir=Path(request.out_frames_dir) if request.out_frames_dir else None,
         model=model,
+        source_fps=parse_fps(request.source_fps) if request.source_fps else None,
     )
     job.validate()
     return job

@@ -43,7 +43,7 @@ from v2vz_daemon.journal import EventRecord, Journal
 
 log = logging.getLogger("v2vz.daemon")
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: Progress.window / windows
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Editor"].full_name
 TERMINAL_EVENTS = ("done", "failed", "cancelled")
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -284,10 +284,15 @@ class Daemon:
             return
         self.emit(job_id, "progress", {"stage": "start", "step": 0, "total": 1, "cached": False})
 
+        window = {"window": 0, "windows": 0}  # which window the engine is on: sent with every progress event
+
         def progress(stage: str, step: int, total: int) -> None:
+            if stage == "window":
+                window.update(window=step, windows=total)
             cached = stage == "cached-inversion"  # the engine's name; on the wire: inversion, cached, done
             stage = "inversion" if cached else stage
-            self.emit(job_id, "progress", {"stage": stage, "step": step, "total": total, "cached": cached})
+            payload = {"stage": stage, "step": step, "total": total, "cached": cached, **window}
+            self.emit(job_id, "progress", payload)
 
         def cancel() -> bool:
             return job_id in self._cancel or self._stopping.is_set()

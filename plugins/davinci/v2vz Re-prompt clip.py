@@ -156,7 +156,7 @@ class Progress:
 
     def __init__(self, clip_name: str, dialog=None) -> None:
         self.clip_name, self.dialog = clip_name, dialog
-        self.shown: set[tuple[str, int]] = set()
+        self.shown: set[tuple[int, str, int]] = set()
 
     def __call__(self, event: dict) -> None:
         kind = event.get("type")
@@ -168,10 +168,12 @@ class Progress:
         elif kind == "progress":
             stage, step, total = str(event.get("stage", "")), int(event.get("step") or 0), int(event.get("total") or 0)
             quarter = 4 * step // total if total > 0 else 0
-            if (stage, quarter) not in self.shown:
-                self.shown.add((stage, quarter))
+            window, windows = int(event.get("window") or 0), int(event.get("windows") or 0)
+            if (window, stage, quarter) not in self.shown:  # long clips go window by window: each shows its stages
+                self.shown.add((window, stage, quarter))
                 cached = " (cached)" if event.get("cached") else ""
-                say(f"'{self.clip_name}': {stage}{cached} {step}/{total}", self.dialog)
+                where = f"window {window}/{windows} " if windows > 1 and stage != "window" else ""
+                say(f"'{self.clip_name}': {where}{stage}{cached} {step}/{total}", self.dialog)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class UploadedMedia(_message.Message):
     def __init__(self, media_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class SubmitEditRequest(_message.Message):
-    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "out_mp4", "out_frames_dir", "stream_frames", "client")
+    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "out_mp4", "out_frames_dir", "stream_frames", "client", "source_fps")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class SubmitEditRequest(_message.Message):
     OUT_FRAMES_DIR_FIELD_NUMBER: _ClassVar[int]
     STREAM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FPS_FIELD_NUMBER: _ClassVar[int]
     source_path: str
     media_id: str
     start: int
@@ -88,7 +89,8 @@ class SubmitEditRequest(_message.Message):
     out_frames_dir: str
     stream_frames: bool
     client: str
-    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., out_mp4: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ...) -> None: ...
+    source_fps: str
+    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., out_mp4: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ..., source_fps: _Optional[str] = ...) -> None: ...
 
 class SubmitEditReply(_message.Message):
     __slots__ = ("job_id", "queue_position")
@@ -137,16 +139,20 @@ class Queued(_message.Message):
     def __init__(self, position: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "step", "total", "cached")
+    __slots__ = ("stage", "step", "total", "cached", "window", "windows")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
     stage: str
     step: int
     total: int
     cached: bool
-    def __init__(self, stage: _Optional[str] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., cached: _Optional[bool] = ...) -> None: ...
+    window: int
+    windows: int
+    def __init__(self, stage: _Optional[str] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., cached: _Optional[bool] = ..., window: _Optional[int] = ..., windows: _Optional[int] = ...) -> None: ...
 
 class FrameReady(_message.Message):
     __slots__ = ("index", "path", "png", "chunk", "chunks")

@@ -43,6 +43,7 @@ class EditResult:
     frames: np.ndarray  # uint8 (F, h, w, 3) at the working size
     inversion: Inversion
     timings: dict[str, float] = field(default_factory=dict)
+    trajectories: torch.Tensor | None = None  # (steps, 2, R, 4, h, w) of the frames `record` asked for
 
 
 class VideoEditPipeline:
@@ -54,6 +55,7 @@ class VideoEditPipeline:
         self._attn2_names = cross_attention_names(model.unet)
         self._prompt_cache: dict[str, torch.Tensor] = {}
         self.timings: dict[str, float] = {}  # seconds per stage of the last job (encode, inversion, ...)
+        self.recorded: torch.Tensor | None = None  # latent trajectories the last `sample` was asked to record
 
     # ----------------------------------------------------------------------------------------------------------
     # Building blocks
@@ -185,43 +187,65 @@ class VideoEditPipeline:
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
         keep_source: bool = False,
+        anchors: torch.Tensor | None = None,
+        record: list[int] | None = None,
     ) -> torch.Tensor:
         """Denoise the source and edit branches together from z_T; returns the edit branch's z_0.
 
         With keep_source the result is both branches (2F, ...) - the source branch is the reconstruction.
+        `anchors` (steps, 2, A, 4, h, w) are latent trajectories of frames from earlier windows (windows.py): they
+        join every UNet call ahead of this window's frames, for their keys and values only. The trajectories of the
+        frames at the `record` positions are left in `self.recorded` (steps, 2, R, 4, h, w) for later windows.
         """
         schedule = DdimSchedule.from_scheduler(self.model.scheduler, options.steps)
         if inversion.nulls.shape[0] != schedule.steps:
             raise ValueError(f"the inversion has {inversion.nulls.shape[0]} nulls for a {schedule.steps}-step edit")
         z_T = inversion.z_T.to(self.model.device, torch.float32)
         frames = z_T.shape[0]
+        if anchors is not None and anchors.shape[:2] != (schedule.steps, 2):
+            raise ValueError(f"anchor trajectories {tuple(anchors.shape)} do not match a {schedule.steps}-step edit")
+        extra = 0 if anchors is None else anchors.shape[2]
+        batch = extra + frames  # frames per branch in every UNet call
         control = PromptControl.for_prompts(
             source_prompt,
             target_prompt,
             self.model.tokenizer,
-            frames,
+            batch,
             schedule.steps,
             len(self._attn2_names),
             options.cross_replace,
             options.refine_cross_replace,
         )
-        self._install(options, frames, control)
+        self._install(options, batch, control)
         source, target = self.encode_prompt(source_prompt), self.encode_prompt(target_prompt)
         empty = self.encode_prompt("")
-        cond = torch.cat([source.expand(frames, -1, -1), target.expand(frames, -1, -1)])
+        cond = torch.cat([source.expand(batch, -1, -1), target.expand(batch, -1, -1)])
         first_null_step = round(options.null_start * schedule.steps)
         nulls = inversion.nulls.to(self.model.device)
+        if anchors is not None:
+            anchors = anchors.to(self.model.device, torch.float32)
         on_step = self._stepper("edit", progress, cancel)
+        recorded = []
         z = torch.cat([z_T, z_T])
         with torch.no_grad():
             for i, t in enumerate(schedule.timesteps):
+                branches = z.view(2, frames, *z.shape[1:])
+                if record:
+                    recorded.append(branches[:, record].clone())
+                # [anchors, frames] per branch; the anchors' latents are their recorded ones at this step
+                z_in = z if anchors is None else torch.cat([anchors[i], branches], dim=1).flatten(0, 1)
                 null = nulls[i : i + 1] if i >= first_null_step else empty
-                uncond = null.to(cond.dtype).expand(2 * frames, -1, -1)
-                eps_uncond, eps_cond = self.predict_noise(torch.cat([z, z]), t, torch.cat([uncond, cond])).chunk(2)
-                z = schedule.step(eps_uncond + options.guidance * (eps_cond - eps_uncond), t, z)
+                uncond = null.to(cond.dtype).expand(2 * batch, -1, -1)
+                text = torch.cat([uncond, cond])
+                eps_uncond, eps_cond = self.predict_noise(torch.cat([z_in, z_in]), t, text).chunk(2)
+                eps = eps_uncond + options.guidance * (eps_cond - eps_uncond)
+                if anchors is not None:
+                    eps = eps.view(2, batch, *eps.shape[1:])[:, extra:].flatten(0, 1)  # anchors are not stepped
+                z = schedule.step(eps, t, z)
                 on_step(i + 1, schedule.steps)
         if control.calls != schedule.steps * control.layers:
             raise RuntimeError(f"expected one UNet call per step, counted {control.calls / control.layers:.2f}")
+        self.recorded = torch.stack(recorded) if record else None
         return z if keep_source else z[frames:]
 
     def edit(
@@ -233,8 +257,13 @@ class VideoEditPipeline:
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
         inversion: Inversion | None = None,
+        anchors: torch.Tensor | None = None,
+        record: list[int] | None = None,
     ) -> EditResult:
-        """The whole method on uint8 frames at the working size; pass a cached inversion to skip its stages."""
+        """The whole method on uint8 frames at the working size; pass a cached inversion to skip its stages.
+
+        `anchors` and `record` are for windowed edits (see `sample`); the recorded trajectories are in the result.
+        """
         self.timings = {}
         if inversion is None:
             mark = time.perf_counter()
@@ -242,9 +271,11 @@ class VideoEditPipeline:
             self.timings["encode"] = time.perf_counter() - mark
             inversion = self.invert(z0, source_prompt, options, progress, cancel)
         mark = time.perf_counter()
-        z_edit = self.sample(inversion, source_prompt, target_prompt, options, progress, cancel)
+        z_edit = self.sample(
+            inversion, source_prompt, target_prompt, options, progress, cancel, anchors=anchors, record=record
+        )
         self.timings["edit"] = time.perf_counter() - mark
         mark = time.perf_counter()
         edited = self.decode_latents(z_edit)
         self.timings["decode"] = time.perf_counter() - mark
-        return EditResult(edited, inversion, dict(self.timings))
+        return EditResult(edited, inversion, dict(self.timings), self.recorded)

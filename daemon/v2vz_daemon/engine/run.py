@@ -1,20 +1,32 @@
-"""Runs one EditJob end to end: decode the range, edit at the working size, write at the source size and fps.
+"""Runs one EditJob end to end, a window at a time: read, edit at the working size, write at the source size and fps.
 
-The CLI's --local path and the daemon's worker both call `run_job`, so they behave the same.
+The CLI's --local path and the daemon's worker both call `run_job`, so they behave the same. A clip of any length
+is edited as consecutive windows (windows.py); each window's frames are written and announced as soon as it is
+done, and nothing but one window's frames and the anchors' latent trajectories is held between windows.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import torch
+
+from v2vz.errors import Cancelled, InvalidArgument
 from v2vz.job import EditJob
 from v2vz_daemon.engine import video
 from v2vz_daemon.engine.inversion import Inversion
-from v2vz_daemon.engine.pipeline import CancelFn, ProgressFn, VideoEditPipeline
+from v2vz_daemon.engine.pipeline import CancelFn, EditResult, ProgressFn, VideoEditPipeline
+from v2vz_daemon.engine.windows import AnchorBank, auto_window, free_memory_bytes, plan_windows
+
+log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[int, Path], None]  # (index within the job, final path) as each frame is written
 
@@ -33,9 +45,35 @@ class JobResult:
     frame_paths: list[Path]
     source: video.VideoInfo
     working_size: tuple[int, int]
-    inversion: Inversion
-    timings: dict[str, float] = field(default_factory=dict)
-    inversion_cached: bool = False
+    windows: list[range]  # frame indices within the job, as edited
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over the windows
+    cached_windows: int = 0  # windows whose inversion came from the cache
+
+    @property
+    def inversion_cached(self) -> bool:
+        """Every window's inversion came from the cache (a pure re-prompt)."""
+        return self.cached_windows == len(self.windows)
+
+
+class _FrameBuffer:
+    """Frames of the job read ahead only as far as the current window needs (a retried window reads nothing)."""
+
+    def __init__(self, frames: Iterator[np.ndarray]) -> None:
+        self._frames = frames
+        self._first = 0  # job index of _held[0]
+        self._held: list[np.ndarray] = []
+
+    def take(self, span: range) -> np.ndarray:
+        """The frames of `span` (job indices); earlier frames are dropped for good."""
+        del self._held[: span.start - self._first]
+        self._first = span.start
+        while len(self._held) < len(span):
+            self._held.append(next(self._frames))
+        return np.stack(self._held[: len(span)])
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
 def run_job(
@@ -43,55 +81,130 @@ def run_job(
     pipeline: VideoEditPipeline,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
-    inversion: Inversion | None = None,
     cache: InversionStore | None = None,
     on_frame: FrameCallback | None = None,
 ) -> JobResult:
     """Edit job.frames frames of job.source from job.start; raises V2vzError subclasses for bad input.
 
-    With a cache, the inversion is looked up by the decoded frames' content (so a changed file never gets a stale
-    entry) and stored after a miss: a re-prompt of the same clip skips inversion and null-text.
+    With a cache, each window's inversion is looked up by the window's decoded frames (so a changed file never gets
+    a stale entry) and stored after a miss: a re-prompt skips inversion and null-text, and a job cancelled or failed
+    halfway keeps the inversions of the windows it finished. PNG frames already written stay on disk too.
     """
     job.validate()
-    timings: dict[str, float] = {}
-    mark = time.perf_counter()
-    frames, info = video.read_frames(job.source, job.start, job.frames)
+    info = video.probe(job.source)
+    if job.source_fps is not None:
+        if not video.is_image_sequence(info.path):
+            raise InvalidArgument(
+                f"a source frame rate is for image sequences; {info.path} is a video at {info.fps} fps of its own"
+            )
+        info = dataclasses.replace(info, fps=job.source_fps)
+    video.check_range(info, job.start, job.frames)
     long_side = job.options.size or pipeline.model.native_size
     width, height = video.working_size(info.width, info.height, long_side)
-    small = video.resize_frames(frames, width, height)
-    timings["read"] = time.perf_counter() - mark
+    automatic = job.options.window == 0
+    if automatic:
+        dtype_bytes = torch.finfo(pipeline.model.dtype).bits // 8
+        window = auto_window(width, height, free_memory_bytes(pipeline.model.device), dtype_bytes)
+    else:
+        window = job.options.window
+    pending = deque(plan_windows(job.frames, window))
+    done: list[range] = []
+    bank = AnchorBank(job.options.anchors)
+    buffer = _FrameBuffer(video.iter_frames(job.source, job.start, job.frames))
+    timings: dict[str, float] = {}
+    frame_paths: list[Path] = []
+    cached_windows = 0
+    writer = video.Mp4Writer(job.out_mp4, info.fps) if job.out_mp4 else None
+    try:
+        while pending:
+            span = pending.popleft()
+            if cancel and cancel():
+                raise Cancelled(f"cancelled before frames {span.start}..{span.stop - 1}")
+            if progress:
+                progress("window", len(done) + 1, len(done) + 1 + len(pending))
+            mark = time.perf_counter()
+            small = video.resize_frames(buffer.take(span), width, height)
+            timings["read"] = timings.get("read", 0.0) + time.perf_counter() - mark
+            try:
+                result, cached = _edit_window(job, pipeline, small, span, bank, progress, cancel, cache)
+            except Exception as error:
+                if not (automatic and len(span) > 1 and _is_out_of_memory(error)):
+                    raise
+                smaller = max(1, len(span) // 2)
+                log.warning("out of memory with a %d-frame window: retrying with %d frames", len(span), smaller)
+                _free_device_memory(pipeline)
+                rest = plan_windows(job.frames - span.start, smaller)
+                pending = deque(range(span.start + r.start, span.start + r.stop) for r in rest)
+                continue
+            cached_windows += cached
+            for stage, seconds in result.timings.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+            mark = time.perf_counter()
+            full = video.resize_frames(result.frames, info.width, info.height)
+            if job.out_frames_dir:
+                for offset, index in enumerate(span):
+                    (path,) = video.write_png_frames(full[offset : offset + 1], job.out_frames_dir, first_index=index)
+                    frame_paths.append(path)
+                    if on_frame:
+                        on_frame(index, path)
+            if writer:
+                writer.write(full)
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - mark
+            done.append(span)
+        mp4 = writer.close() if writer else None
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
     if progress:
-        progress("read", 1, 1)
+        progress("write", 1, 1)
+    return JobResult(mp4, frame_paths, info, (width, height), done, timings, cached_windows)
 
-    key = None
-    if inversion is None and cache is not None:
+
+def _edit_window(
+    job: EditJob,
+    pipeline: VideoEditPipeline,
+    small: np.ndarray,
+    span: range,
+    bank: AnchorBank,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+    cache: InversionStore | None,
+) -> tuple[EditResult, bool]:
+    """Edit one window with its anchors; records the trajectories later windows need. Returns (result, cached)."""
+    key = inversion = None
+    if cache is not None:
         from v2vz_daemon.inversion_cache import cache_key, frames_digest
 
-        model_name = pipeline.model.name
-        options = job.options.inversion_key()
+        height, width = small.shape[1:3]
         key = cache_key(
-            frames_digest(small), job.start, job.frames, width, height, model_name, job.source_prompt, options
+            frames_digest(small),
+            job.start + span.start,
+            len(span),
+            width,
+            height,
+            pipeline.model.name,
+            job.source_prompt,
+            job.options.inversion_key(),
         )
         inversion = cache.get(key)
         if inversion is not None and progress:
             progress("cached-inversion", 1, 1)
     cached = inversion is not None
-    result = pipeline.edit(small, job.source_prompt, job.prompt, job.options, progress, cancel, inversion=inversion)
-    timings.update(result.timings)
+    _, anchors = bank.anchors_for(span)
+    record = bank.to_record(span)
+    result = pipeline.edit(
+        small, job.source_prompt, job.prompt, job.options, progress, cancel, inversion, anchors, record
+    )
+    bank.store(span, record, result.trajectories)
     if key is not None and not cached:
         cache.put(key, result.inversion)
+    return result, cached
 
-    mark = time.perf_counter()
-    full = video.resize_frames(result.frames, info.width, info.height)
-    frame_paths: list[Path] = []
-    if job.out_frames_dir:
-        for index in range(len(full)):
-            (path,) = video.write_png_frames(full[index : index + 1], job.out_frames_dir, first_index=index)
-            frame_paths.append(path)
-            if on_frame:
-                on_frame(index, path)
-    mp4 = video.write_mp4(full, job.out_mp4, info.fps) if job.out_mp4 else None
-    timings["write"] = time.perf_counter() - mark
-    if progress:
-        progress("write", 1, 1)
-    return JobResult(mp4, frame_paths, info, (width, height), result.inversion, timings, cached)
+
+def _free_device_memory(pipeline: VideoEditPipeline) -> None:
+    import gc
+
+    gc.collect()
+    if pipeline.model.device.type == "cuda":
+        torch.cuda.empty_cache()

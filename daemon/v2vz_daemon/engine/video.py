@@ -7,6 +7,7 @@ Every error is a `v2vz.errors` exception with one line that names the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -70,9 +71,27 @@ def _decode_error(path: Path, error: BaseException) -> MediaError:
     return MediaError(f"{path} is damaged and cannot be decoded ({_ffmpeg_reason(error)}); export it again")
 
 
+DEFAULT_SEQUENCE_FPS = Fraction(24)  # an image sequence carries no frame rate; a job can give its own
+
+
+def is_image_sequence(path: str | Path) -> bool:
+    """A folder of images or an image file (a numbered sequence from that file on, or a still)."""
+    from v2vz_daemon.engine import image_sequence
+
+    return image_sequence.is_image_source(Path(path).expanduser())
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """Describe a clip: size, exact frame rate (a Fraction, so 30000/1001 stays exact), frames and audio."""
+    """Describe a clip: size, exact frame rate (a Fraction, so 30000/1001 stays exact), frames and audio.
+
+    An image sequence (see image_sequence.py) is described too, at DEFAULT_SEQUENCE_FPS and without audio.
+    """
     path = Path(path).expanduser()
+    if path.exists() and is_image_sequence(path):
+        from v2vz_daemon.engine import image_sequence
+
+        files, width, height = image_sequence.probe_sequence(path)
+        return VideoInfo(path, width, height, DEFAULT_SEQUENCE_FPS, len(files), has_audio=False)
     with _open(path) as container:
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate
@@ -100,50 +119,51 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def _decode_sequential(path: Path, start: int, count: int) -> list[np.ndarray]:
+def _decode_sequential(path: Path, start: int, count: int) -> Iterator[np.ndarray]:
     """Decode from the very first frame, counting frames: the reference meaning of a frame index."""
-    frames = []
     with _open(path) as container:
         for index, frame in enumerate(container.decode(container.streams.video[0])):
             if index >= start + count:
                 break
             if index >= start:
-                frames.append(_rgb(frame))
-    return frames
+                yield _rgb(frame)
 
 
-def _decode_seeking(path: Path, start: int, count: int, fps: Fraction) -> list[np.ndarray] | None:
-    """Seek to a keyframe before `start` and decode forward; None when timestamps cannot be trusted.
+def _decode_seeking(path: Path, start: int, count: int, fps: Fraction) -> Iterator[np.ndarray]:
+    """Seek to a keyframe before `start` and decode forward; stops early where timestamps cannot be trusted.
 
+    It yields only frames whose index is the next one wanted, so the caller can go on from where it stopped.
     MP4 seeks on decode timestamps, which run ahead of display ones with B-frames, so a seek can land on
     a keyframe just after `start`: then seek again further back, until that would mean the first frame.
     """
-    wanted = list(range(start, start + count))
     with _open(path) as container:
         stream = container.streams.video[0]
         time_base, first_pts = stream.time_base, stream.start_time or 0
         if not time_base:
-            return None
+            return
         back = 0
         while start - back > 0:
             container.seek(first_pts + int((start - back) / fps / time_base), backward=True, stream=stream)
-            indices: list[int] = []
-            frames: list[np.ndarray] = []
+            landed, wanted = False, start
             for frame in container.decode(stream):
                 if frame.pts is None:
-                    return None
+                    return
                 index = round((frame.pts - first_pts) * time_base * fps)
-                if not indices and index > start:
-                    break  # landed after start: seek further back
-                if index >= start + count:
-                    break
-                indices.append(index)
-                if index >= start:
-                    frames.append(_rgb(frame))
-            if indices and indices[0] <= start:
-                return frames if [i for i in indices if i >= start] == wanted else None
+                if not landed:
+                    if index > start:
+                        break  # landed after start: seek further back
+                    landed = True
+                if index < wanted:
+                    continue
+                if index != wanted:
+                    return  # a gap or a repeat: the timestamps do not count frames
+                yield _rgb(frame)
+                wanted += 1
+                if wanted == start + count:
+                    return
+            if landed:
+                return  # the stream ended early
             back = max(8, back * 4)
-    return None
 
 
 def check_range(info: VideoInfo, start: int, count: int) -> None:
@@ -159,25 +179,44 @@ def check_range(info: VideoInfo, start: int, count: int) -> None:
         )
 
 
-def read_frames(path: str | Path, start: int, count: int) -> tuple[np.ndarray, VideoInfo]:
-    """Frames start..start+count-1 as uint8 RGB (count, H, W, 3), decoding only from the nearest keyframe."""
+def iter_frames(path: str | Path, start: int, count: int) -> Iterator[np.ndarray]:
+    """Frames start..start+count-1 one at a time as uint8 RGB (H, W, 3), decoding only from the nearest keyframe.
+
+    One container stays open while the caller consumes frames, so a long range is decoded once and never held in
+    memory as a whole (windowed edits read a window at a time). Errors come as one-line V2vzError exceptions.
+    """
     if start < 0 or count < 1:
         check_range(VideoInfo(Path(path), 0, 0, Fraction(1), 0, False), start, count)
     info = probe(path)
     check_range(info, start, count)
-    last = start + count - 1
+    if is_image_sequence(info.path):
+        from v2vz_daemon.engine import image_sequence
+
+        files, width, height = image_sequence.probe_sequence(info.path)
+        yield from image_sequence.iter_sequence_frames(files, start, count, width, height)
+        return
+    done = 0
     try:
-        frames = _decode_seeking(info.path, start, count, info.fps)
-        if frames is None:
-            frames = _decode_sequential(info.path, start, count)
+        for pixels in _decode_seeking(info.path, start, count, info.fps):
+            yield pixels
+            done += 1
+        if done < count:  # not seekable, or untrustworthy timestamps: count frames from the start
+            for pixels in _decode_sequential(info.path, start + done, count - done):
+                yield pixels
+                done += 1
     except av.FFmpegError as error:
         raise _decode_error(info.path, error) from error
-    if len(frames) < count:
+    if done < count:
         raise MediaError(
-            f"{info.path} says it has {info.frame_count} frames but frames {start}..{last} could not all be "
-            "decoded; the file looks truncated, export it again"
+            f"{info.path} says it has {info.frame_count} frames but frames {start}..{start + count - 1} could not "
+            "all be decoded; the file looks truncated, export it again"
         )
-    return np.stack(frames), info
+
+
+def read_frames(path: str | Path, start: int, count: int) -> tuple[np.ndarray, VideoInfo]:
+    """Frames start..start+count-1 as uint8 RGB (count, H, W, 3), decoding only from the nearest keyframe."""
+    frames = np.stack(list(iter_frames(path, start, count)))
+    return frames, probe(path)
 
 
 def working_size(width: int, height: int, long_side: int) -> tuple[int, int]:
@@ -225,33 +264,94 @@ def _temp_beside(path: Path, suffix: str) -> Path:
     return Path(name)
 
 
+class Mp4Writer:
+    """H.264 MP4 written a few frames at a time, at exactly `fps` and the frames' own size.
+
+    A long edit never sits in memory whole, and readers never see a partial file: frames go to a hidden temporary
+    name beside the target, which replaces it only when `close()` succeeds; `abort()` (or leaving a `with` block
+    on an exception) deletes it.
+    """
+
+    def __init__(self, path: str | Path, fps: Fraction) -> None:
+        fps = Fraction(fps)
+        if fps <= 0:
+            raise InvalidArgument(f"frame rate {fps} must be positive")
+        self.path = Path(path).expanduser()
+        self.fps = fps
+        self.frames = 0
+        self._temp: Path | None = None
+        self._container = None
+        self._stream = None
+
+    def _start(self, width: int, height: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temp = _temp_beside(self.path, ".part.mp4")
+        self._container = av.open(str(self._temp), mode="w", format="mp4")
+        stream = self._container.add_stream("libx264", rate=self.fps, options={"crf": "18"})
+        # 4:2:0 halves the chroma planes, so x264 refuses odd sizes; 4:4:4 keeps the exact source size.
+        pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.codec_context.time_base = 1 / self.fps
+        self._stream = stream
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append uint8 (F, H, W, 3) frames; every call must have the first call's size."""
+        _check_frames(frames)
+        _, height, width, _ = frames.shape
+        try:
+            if self._container is None:
+                self._start(width, height)
+            elif (width, height) != (self._stream.width, self._stream.height):
+                first = f"{self._stream.width}x{self._stream.height}"
+                raise InvalidArgument(f"frames of {width}x{height} cannot follow {first} ones in {self.path}")
+            for pixels in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+                frame.pts, frame.time_base = self.frames, 1 / self.fps
+                self._container.mux(self._stream.encode(frame))
+                self.frames += 1
+        except BaseException:
+            self.abort()
+            raise
+
+    def close(self) -> Path:
+        """Flush the encoder and move the finished file into place."""
+        if self._container is None:
+            raise InvalidArgument(f"no frames were written to {self.path}")
+        try:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+            os.replace(self._temp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop what was written; the target path is left as it was."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        if self._temp is not None:
+            self._temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_mp4(frames: np.ndarray, path: str | Path, fps: Fraction) -> Path:
     """Write H.264 MP4 at exactly `fps` and the frames' own size; readers never see a partial file."""
     _check_frames(frames)
-    fps = Fraction(fps)
-    if fps <= 0:
-        raise InvalidArgument(f"frame rate {fps} must be positive")
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _, height, width, _ = frames.shape
-    # 4:2:0 halves the chroma planes, so x264 refuses odd sizes; 4:4:4 keeps the exact source size.
-    pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    temp = _temp_beside(path, ".part.mp4")
-    try:
-        with av.open(str(temp), mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=fps, options={"crf": "18"})
-            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-            stream.codec_context.time_base = 1 / fps
-            for index, pixels in enumerate(frames):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
-                frame.pts, frame.time_base = index, 1 / fps
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
+    with Mp4Writer(path, fps) as writer:
+        writer.write(frames)
+    return writer.path
 
 
 def write_png_frames(

@@ -1,9 +1,11 @@
 """v2vz for Blender's Video Sequence Editor: right-click a strip > "Re-prompt Strip...".
 
-The extension runs the `v2vz` client (`v2vz edit ... --events jsonl`) as a subprocess: no third-party package runs
-inside Blender. The edited frames land as an image strip on the first free channel above the source strip and, in
-the UI, the strip grows frame by frame as the daemon writes them. In background mode (`bpy.app.background`) the
-operator runs the job to completion before it returns, so batch scripts can use it.
+It acts on the active movie or image strip (an image strip's visible images must be a numbered sequence that the
+daemon reads from the first of them). The extension runs the `v2vz` client (`v2vz edit ... --events jsonl`) as a
+subprocess: no third-party package runs inside Blender. The edited frames land as an image strip on the first free
+channel above the source strip and, in the UI, the strip grows frame by frame as the daemon writes them. In
+background mode (`bpy.app.background`) the operator runs the job to completion before it returns, so batch scripts
+can use it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import compat
-from .job import EditRequest, JobRunner, find_client
+from .job import EditRequest, JobRunner, find_client, sequence_problem
 
 TIMER_INTERVAL = 0.2
 SUPPORTED_TYPES = ("MOVIE", "IMAGE")
@@ -76,16 +78,13 @@ def client_command(context=None) -> str:
 def check_strip(scene, strip) -> None:
     """Refuse strips the edit cannot handle, with a message that says why."""
     if strip is None:
-        raise ReportError("no active strip: click a movie strip first")
+        raise ReportError("no active strip: click a movie or image strip first")
     if strip.type in compat.UNSUPPORTED_TYPES:
-        raise ReportError(f"{strip.name!r} is {compat.UNSUPPORTED_TYPES[strip.type]}: re-prompt works on movie strips")
-    if strip.type == "IMAGE":
         raise ReportError(
-            f"{strip.name!r} is an image strip: v2vz reads movie files, so render it to a movie first "
-            "and re-prompt the movie strip"
+            f"{strip.name!r} is {compat.UNSUPPORTED_TYPES[strip.type]}: re-prompt works on movie and image strips"
         )
     if strip.type not in SUPPORTED_TYPES:
-        raise ReportError(f"{strip.name!r} is a {strip.type.lower()} strip: re-prompt works on movie strips")
+        raise ReportError(f"{strip.name!r} is a {strip.type.lower()} strip: re-prompt works on movie and image strips")
     editor = scene.sequence_editor
     speed = compat.speed_effects_on(editor, strip)
     if speed:
@@ -98,9 +97,39 @@ def check_strip(scene, strip) -> None:
         raise ReportError(f"{strip.name!r} shows no frames on the timeline")
 
 
+def visible_first(strip) -> int:
+    """The index of the first visible source frame (movie frame or image element): trims move the handles only,
+    source frame 0 (after the hold offset) sits at content_start."""
+    return compat.left_handle(strip) - round(compat.content_start(strip)) + compat.hold_offset_start(strip)
+
+
+def image_range(strip) -> tuple[str, int, int]:
+    """An image strip's source: (the first visible image's path, 0, visible count), once its visible images are
+    checked to be the numbered sequence the daemon reads from that first image (`job.sequence_problem`)."""
+    first, count = visible_first(strip), compat.duration(strip)
+    elements = strip.elements
+    if first < 0:
+        raise ReportError(f"{strip.name!r} starts before its first image (hold): trim it to its images")
+    if first + count > len(elements):
+        raise ReportError(
+            f"{strip.name!r} shows frames after its last image (hold): trim it to its {len(elements)} images"
+        )
+    files = [
+        os.path.normpath(bpy.path.abspath(strip.directory + elements[index].filename))
+        for index in range(first, first + count)
+    ]
+    problem = sequence_problem(files)
+    if problem:
+        raise ReportError(f"{strip.name!r} cannot be re-prompted: {problem}")
+    return files[0], 0, count
+
+
 def source_range(scene, strip) -> tuple[str, int, int]:
-    """The strip's media file and its source frames visible on the timeline: (path, first frame, count)."""
+    """The strip's media and its source frames visible on the timeline: (path, first frame, count). For an image
+    strip: (the first visible image, 0, count), the daemon reading the numbered images that follow it."""
     check_strip(scene, strip)
+    if strip.type == "IMAGE":
+        return image_range(strip)
     path = bpy.path.abspath(strip.filepath)
     if not path or not os.path.isfile(path):
         raise ReportError(f"{strip.name!r}: its movie file {path or strip.filepath!r} does not exist")
@@ -111,8 +140,7 @@ def source_range(scene, strip) -> tuple[str, int, int]:
             f"{strip.name!r} is {movie_fps:g} fps and the scene {fps:g} fps: set the scene's frame rate to "
             f"{movie_fps:g} to re-prompt it"
         )
-    # Source frame 0 (after the hold offset) sits at content_start; the trims move the handles only.
-    first = compat.left_handle(strip) - round(compat.content_start(strip)) + compat.hold_offset_start(strip)
+    first = visible_first(strip)
     count = compat.duration(strip)
     if first < 0:
         raise ReportError(f"{strip.name!r} starts before its movie's first frame (hold): trim it to its content")

@@ -1,5 +1,8 @@
 """Run a `v2vz edit ... --events jsonl` job as a subprocess and read its events. Pure Python: no bpy here.
 
+`sequence_problem` checks that an image strip's visible files are the numbered image sequence the daemon reads
+from the first of them (the daemon's `engine/image_sequence.py` rules, restated here with the standard library).
+
 A worker thread reads the client's JSON lines and puts each event (a dict) on a `queue.Queue`. The main thread of
 Blender drains the queue (from `bpy.app.timers`, or in a loop in background mode); nothing here touches `bpy`.
 After the last line the worker puts one `{"type": "exit", "returncode": N, "stderr": "..."}` item.
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -19,6 +23,8 @@ from pathlib import Path
 
 TERMINAL = frozenset({"done", "failed", "cancelled"})
 CLIENT_ENV = "V2VZ_CLIENT"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")  # as the daemon's image_sequence.py
+_NUMBERED = re.compile(r"^(.*?)([0-9]+)([^0-9]*)$")  # prefix, the last run of digits, suffix
 
 
 def find_client(configured: str = "") -> str | None:
@@ -32,6 +38,73 @@ def find_client(configured: str = "") -> str | None:
             if found:
                 return found
     return shutil.which("v2vz")
+
+
+def split_numbered(name: str) -> tuple[str, int, str] | None:
+    """(prefix, number, suffix) around the last run of digits of a file name, or None when it has no digit."""
+    match = _NUMBERED.match(name)
+    return (match.group(1), int(match.group(2)), match.group(3)) if match else None
+
+
+def sequence_problem(paths: list[str]) -> str | None:
+    """Why `paths` are not frames 0..n-1 of the image sequence the daemon reads from `paths[0]`, or None if they are.
+
+    The daemon's sequence from a file `<prefix><number><suffix>` is that file, then the files beside it with the
+    same prefix and suffix and a higher number, in number order (gaps in the numbering are fine); a name without
+    digits is a single still. So the files must exist, be numbered alike in increasing order, and leave out no file
+    of the pattern between two of them.
+    """
+    if not paths:
+        return "it shows no images"
+    for path in paths:
+        if not os.path.isfile(path):
+            return f"its image {path} does not exist"
+    first = paths[0]
+    name = os.path.basename(first)
+    if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+        return f"{name} is not an image v2vz reads ({', '.join(IMAGE_SUFFIXES)})"
+    pattern = split_numbered(name)
+    if pattern is None:
+        if len(paths) == 1:
+            return None
+        return f"{name} has no frame number in its name, so v2vz would read it as a single still image"
+    prefix, number, suffix = pattern
+    folder = os.path.dirname(first)
+    following: dict[int, str] = {}
+    try:
+        names = os.listdir(folder or ".")
+    except OSError as exc:
+        return f"its folder {folder} cannot be listed ({exc.strerror or exc})"
+    for other in names:
+        parts = split_numbered(other)
+        if parts is None or parts[0] != prefix or parts[2] != suffix or parts[1] <= number:
+            continue
+        if not os.path.isfile(os.path.join(folder, other)):
+            continue
+        if parts[1] in following:
+            a, b = sorted((following[parts[1]], other))
+            return f"{folder} holds two frames numbered {parts[1]} ({a} and {b}): rename or remove one"
+        following[parts[1]] = other
+    expected = [name] + [following[key] for key in sorted(following)]
+    previous = name
+    for index, path in enumerate(paths[1:], start=1):
+        current = os.path.basename(path)
+        if os.path.normcase(os.path.dirname(os.path.abspath(path))) != os.path.normcase(os.path.abspath(folder)):
+            return f"{current} is not in the folder of {name} ({folder})"
+        parts = split_numbered(current)
+        if parts is None or parts[0] != prefix or parts[2] != suffix:
+            return f"{current} is not numbered like {name} ({prefix}<number>{suffix})"
+        if parts[1] <= split_numbered(previous)[1]:
+            return f"{current} follows {previous} but its number is not higher: the images must go up in number"
+        if index >= len(expected):  # cannot happen for an existing file numbered higher: kept for safety
+            return f"{current} is not part of the sequence that starts at {name}"
+        if expected[index] != current:
+            return (
+                f"{expected[index]} lies between {previous} and {current} but is not in the strip: v2vz reads "
+                "every numbered image in order, so move the strip's images to a folder of their own"
+            )
+        previous = current
+    return None
 
 
 @dataclass
@@ -96,7 +169,9 @@ class JobState:
             self.status = f"queued (position {position})" if position else "queued (next)"
         elif kind == "progress":
             stage, step, total = event.get("stage", ""), event.get("step", 0), event.get("total", 0) or 1
-            self.status = f"{stage} {step}/{total}" + (" (cached)" if event.get("cached") else "")
+            window, windows = event.get("window") or 0, event.get("windows") or 0
+            where = f"window {window}/{windows}: " if windows > 1 and stage != "window" else ""
+            self.status = f"{where}{stage} {step}/{total}" + (" (cached)" if event.get("cached") else "")
             self.progress = min(max(step / total, 0.0), 1.0)
         elif kind == "frame":
             if event.get("path"):

@@ -1,0 +1,100 @@
+"""Clips of any length: edit them as a sequence of windows that also attend to a few anchor frames.
+
+Dense cross-frame attention over a whole shot costs O((frames x tokens)^2), so a clip is cut into windows of a few
+frames, each inverted, optimized and edited on its own (the method's one null embedding per step is then shared by
+the frames of a window). To keep the windows consistent, every window's self-attention also sees anchor frames:
+the clip's first frame and the last frames of the previous window. Anchors are not edited again: at every edit step
+their latents (both branches) are the ones recorded when their own window was edited, so they enter the UNet only
+to give keys and values, and their outputs are dropped. What is kept between windows is those latent trajectories,
+a few MiB per anchor frame, so memory stays that of one window plus its anchors however long the clip.
+
+Batch order inside a window is [anchors in clip order, window frames], so sparse-causal attention's "first frame" is
+the clip's first frame and the window's first frame has the previous window's last frame as its "previous".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+# Published method: 8 frames of 64x64 latents attend to each other. Our automatic window keeps the attention span
+# (frames x latent tokens) at twice that and bounds the frames on both sides.
+TOKEN_BUDGET = 2 * 8 * 64 * 64
+MIN_AUTO_WINDOW = 4
+MAX_AUTO_WINDOW = 16
+# Estimated peak bytes per frame and latent token of the heaviest stage (null-text's backward through the UNet,
+# SD 1.5, 2-byte weights); a GPU that runs out anyway makes the window smaller and retries (run.py).
+BYTES_PER_FRAME_TOKEN = 384 * 1024
+MEMORY_SHARE = 0.8  # of the free memory, the rest is left for the allocator's fragmentation and other processes
+
+
+def plan_windows(frames: int, window: int) -> list[range]:
+    """Split frames 0..frames-1 into ceil(frames / window) consecutive windows of near-equal size (larger first).
+
+    Equal sizes keep the last window from being a lone frame or two with little temporal context.
+    """
+    if frames < 1 or window < 1:
+        raise ValueError(f"need at least one frame and a window of at least one, got {frames} and {window}")
+    count = math.ceil(frames / window)
+    base, extra = divmod(frames, count)
+    windows, start = [], 0
+    for index in range(count):
+        size = base + (1 if index < extra else 0)
+        windows.append(range(start, start + size))
+        start += size
+    return windows
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free memory on the device: the GPU's free bytes, or the system's available RAM for the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def auto_window(width: int, height: int, free_bytes: int | None, dtype_bytes: int = 2) -> int:
+    """The default window for a working size (pixels) and free memory: the token budget, capped by memory."""
+    tokens = max(1, (width // 8) * (height // 8))
+    window = max(MIN_AUTO_WINDOW, min(MAX_AUTO_WINDOW, TOKEN_BUDGET // tokens))
+    if free_bytes is not None:
+        per_frame = BYTES_PER_FRAME_TOKEN * tokens * dtype_bytes / 2
+        window = min(window, int(free_bytes * MEMORY_SHARE // per_frame))
+    return max(1, window)
+
+
+@dataclass
+class AnchorBank:
+    """Latent trajectories of the frames later windows attend to, keyed by frame index within the job.
+
+    Each trajectory is (steps, 2, 4, h, w): the latent entering every edit step, source and edit branch.
+    """
+
+    tail: int  # frames of the previous window to keep besides the first frame
+    trajectories: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def anchors_for(self, window: range) -> tuple[list[int], torch.Tensor | None]:
+        """The anchor frame indices of a window (clip order) and their stacked trajectories (steps, 2, A, 4, h, w)."""
+        indices = sorted(i for i in self.trajectories if i < window.start)
+        if not indices:
+            return [], None
+        return indices, torch.stack([self.trajectories[i] for i in indices], dim=2)
+
+    def to_record(self, window: range) -> list[int]:
+        """Positions within `window` whose trajectories later windows need: the first frame, the last `tail`."""
+        keep = {len(window) - 1 - k for k in range(min(self.tail, len(window)))}
+        if window.start == 0:
+            keep.add(0)
+        return sorted(keep)
+
+    def store(self, window: range, positions: list[int], trajectories: torch.Tensor) -> None:
+        """Keep the recorded trajectories (steps, 2, R, ...) of a finished window; drop the previous tail."""
+        self.trajectories = {i: t for i, t in self.trajectories.items() if i == 0}
+        for slot, position in enumerate(positions):
+            self.trajectories[window.start + position] = trajectories[:, :, slot].clone()
