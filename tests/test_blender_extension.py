@@ -5,6 +5,7 @@ The Blender side runs as a script in that venv's Python; it prints one `SUMMARY 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -133,7 +134,7 @@ try:
     summary["second_result"] = result_info(second[0]) if second else None
 
     # The UI path: the job runs in the background thread and the timer's drain grows the strip frame by frame.
-    active = v2vz_blender.start_job(bpy.context, movie, OPTS)
+    active = v2vz_blender.start_job(bpy.context, movie, {**OPTS, "window": 2})  # 2 windows: 2 frames, then 2
     v2vz_blender.JOBS[active.key] = active
     lengths = []
     while v2vz_blender.drain_jobs():
@@ -141,9 +142,8 @@ try:
         lengths.append(compat.duration(strip) if strip is not None else 0)
         time.sleep(0.02)
     lengths.append(compat.duration(v2vz_blender._result_strip(active)))
-    summary["streamed"] = {
-        "lengths": sorted(set(lengths)), "channel": active.channel, "report": dict(v2vz_blender.LAST_REPORT)
-    }
+    seen = [n for i, n in enumerate(lengths) if i == 0 or n != lengths[i - 1]]  # each length once, in order
+    summary["streamed"] = {"lengths": seen, "channel": active.channel, "report": dict(v2vz_blender.LAST_REPORT)}
 
     summary["color_strip"] = run(compat.strips_all(editor)["blocker"])
     speed = compat.new_effect(editor, "speedy", "SPEED", 9, 47, 4, input1=movie)
@@ -227,7 +227,10 @@ def test_second_run_goes_to_the_next_free_channel(summary):
 def test_ui_path_streams_frames_onto_a_growing_strip(summary):
     streamed = summary["streamed"]
     assert streamed["channel"] == 6 and streamed["report"]["level"] == "INFO", streamed
-    assert streamed["lengths"][-1] == 4 and set(streamed["lengths"]) <= {0, 1, 2, 3, 4}, streamed
+    lengths = streamed["lengths"]
+    # The strip never shrinks, ends with all 4 frames, and showed the first window's 2 frames while the second was
+    # still being edited (seconds of work, against a 20 ms poll).
+    assert lengths == sorted(lengths) and lengths[-1] == 4 and 2 in lengths, streamed
 
 
 def test_unsupported_strips_are_reported(summary):
@@ -524,3 +527,25 @@ def test_status_names_the_window_of_a_long_clip():
         {"type": "progress", "stage": "inversion", "step": 1, "total": 1, "cached": True, "window": 3, "windows": 5}
     )
     assert state.status == "window 3/5: inversion 1/1 (cached)"
+
+
+def test_the_client_command_carries_only_the_options_that_were_set():
+    request = plugin_job().EditRequest("/clips/a.mp4", 10, 40, "a jeep", "a car", "/out/x")
+    base = ["v2vz", "edit", "/clips/a.mp4", "--prompt", "a jeep", "--source-prompt", "a car"]
+    base += ["--start", "10", "--frames", "40", "--out", "/out/x"]
+    assert request.command("v2vz") == [*base, "--events", "jsonl"]
+    chosen = dataclasses.replace(request, steps=20, size=256, window=8, fast=True, preset="published")
+    assert chosen.command("v2vz") == [
+        *base,
+        "--preset",
+        "published",
+        "--steps",
+        "20",
+        "--size",
+        "256",
+        "--window",
+        "8",
+        "--fast",
+        "--events",
+        "jsonl",
+    ]

@@ -138,6 +138,26 @@ def test_edit_to_a_folder_writes_pngs_at_the_source_size(
     assert f"6PNGframesin{squeeze(str(folder))}" in said
 
 
+def test_edit_an_image_sequence_in_windows_to_an_mp4_at_its_frame_rate(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A numbered PNG sequence from its third image, edited 2 frames at a time; --source-fps sets the MP4's rate."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    frames, _ = read_frames(clip("bikes.mp4"), 0, 7)
+    for number, pixels in enumerate(frames, start=1):
+        Image.fromarray(pixels).save(shots / f"bikes_{number:03d}.png")
+    out = tmp_path / "seq.mp4"
+    args = ["edit", str(shots / "bikes_003.png"), "-p", "a jeep", "-s", "bikes", "--frames", "5", "--window", "2"]
+    args += ["--steps", "2", "--fast", "--size", "64", "--source-fps", "24000/1001", "--out", str(out)]
+    result = invoke(args + local_tiny(cache), cache, monkeypatch)
+    assert result.exit_code == 0, result.output
+    info = probe(out)
+    assert (info.frame_count, info.width, info.height, info.fps) == (5, 640, 272, Fraction(24000, 1001))
+    refused = invoke(args[:-2] + ["--source-fps", "fast", "--out", str(out)] + local_tiny(cache), cache, monkeypatch)
+    assert refused.exit_code == 2 and "frame rate 'fast' is not a number" in plain(refused.stderr)
+
+
 def test_edit_720p_clip_with_audio_at_a_small_working_size(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

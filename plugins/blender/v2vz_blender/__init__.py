@@ -195,6 +195,7 @@ def start_job(context, strip, options: dict) -> ActiveJob:
         size=int(options.get("size", 0)),
         fast=bool(options.get("fast", False)),
         preset=str(options.get("preset", "default")),
+        window=int(options.get("window", 0)),
     )
     runner = JobRunner(request, client)
     active = ActiveJob(
@@ -362,6 +363,13 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
     seed: IntProperty(name="Seed", description="Seed (-1: default)", default=-1, min=-1)
     size: IntProperty(name="Size", description="Working long side in pixels (0: the model's own)", default=0, min=0)
     fast: BoolProperty(name="Fast", description="Skip null-text optimization", default=False)
+    window: IntProperty(
+        name="Window",
+        description="Frames edited together; longer strips go window by window (0: chosen from size and memory)",
+        default=0,
+        min=0,
+        max=256,
+    )
     preset: EnumProperty(
         name="Preset",
         items=(("default", "Default", "v2vz's settings"), ("published", "Published", "The paper's settings")),
@@ -373,7 +381,7 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
         return active_strip(context) is not None
 
     def edit_options(self) -> dict:
-        names = ("prompt", "source_prompt", "steps", "guidance", "seed", "size", "fast", "preset")
+        names = ("prompt", "source_prompt", "steps", "guidance", "seed", "size", "fast", "preset", "window")
         return {name: getattr(self, name) for name in names}
 
     def invoke(self, context, event):
@@ -395,8 +403,9 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
         row.prop(self, "seed")
         row.prop(self, "size")
         row = layout.row()
-        row.prop(self, "preset", text="")
+        row.prop(self, "window")
         row.prop(self, "fast")
+        layout.prop(self, "preset", text="")
 
     def execute(self, context):
         return run_operator(self, context, active_strip(context), self.edit_options())

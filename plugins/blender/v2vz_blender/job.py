@@ -123,6 +123,7 @@ class EditRequest:
     size: int = 0  # 0: the model's own
     fast: bool = False
     preset: str = "default"
+    window: int = 0  # frames edited together; 0: the daemon chooses (long strips arrive window by window)
 
     def command(self, client: str) -> list[str]:
         """The client's command line (events as JSON lines on stdout, PNG frames into out_dir)."""
@@ -138,6 +139,8 @@ class EditRequest:
             args += ["--seed", str(self.seed)]
         if self.size > 0:
             args += ["--size", str(self.size)]
+        if self.window > 0:
+            args += ["--window", str(self.window)]
         if self.fast:
             args.append("--fast")
         return [*args, "--events", "jsonl"]
