@@ -145,6 +145,21 @@ try:
     seen = [n for i, n in enumerate(lengths) if i == 0 or n != lengths[i - 1]]  # each length once, in order
     summary["streamed"] = {"lengths": seen, "channel": active.channel, "report": dict(v2vz_blender.LAST_REPORT)}
 
+    # Cancel from the UI after the first window (1 frame of 50 steps) arrived: the frames that arrived stay.
+    active = v2vz_blender.start_job(bpy.context, movie, {**OPTS, "steps": 50, "window": 1})
+    v2vz_blender.JOBS[active.key] = active
+    cancel_result, deadline = None, time.monotonic() + 300
+    while v2vz_blender.drain_jobs() and time.monotonic() < deadline:
+        if cancel_result is None and active.appended >= 1:
+            cancel_result = sorted(bpy.ops.sequencer.v2vz_cancel(job=active.key))
+        time.sleep(0.02)
+    strip = v2vz_blender._result_strip(active)
+    summary["cancelled"] = {
+        "cancel_result": cancel_result, "outcome": active.runner.state.outcome, "appended": active.appended,
+        "length": compat.duration(strip) if strip is not None else 0, "report": dict(v2vz_blender.LAST_REPORT),
+        "pngs": len([n for n in os.listdir(active.folder) if n.endswith(".png")]),
+    }
+
     summary["color_strip"] = run(compat.strips_all(editor)["blocker"])
     speed = compat.new_effect(editor, "speedy", "SPEED", 9, 47, 4, input1=movie)
     summary["speed_strip"] = run(speed)
@@ -231,6 +246,14 @@ def test_ui_path_streams_frames_onto_a_growing_strip(summary):
     # The strip never shrinks, ends with all 4 frames, and showed the first window's 2 frames while the second was
     # still being edited (seconds of work, against a 20 ms poll).
     assert lengths == sorted(lengths) and lengths[-1] == 4 and 2 in lengths, streamed
+
+
+def test_cancel_from_the_sidebar_keeps_the_frames_that_arrived(summary):
+    cancelled = summary["cancelled"]
+    assert cancelled["cancel_result"] == ["FINISHED"] and cancelled["outcome"] == "cancelled", cancelled
+    assert 1 <= cancelled["appended"] < 4 and cancelled["length"] == cancelled["appended"], cancelled
+    assert cancelled["pngs"] == cancelled["appended"], cancelled  # on disk exactly what is on the timeline
+    assert cancelled["report"]["level"] == "WARNING" and "cancel" in cancelled["report"]["message"], cancelled
 
 
 def test_unsupported_strips_are_reported(summary):
