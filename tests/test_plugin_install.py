@@ -30,3 +30,57 @@ def test_unknown_host_is_one_line(tmp_path):
     done = subprocess.run([V2VZ, "plugin", "install", "premiere"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "premiere" in done.stderr
+
+
+def test_a_wheel_install_carries_the_plugins_and_installs_them(tmp_path):
+    """Not only an editable checkout: the wheel ships plugins/ as v2vz/_plugins and `plugin install` finds it."""
+    repo = Path(__file__).resolve().parents[1]
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(repo),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("v2vz-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    shipped = site / "v2vz" / "_plugins"
+    assert (shipped / "davinci" / "v2vz Re-prompt clip.py").read_bytes() == (
+        repo / "plugins" / "davinci" / "v2vz Re-prompt clip.py"
+    ).read_bytes()
+    assert (shipped / "blender" / "v2vz_blender" / "blender_manifest.toml").is_file()
+    run_cli = "import sys; from v2vz.main import app; sys.argv = ['v2vz', *sys.argv[1:]]; app()"
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for host in ("blender", "resolve"):
+        done = subprocess.run(
+            [sys.executable, "-c", run_cli, "plugin", "install", host, "--dest", str(tmp_path / host)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+    where = subprocess.run(
+        [sys.executable, "-c", "from v2vz import plugins; print(plugins.plugins_root())"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert where.stdout.strip() == str(shipped)  # the wheel's copy, not this checkout's
+    (extension,) = (tmp_path / "blender").glob("*.zip")
+    with zipfile.ZipFile(extension) as archive:
+        assert "blender_manifest.toml" in archive.namelist() and "__init__.py" in archive.namelist()
+    assert (tmp_path / "resolve" / "v2vz Re-prompt clip.py").is_file()

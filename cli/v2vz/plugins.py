@@ -15,11 +15,17 @@ plugin_app = typer.Typer(help="Install the host plugins (DaVinci Resolve; Blende
 RESOLVE_SCRIPT = "v2vz Re-prompt clip.py"
 CLIENT_FILE = "v2vz-client.txt"  # read by the script: the absolute path of this `v2vz` command
 REPOSITORY = Path(__file__).resolve().parents[2]
+PACKAGED = Path(__file__).resolve().parent / "_plugins"  # plugins/ as the wheel ships it (pyproject's package-dir)
+
+
+def plugins_root() -> Path:
+    """The host plugins' sources: inside the installed package (a wheel), else the checkout (an editable install)."""
+    return PACKAGED if PACKAGED.is_dir() else REPOSITORY / "plugins"
 
 
 def resolve_script() -> Path:
-    """The Resolve menu script in this checkout (plugins/davinci/)."""
-    return REPOSITORY / "plugins" / "davinci" / RESOLVE_SCRIPT
+    """The Resolve menu script (plugins/davinci/)."""
+    return plugins_root() / "davinci" / RESOLVE_SCRIPT
 
 
 def resolve_scripts_folder(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
@@ -68,8 +74,7 @@ def install(
     script = resolve_script()
     if not script.is_file():
         raise fail(
-            f"the Resolve script is not in this installation (looked for {script}): install v2vz from its source "
-            "checkout (`pip install -e .`)"
+            f"the Resolve script is not in this installation (looked for {script}): reinstall v2vz"
         )
     folder = dest if dest is not None else resolve_scripts_folder()
     try:
@@ -89,14 +94,17 @@ def install(
 # ---------------------------------------------------------------------------------------------------------------
 # Blender: an extension zip for Preferences > Get Extensions > Install from Disk
 
-BLENDER_PACKAGE = REPOSITORY / "plugins" / "blender" / "v2vz_blender"
+def blender_package() -> Path:
+    """The Blender extension's folder (plugins/blender/v2vz_blender/)."""
+    return plugins_root() / "blender" / "v2vz_blender"
 
 
-def build_blender_zip(dest: Path, package: Path = BLENDER_PACKAGE) -> Path:
+def build_blender_zip(dest: Path, package: Path | None = None) -> Path:
     """Zip the Blender extension (blender_manifest.toml at the zip's root) into dest; returns the zip's path."""
     import tomllib
     import zipfile
 
+    package = package or blender_package()
     manifest = tomllib.loads((package / "blender_manifest.toml").read_text(encoding="utf-8"))
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{manifest['id']}-{manifest['version']}.zip"
@@ -111,19 +119,17 @@ def install_blender(dest: Path | None) -> None:
     """`v2vz plugin install blender`: build the extension zip and say how to install it."""
     from v2vz.main import fail, say
 
-    if not (BLENDER_PACKAGE / "blender_manifest.toml").is_file():
-        raise fail(
-            f"the Blender extension is not in this installation (looked for {BLENDER_PACKAGE}): install v2vz from "
-            "its source checkout (`pip install -e .`)"
-        )
+    package = blender_package()
+    if not (package / "blender_manifest.toml").is_file():
+        raise fail(f"the Blender extension is not in this installation (looked for {package}): reinstall v2vz")
     folder = (dest if dest is not None else Path.cwd()).expanduser().absolute()
     try:
-        target = build_blender_zip(folder)
+        target = build_blender_zip(folder, package)
     except OSError as exc:
         raise fail(f"cannot write the extension into {folder}: {exc.strerror or exc}") from None
     say(f"built {target} (Blender 4.2 or later)")
     say(
         "in Blender: Edit > Preferences > Get Extensions > the menu at the top right > Install from Disk..., pick "
         f"that zip; the extension runs the client {client_path()} (set another in its preferences or with "
-        "V2VZ_CLIENT); start the daemon with `v2vz serve`, then right-click a movie strip > Re-prompt Strip..."
+        "V2VZ_CLIENT); start the daemon with `v2vz serve`, then right-click a movie or image strip > Re-prompt Strip..."
     )
