@@ -231,3 +231,27 @@ def test_no_daemon_is_one_line_and_moves_nothing(folders, tmp_path):
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), done.stderr
     assert "no v2vz daemon" in lines[0]
     assert sorted(p.name for p in in_dir.iterdir()) == ["v2vz.toml", "x.mp4", "x.toml"]
+
+
+def test_clips_with_the_same_name_never_overwrite_each_others_edit(served, folders, watching):
+    """a.mp4 and a.mov share a.toml and both get an edit (a.mp4, a-2.mp4); a clip dropped again gets a-3.mp4."""
+    in_dir, out_dir = folders
+    (in_dir / "a.toml").write_text(PROMPTS)
+    shutil.copy(BIKES, in_dir / "a.mp4")
+    shutil.copy(BIKES, in_dir / "a.mov")
+    watcher = watching(in_dir, out_dir, "--once", settle=0.3)
+    assert watcher.process.wait(120) == 0, watcher.text()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a-2.mp4", "a.mp4"], watcher.text()
+    for out in out_dir.iterdir():
+        assert_edited(out)
+    done = sorted(p.name for p in (in_dir / "done").iterdir())
+    assert done in (["a-2.mp4", "a-2.toml", "a.mov", "a.toml"], ["a-2.mov", "a-2.toml", "a.mp4", "a.toml"]), done
+    assert not (in_dir / "a.toml").exists()  # the sidecar went with the last of its clips
+    first = (out_dir / "a.mp4").stat().st_mtime_ns
+    (in_dir / "a.toml").write_text(PROMPTS)
+    shutil.copy(BIKES, in_dir / "a.mp4")
+    again = watching(in_dir, out_dir, "--once", settle=0.3)
+    assert again.process.wait(120) == 0, again.text()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a-2.mp4", "a-3.mp4", "a.mp4"]
+    assert (out_dir / "a.mp4").stat().st_mtime_ns == first  # the earlier edit is untouched
+    assert f"a.mp4 -> {out_dir.resolve() / 'a-3.mp4'}" in again.text()

@@ -73,9 +73,7 @@ def install(
         raise fail(f"unknown host {host!r}: use resolve")
     script = resolve_script()
     if not script.is_file():
-        raise fail(
-            f"the Resolve script is not in this installation (looked for {script}): reinstall v2vz"
-        )
+        raise fail(f"the Resolve script is not in this installation (looked for {script}): reinstall v2vz")
     folder = dest if dest is not None else resolve_scripts_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -93,6 +91,7 @@ def install(
 
 # ---------------------------------------------------------------------------------------------------------------
 # Blender: an extension zip for Preferences > Get Extensions > Install from Disk
+
 
 def blender_package() -> Path:
     """The Blender extension's folder (plugins/blender/v2vz_blender/)."""

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import re
+import shutil
 import signal
 import stat
 import tempfile
@@ -131,8 +132,21 @@ def check_settings(file_name: str, data: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def resolve_job(video: Path, out_dir: Path) -> EditJob | str:
-    """The job of a video from its settings, or (a string) the line that says why it waits for a prompt."""
+def free_output(out_dir: Path, stem: str, claimed: set[str]) -> Path:
+    """OUT/STEM.mp4, or STEM-2.mp4, STEM-3.mp4, ... when that name holds an earlier edit or belongs to a job still in
+    flight (a.mp4 and a.mov, or a clip dropped again): a watch folder never overwrites work."""
+    candidate, number = out_dir / f"{stem}.mp4", 1
+    while candidate.exists() or str(candidate.resolve()) in claimed:
+        number += 1
+        candidate = out_dir / f"{stem}-{number}.mp4"
+    return candidate.resolve()
+
+
+def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> EditJob | str:
+    """The job of a video from its settings, or (a string) the line that says why it waits for a prompt.
+
+    `claimed`: output paths of the jobs in flight, which the new job's output must not take.
+    """
     sidecar = video.with_suffix(".toml")
     settings: dict[str, Any] = {}
     for path in (video.parent / DEFAULTS_NAME, sidecar):
@@ -154,7 +168,7 @@ def resolve_job(video: Path, out_dir: Path) -> EditJob | str:
         start=settings.get("start", 0),
         frames=settings.get("frames", 8),
         options=options,
-        out_mp4=(out_dir / f"{video.stem}.mp4").resolve(),
+        out_mp4=free_output(out_dir, video.stem, claimed),
         model="",
     )
     job.validate()
@@ -194,6 +208,11 @@ class State:
         with self.lock:
             self.entries[name] = entry
             self._save()
+
+    def outputs(self) -> set[str]:
+        """The output paths of every job in flight."""
+        with self.lock:
+            return {str(entry["out"]) for entry in self.entries.values() if entry.get("out")}
 
     def drop(self, name: str) -> None:
         with self.lock:
@@ -466,7 +485,7 @@ class Watcher:
                 seen.waiting = None
                 return
             try:
-                result = resolve_job(video, self.out_dir)
+                result = resolve_job(video, self.out_dir, self.state.outputs())
             except V2vzError as exc:
                 self.seen.pop(name, None)
                 self.fail_file(name, str(exc))
@@ -581,9 +600,22 @@ class Watcher:
             write_atomic(folder / f"{candidate}.error.txt", one_line(reason) + "\n")
         with contextlib.suppress(FileNotFoundError):
             os.replace(video, folder / f"{candidate}{suffix}")
+        sidecar = video.with_suffix(".toml")
         with contextlib.suppress(FileNotFoundError):
-            os.replace(video.with_suffix(".toml"), folder / f"{candidate}.toml")
+            if self.shares_sidecar(name):  # a.mov still needs the a.toml it shares with a.mp4: copy, do not move
+                shutil.copy2(sidecar, folder / f"{candidate}.toml")
+            else:
+                os.replace(sidecar, folder / f"{candidate}.toml")
         return candidate
+
+    def shares_sidecar(self, name: str) -> bool:
+        """Another video with the same stem is still in IN_DIR (NAME.toml serves both)."""
+        stem = Path(name).stem
+        try:
+            others = [other for other in os.listdir(self.in_dir) if other != name and is_video(other)]
+        except OSError:
+            return False
+        return any(Path(other).stem == stem for other in others)
 
     def fail_file(self, name: str, reason: str) -> None:
         self.move_away(name, FAILED_DIR, reason)
