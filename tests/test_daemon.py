@@ -149,6 +149,7 @@ def test_cancel_mid_job_then_the_next_job_runs(daemon, root):
     [
         ({"prompt": "  "}, grpc.StatusCode.INVALID_ARGUMENT, "prompt is empty"),
         ({"start": 248, "frames": 8}, grpc.StatusCode.INVALID_ARGUMENT, "outside"),
+        ({"start": 250, "frames": 0}, grpc.StatusCode.INVALID_ARGUMENT, "start frame 250 is past the end"),
         ({"options": {"stepz": "3"}}, grpc.StatusCode.INVALID_ARGUMENT, "unknown option 'stepz'"),
         ({"options": {"steps": "many"}}, grpc.StatusCode.INVALID_ARGUMENT, "steps must be int"),
         ({"options": {"attention": "diagonal"}}, grpc.StatusCode.INVALID_ARGUMENT, "attention"),
@@ -165,6 +166,15 @@ def test_bad_requests_get_the_right_status(daemon, root, changes, code, words):
     assert raised.value.code() == code
     assert words in raised.value.details() and "\n" not in raised.value.details()
     assert stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs == []
+
+
+def test_frames_0_edits_through_the_end_of_the_clip(daemon, root):
+    stub, md = connect(daemon)
+    reply = stub.SubmitEdit(request(root, start=247, frames=0), metadata=md)  # bikes.mp4 has 250 frames
+    (listed,) = stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs
+    assert (listed.start, listed.frames) == (247, 3)  # resolved when submitted: the journal has the real count
+    done = watch(stub, md, reply.job_id)[-1].done
+    assert video.probe(done.out_mp4).frame_count == 3 and len(done.frame_paths) == 3
 
 
 def test_undecodable_media_and_unknown_jobs(daemon, root):

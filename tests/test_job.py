@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from v2vz.errors import InvalidArgument, V2vzError
+from v2vz.errors import InvalidArgument, RangeError, V2vzError
 from v2vz.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions, parse_fps
 from v2vz.proto_mapping import job_from_request, job_to_request
 
@@ -189,7 +189,7 @@ def test_a_good_job_validates() -> None:
         ({"source_prompt": ""}, ["source prompt is empty", "--source-prompt"]),
         ({"source_prompt": "   "}, ["source prompt is empty"]),
         ({"start": -1}, ["start", "-1"]),
-        ({"frames": 0}, ["frames", "0"]),
+        ({"frames": -1}, ["frames", "-1"]),
         ({"frames": -3}, ["frames", "-3"]),
         ({"out_mp4": None, "out_frames_dir": None}, ["no output"]),
         ({"options": EditOptions(steps=0)}, ["steps"]),
@@ -302,3 +302,14 @@ def test_source_fps_survives_the_journal_and_the_wire() -> None:
     assert job_from_request(job_to_request(job()), "tiny").source_fps is None
     with pytest.raises(InvalidArgument, match="at most 1000 fps"):
         job(source_fps=Fraction(5000)).validate()
+
+
+def test_frames_0_means_through_the_end_of_the_clip() -> None:
+    whole = job(start=10, frames=0)
+    whole.validate()
+    assert whole.through_end(250).frames == 240 and whole.through_end(250).start == 10
+    assert job(frames=5).through_end(250).frames == 5  # an explicit count is kept (and range-checked elsewhere)
+    with pytest.raises(RangeError, match=r"start frame 250 is past the end of .* \(250 frames, 0\.\.249\)"):
+        job(start=250, frames=0).through_end(250)
+    with pytest.raises(InvalidArgument, match=r"frames must be 1 or more \(0: through the end of the clip\)"):
+        job(frames=-1).validate()

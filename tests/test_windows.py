@@ -285,3 +285,10 @@ def test_an_automatic_window_that_runs_out_of_memory_is_halved_and_retried(pipel
     assert [len(w) for w in result.windows] == [3, 3, 3, 3] and len(result.frame_paths) == 12
     with pytest.raises(torch.OutOfMemoryError):  # a window the user chose is not second-guessed
         run_job(job_for(source, tmp_path / "fixed", 12, QUICK.replace(window=6)), pipeline)
+
+
+def test_frames_0_edits_from_start_through_the_last_frame_in_windows(pipeline, long_clip, tmp_path):
+    source, _ = long_clip
+    result = run_job(job_for(source, tmp_path / "tail", 0, QUICK.replace(window=4), start=30), pipeline)
+    assert [len(w) for w in result.windows] == [4, 3, 3]  # frames 30..39 of the 40
+    assert [p.name for p in result.frame_paths] == [f"frame_{i:06d}.png" for i in range(10)]

@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from v2vz.errors import InvalidArgument
+from v2vz.errors import InvalidArgument, RangeError
 
 AttentionLayout = Literal["dense", "published", "sparse_causal", "per_frame"]
 InversionPrompt = Literal["source", "empty"]
@@ -147,7 +147,7 @@ class EditJob:
     prompt: str
     source_prompt: str
     start: int = 0
-    frames: int = 8
+    frames: int = 8  # 0: from start through the clip's last frame (resolved once the clip is probed)
     options: EditOptions = field(default_factory=EditOptions)
     out_mp4: Path | None = None
     out_frames_dir: Path | None = None
@@ -171,6 +171,17 @@ class EditJob:
             fields["source_fps"] = parse_fps(fields["source_fps"])
         return cls(**fields)
 
+    def through_end(self, clip_frames: int) -> EditJob:
+        """This job with frames=0 ("through the end") made the count of frames the clip has from start on."""
+        if self.frames:
+            return self
+        if self.start >= clip_frames:
+            raise RangeError(
+                f"start frame {self.start} is past the end of {self.source} ({clip_frames} frames, "
+                f"0..{clip_frames - 1})"
+            )
+        return dataclasses.replace(self, frames=clip_frames - self.start)
+
     def validate(self) -> None:
         """Check what can be checked without opening the media; the engine checks the range against the clip."""
         if not self.prompt.strip():
@@ -183,8 +194,8 @@ class EditJob:
             )
         if self.start < 0:
             raise InvalidArgument(f"start must be 0 or more, got {self.start}")
-        if self.frames < 1:
-            raise InvalidArgument(f"frames must be 1 or more, got {self.frames}")
+        if self.frames < 0:
+            raise InvalidArgument(f"frames must be 1 or more (0: through the end of the clip), got {self.frames}")
         if self.source_fps is not None and not 0 < self.source_fps <= 1000:
             raise InvalidArgument(f"source frame rate must be above 0 and at most 1000 fps, got {self.source_fps}")
         if self.out_mp4 is None and self.out_frames_dir is None:

@@ -84,7 +84,7 @@ def edit(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What the edited clip should show.")],
     source_prompt: Annotated[str, typer.Option("--source-prompt", "-s", help="What the clip shows now.")] = "",
     start: Annotated[int, typer.Option(help="First source frame (0-based).")] = 0,
-    frames: Annotated[int, typer.Option(help="Number of frames to edit.")] = 8,
+    frames: Annotated[int, typer.Option(help="Number of frames to edit; 0: through the end of the clip.")] = 8,
     out: Annotated[
         Path | None,
         typer.Option(help="Output: an .mp4 file, or a folder for PNG frames. Default ./NAME-v2vz.mp4"),
@@ -182,7 +182,9 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
     from v2vz_daemon.engine.pipeline import VideoEditPipeline
     from v2vz_daemon.engine.run import run_job
 
-    video.check_range(video.probe(job.source), job.start, job.frames)  # fail fast, before the model loads
+    info = video.probe(job.source)
+    job = job.through_end(info.frame_count)
+    video.check_range(info, job.start, job.frames)  # fail fast, before the model loads
     with err.status("loading model", spinner="dots") if not quiet else contextlib.nullcontext():
         pipeline = VideoEditPipeline(load_model(job.model or None, device, cache_dir))
 

@@ -430,6 +430,7 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
                     raise InvalidArgument(f"{name} {value!r} must be an absolute path (the daemon has its own cwd)")
             job = job_from_request(request, daemon.config.model, source)
             info = video.probe(job.source)
+            job = job.through_end(info.frame_count)  # the journal keeps the real count
             video.check_range(info, job.start, job.frames)
         except V2vzError as exc:
             context.abort(status_for(exc), str(exc))

@@ -92,6 +92,7 @@ def run_job(
     """
     job.validate()
     info = video.probe(job.source)
+    job = job.through_end(info.frame_count)
     if job.source_fps is not None:
         if not video.is_image_sequence(info.path):
             raise InvalidArgument(
