@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import hmac
 import json
@@ -276,7 +275,7 @@ class Daemon:
             self._run(record)
 
     def _run(self, record) -> None:
-        from v2vz_daemon.engine.run import run_job
+        from v2vz_daemon.engine.run import free_device_memory, run_job
 
         job_id = record.job_id
         if self.journal.cancel_requested(job_id):
@@ -327,7 +326,7 @@ class Daemon:
             self._finish(job_id, "done", payload)
         finally:
             self._cancel.discard(job_id)
-            _free_memory()
+            free_device_memory()
 
     def _finish(self, job_id: str, state: str, payload: dict) -> None:
         reason = payload.pop("reason", "")
@@ -587,14 +586,6 @@ def _memory() -> tuple[int, int]:
     except (OSError, ValueError, IndexError):
         rss = 0
     return total, rss
-
-
-def _free_memory() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -111,7 +111,7 @@ def run_job(
     pending = deque(plan_windows(job.frames, window))
     done: list[range] = []
     bank = AnchorBank(job.options.anchors)
-    buffer = _FrameBuffer(video.iter_frames(job.source, job.start, job.frames))
+    buffer = _FrameBuffer(video.iter_frames(job.source, job.start, job.frames, info))
     timings: dict[str, float] = {}
     frame_paths: list[Path] = []
     cached_windows = 0
@@ -133,7 +133,7 @@ def run_job(
                     raise
                 smaller = max(1, len(span) // 2)
                 log.warning("out of memory with a %d-frame window: retrying with %d frames", len(span), smaller)
-                _free_device_memory(pipeline)
+                free_device_memory()
                 rest = plan_windows(job.frames - span.start, smaller)
                 pending = deque(range(span.start + r.start, span.start + r.stop) for r in rest)
                 continue
@@ -203,9 +203,10 @@ def _edit_window(
     return result, cached
 
 
-def _free_device_memory(pipeline: VideoEditPipeline) -> None:
+def free_device_memory() -> None:
+    """Drop what Python and the CUDA allocator still hold, after a job or before a smaller retry."""
     import gc
 
     gc.collect()
-    if pipeline.model.device.type == "cuda":
+    if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -179,7 +179,7 @@ def check_range(info: VideoInfo, start: int, count: int) -> None:
         )
 
 
-def iter_frames(path: str | Path, start: int, count: int) -> Iterator[np.ndarray]:
+def iter_frames(path: str | Path, start: int, count: int, info: VideoInfo | None = None) -> Iterator[np.ndarray]:
     """Frames start..start+count-1 one at a time as uint8 RGB (H, W, 3), decoding only from the nearest keyframe.
 
     One container stays open while the caller consumes frames, so a long range is decoded once and never held in
@@ -187,13 +187,13 @@ def iter_frames(path: str | Path, start: int, count: int) -> Iterator[np.ndarray
     """
     if start < 0 or count < 1:
         check_range(VideoInfo(Path(path), 0, 0, Fraction(1), 0, False), start, count)
-    info = probe(path)
+    info = info or probe(path)  # a caller that probed already saves a second probe (a frame count may mean a decode)
     check_range(info, start, count)
     if is_image_sequence(info.path):
         from v2vz_daemon.engine import image_sequence
 
-        files, width, height = image_sequence.probe_sequence(info.path)
-        yield from image_sequence.iter_sequence_frames(files, start, count, width, height)
+        files = image_sequence.sequence_files(info.path)
+        yield from image_sequence.iter_sequence_frames(files, start, count, info.width, info.height)
         return
     done = 0
     try:
@@ -215,8 +215,10 @@ def iter_frames(path: str | Path, start: int, count: int) -> Iterator[np.ndarray
 
 def read_frames(path: str | Path, start: int, count: int) -> tuple[np.ndarray, VideoInfo]:
     """Frames start..start+count-1 as uint8 RGB (count, H, W, 3), decoding only from the nearest keyframe."""
-    frames = np.stack(list(iter_frames(path, start, count)))
-    return frames, probe(path)
+    if start < 0 or count < 1:
+        check_range(VideoInfo(Path(path), 0, 0, Fraction(1), 0, False), start, count)
+    info = probe(path)
+    return np.stack(list(iter_frames(path, start, count, info))), info
 
 
 def working_size(width: int, height: int, long_side: int) -> tuple[int, int]:
