@@ -30,13 +30,13 @@ SOURCE, TARGETS = "a red ball rolling over green grass", ("a blue ball rolling o
 
 def write_clip(path: Path, frames: int, seed: int) -> Path:
     """A sample clip with a per-run tint: new content, so the daemon's cache cannot serve it."""
-    from v2vz_daemon.engine import video
+    from v2vz_engine import media
 
     base = path.with_suffix(".base.mp4")
-    video.make_sample_clip(base, frames=frames, width=256, height=256)
-    pixels, info = video.read_frames(base, 0, frames)
+    media.make_sample_clip(base, frames=frames, width=256, height=256)
+    pixels, info = media.read_frames(base, 0, frames)
     tint = np.random.default_rng(seed).integers(0, 40, size=3)
-    video.write_mp4(np.clip(pixels.astype(int) + tint, 0, 255).astype(np.uint8), path, info.fps or Fraction(24))
+    media.write_mp4(np.clip(pixels.astype(int) + tint, 0, 255).astype(np.uint8), path, info.fps or Fraction(24))
     base.unlink()
     return path
 
@@ -46,7 +46,7 @@ def start_daemon(args, root: Path) -> tuple[subprocess.Popen, dict]:
     command = [
         sys.executable,
         "-m",
-        "v2vz.main",
+        "v2vz.cli.main",
         "serve",
         "--model",
         args.model,
@@ -82,7 +82,7 @@ def edit_through_daemon(job) -> tuple[float, dict]:
     began = time.perf_counter()
     with Client() as client:
         job_id = client.submit(job).job_id
-        for event in client.watch(job_id):
+        for event in client.follow(job_id):
             kind = event.WhichOneof("kind")
             if kind == "failed":
                 raise SystemExit(f"job failed: {event.failed.reason}")
@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from v2vz.job import EditJob, EditOptions
-    from v2vz_daemon.engine.models import load_model
-    from v2vz_daemon.engine.pipeline import VideoEditPipeline
-    from v2vz_daemon.engine.run import run_job
+    from v2vz.api.job import EditJob, EditOptions
+    from v2vz_engine.models import load_model
+    from v2vz_engine.pipeline import VideoEditPipeline
+    from v2vz_engine.run import run_job
 
     root = Path(tempfile.mkdtemp(prefix="v2vz-bd-", dir="/tmp"))
     options = EditOptions(steps=args.steps, size=args.size)

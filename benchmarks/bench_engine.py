@@ -270,7 +270,7 @@ def attention_calls(
     spec: dict, q, k, v, device: torch.device, after_warmup: Callable[[], None], after_first: Callable[[], None]
 ) -> list[float]:
     """Warm up on a 2-frame slice, then time full-size calls; the callbacks read the memory baseline and peak."""
-    from v2vz_daemon.engine.cross_frame import frame_attention
+    from v2vz_engine.cross_frame import frame_attention
 
     frames, heads, mode = spec["frames"], spec["heads"], spec["mode"]
     warm = min(2, frames)
@@ -377,7 +377,7 @@ def bench_attention(report: Report, device: torch.device, args: argparse.Namespa
     tokens = args.attn_tokens or (256 if args.quick else 4096 if device.type == "cuda" else 1024)
     side = int(tokens**0.5)
     clips, channels, heads = 2, 320, 8
-    from v2vz_daemon.engine.models import compute_dtype
+    from v2vz_engine.models import compute_dtype
 
     dtype = compute_dtype(device)
     dtype_name = str(dtype).removeprefix("torch.")
@@ -495,17 +495,17 @@ def bench_attention(report: Report, device: torch.device, args: argparse.Namespa
 
 
 def sample_clip(folder: Path) -> Path:
-    from v2vz_daemon.engine.video import make_sample_clip
+    from v2vz_engine.media.video import make_sample_clip
 
     return make_sample_clip(folder / "sample.mp4", frames=CLIP_FRAMES, width=CLIP_SIZE, height=CLIP_SIZE)
 
 
 def clip_frames(path: Path, size: int):
-    from v2vz_daemon.engine import video
+    from v2vz_engine import media
 
-    frames, info = video.read_frames(path, 0, EDIT_FRAMES)
-    width, height = video.working_size(info.width, info.height, size)
-    return video.resize_frames(frames, width, height)
+    frames, info = media.read_frames(path, 0, EDIT_FRAMES)
+    width, height = media.working_size(info.width, info.height, size)
+    return media.resize_frames(frames, width, height)
 
 
 def free_memory(device: torch.device) -> None:
@@ -519,9 +519,9 @@ def free_memory(device: torch.device) -> None:
 
 
 def bench_phases(report: Report, device: torch.device, args: argparse.Namespace, workdir: Path) -> None:
-    from v2vz.job import EditOptions
-    from v2vz_daemon.engine.models import load_model
-    from v2vz_daemon.engine.pipeline import VideoEditPipeline
+    from v2vz.api.job import EditOptions
+    from v2vz_engine.models import load_model
+    from v2vz_engine.pipeline import VideoEditPipeline
 
     cuda = device.type == "cuda"
     tiny_steps = 10 if args.quick else 50
@@ -643,7 +643,7 @@ def cli_command(clip: Path, out: Path, device: torch.device, cache_dir: Path, st
     elif shutil.which("v2vz"):
         prefix = [shutil.which("v2vz")]
     else:
-        prefix = [sys.executable, "-c", "import sys; from v2vz.main import app; sys.argv[0] = 'v2vz'; app()"]
+        prefix = [sys.executable, "-c", "import sys; from v2vz.cli.main import app; sys.argv[0] = 'v2vz'; app()"]
     return prefix + [
         "edit",
         str(clip),
@@ -670,10 +670,10 @@ def cli_command(clip: Path, out: Path, device: torch.device, cache_dir: Path, st
 
 
 def bench_cli(report: Report, device: torch.device, args: argparse.Namespace, workdir: Path) -> None:
-    from v2vz.job import EditJob, EditOptions
-    from v2vz_daemon.engine.models import load_model
-    from v2vz_daemon.engine.pipeline import VideoEditPipeline
-    from v2vz_daemon.engine.run import run_job
+    from v2vz.api.job import EditJob, EditOptions
+    from v2vz_engine.models import load_model
+    from v2vz_engine.pipeline import VideoEditPipeline
+    from v2vz_engine.run import run_job
 
     steps = 10 if args.quick else 50
     clip = sample_clip(workdir)
@@ -764,7 +764,7 @@ def bench_cli(report: Report, device: torch.device, args: argparse.Namespace, wo
 
 def profile_engine(report: Report, job, pipeline, device: torch.device) -> None:
     """cProfile of one more run_job, paused inside the models: where the overhead goes."""
-    from v2vz_daemon.engine.run import run_job
+    from v2vz_engine.run import run_job
 
     profiler = cProfile.Profile()
     timer = ComputeTimer(device, profiler)
@@ -814,8 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.attention_child is not None:
         print(json.dumps(attention_child(json.loads(args.attention_child))))
         return 0
-    from v2vz.errors import V2vzError
-    from v2vz_daemon.engine.models import cache_root, resolve_device
+    from v2vz.api.errors import V2vzError
+    from v2vz_engine.models import cache_root, resolve_device
 
     try:
         device = resolve_device(args.device)

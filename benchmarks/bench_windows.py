@@ -50,10 +50,10 @@ FIRST_SHARE_FRAMES = 64
 
 def child(spec: dict) -> dict:
     """One measured job in this (fresh) process; returns its figures."""
-    from v2vz.job import EditJob, EditOptions
-    from v2vz_daemon.engine.models import load_model
-    from v2vz_daemon.engine.pipeline import VideoEditPipeline
-    from v2vz_daemon.engine.run import run_job
+    from v2vz.api.job import EditJob, EditOptions
+    from v2vz_engine.models import load_model
+    from v2vz_engine.pipeline import VideoEditPipeline
+    from v2vz_engine.run import run_job
 
     device = torch.device(spec["device"])
     pipeline = VideoEditPipeline(load_model(spec["model"], spec["device"], Path(spec["cache_dir"])))
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(json.loads(args.child))))
         return 0
 
-    from v2vz_daemon.engine import video
+    from v2vz_engine import media
 
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print_environment(report, device, args)
     lengths = [int(n) for n in args.lengths.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="v2vz-bench-windows-"))
-    clip = video.make_sample_clip(workdir / "clip.mp4", frames=max(lengths), width=args.size, height=args.size)
+    clip = media.make_sample_clip(workdir / "clip.mp4", frames=max(lengths), width=args.size, height=args.size)
     all_ok = True
     for model in args.models.split(","):
         steps = args.tiny_steps if model == "tiny" else args.sd15_steps

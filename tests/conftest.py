@@ -29,14 +29,14 @@ def model_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(model_cache):
-    from v2vz_daemon.engine.models import load_model
+    from v2vz_engine.models import load_model
 
     return load_model("tiny", "cpu", model_cache)
 
 
 @pytest.fixture(scope="session")
 def pipeline(tiny_model):
-    from v2vz_daemon.engine.pipeline import VideoEditPipeline
+    from v2vz_engine.pipeline import VideoEditPipeline
 
     return VideoEditPipeline(tiny_model)
 
@@ -44,10 +44,10 @@ def pipeline(tiny_model):
 @pytest.fixture(scope="session")
 def clip_frames() -> np.ndarray:
     """4 real consecutive frames of bigbuckbunny.mp4 squeezed to 64x64 (the size method.md's table measured)."""
-    from v2vz_daemon.engine import video
+    from v2vz_engine import media
 
-    frames, _ = video.read_frames(CLIPS / "bigbuckbunny.mp4", 60, 4)
-    return video.resize_frames(frames, 64, 64)
+    frames, _ = media.read_frames(CLIPS / "bigbuckbunny.mp4", 60, 4)
+    return media.resize_frames(frames, 64, 64)
 
 
 V2VZ = str(Path(sys.executable).with_name("v2vz"))  # the installed command, next to this interpreter
@@ -60,7 +60,8 @@ def serve_tiny(model_cache: Path, prefix: str) -> Iterator[tuple[dict, Path, sub
     Yields (environment for clients, its short /tmp folder, the process). GetInfo is asked all through the model's
     loading: requests and loading must not race on imports. SIGTERM at the end.
     """
-    from v2vz.client import Client, read_endpoint
+    from v2vz.api.endpoint import read_endpoint
+    from v2vz.client import Client
 
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # Unix socket paths must stay short
     env = {**os.environ, "V2VZ_ENDPOINT": str(root / "run" / "endpoint.json")}

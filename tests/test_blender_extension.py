@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from v2vz.errors import V2vzError
-from v2vz_daemon.engine.image_sequence import IMAGE_SUFFIXES, sequence_files
+from v2vz.api.errors import V2vzError
+from v2vz_engine.media.image_sequence import IMAGE_SUFFIXES, sequence_files
 
 from .conftest import CLIPS, serve_tiny
 

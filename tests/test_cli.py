@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from v2vz.main import app
-from v2vz_daemon.engine.video import probe, read_frames, working_size, write_mp4
+from v2vz.cli.main import app
+from v2vz_engine.media import probe, read_frames, working_size, write_mp4
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 V2VZ = Path(sys.executable).parent / "v2vz"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from v2vz_daemon.engine import video
+from v2vz_engine import media
 
 from .conftest import CLIPS, serve_tiny
 
@@ -44,7 +44,7 @@ def test_edit_goes_through_the_daemon_by_default(served, tmp_path):
     done = run(["edit", str(CLIPS / "bikes.mp4"), "--start", "50", "--frames", "4", *EDIT, "--out", str(out)], env)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and str(out) in done.stderr
-    info = video.probe(out)
+    info = media.probe(out)
     assert (info.frame_count, info.width, info.height, info.fps) == (4, 640, 272, Fraction(25))
     rows = json.loads(run(["jobs", "--json"], env).stdout)
     source = str((CLIPS / "bikes.mp4").resolve())  # the client sends absolute, resolved paths

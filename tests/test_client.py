@@ -22,20 +22,24 @@ import pytest
 from typer.testing import CliRunner
 
 from v2vz import client as client_module
-from v2vz.client import Client, Endpoint, endpoint_path, event_to_dict, raise_for_rpc_error, read_endpoint
-from v2vz.errors import (
+from v2vz.api.endpoint import Endpoint, endpoint_path, read_endpoint
+from v2vz.api.errors import (
     DaemonUnauthenticated,
     DaemonUnavailable,
+    InternalError,
     InvalidArgument,
     JobNotFound,
     MediaError,
     MediaNotFound,
+    ResourceExhausted,
     V2vzError,
 )
-from v2vz.job import EditJob, EditOptions
-from v2vz.main import app
-from v2vz.v1 import editor_pb2 as pb
-from v2vz.v1 import editor_pb2_grpc
+from v2vz.api.events import event_to_dict
+from v2vz.api.job import EditJob, EditOptions
+from v2vz.api.v1 import editor_pb2 as pb
+from v2vz.api.v1 import editor_pb2_grpc
+from v2vz.cli.main import app
+from v2vz.client import Client, raise_for_rpc_error
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TOKEN = "0123abcd" * 4
@@ -244,11 +248,11 @@ class FakeRpcError(grpc.RpcError):
         (grpc.StatusCode.NOT_FOUND, None, MediaNotFound, ["the prompt is empty"]),
         (grpc.StatusCode.NOT_FOUND, "job-9", JobNotFound, ["the prompt is empty"]),
         (grpc.StatusCode.FAILED_PRECONDITION, None, MediaError, ["the prompt is empty"]),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, None, V2vzError, ["the prompt is empty"]),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, None, ResourceExhausted, ["the prompt is empty"]),
         (grpc.StatusCode.UNAUTHENTICATED, None, DaemonUnauthenticated, ["refused the token in", "v2vz serve"]),
         (grpc.StatusCode.UNAVAILABLE, None, DaemonUnavailable, ["not reachable", "v2vz serve"]),
         (grpc.StatusCode.DEADLINE_EXCEEDED, None, DaemonUnavailable, ["did not answer"]),
-        (grpc.StatusCode.INTERNAL, None, V2vzError, ["INTERNAL", "the prompt is empty"]),
+        (grpc.StatusCode.INTERNAL, None, InternalError, ["INTERNAL", "the prompt is empty"]),
     ],
 )
 def test_status_codes_map_to_our_errors(
@@ -293,11 +297,18 @@ def invoke(args: list[str]):
     return CliRunner().invoke(app, args)
 
 
-def assert_one_error_line(result, *words: str) -> str:
+def assert_one_error_line(result, *words: str, jsonl_error: str | None = None) -> str:
+    """One `error:` line on stderr and exit 2; stdout empty, or with --events jsonl only the typed `error` line."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
-    assert result.stdout == ""
+    if jsonl_error is None:
+        assert result.stdout == ""
+    else:
+        (line,) = lines(result.stdout)
+        typed = json.loads(line)
+        assert typed["type"] == "error" and typed["error"] == jsonl_error, typed
+        assert typed["status"] == "UNAVAILABLE" and "error: " + typed["message"] == lines(result.stderr)[0]
     said = lines(result.stderr)
     assert len(said) == 1 and said[0].startswith("error:"), said
     for word in words:
@@ -322,7 +333,8 @@ def test_without_a_daemon_says_to_start_one(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = invoke(NO_DAEMON_COMMANDS[command](tmp_path))
-    line = assert_one_error_line(result, "no v2vz daemon is running", "v2vz serve", "--local")
+    jsonl = "DaemonUnavailable" if command.endswith("jsonl") else None
+    line = assert_one_error_line(result, "no v2vz daemon is running", "v2vz serve", "--local", jsonl_error=jsonl)
     assert str(no_real_daemon) in line
     assert not list(tmp_path.glob("*.mp4"))
 
@@ -357,13 +369,16 @@ def test_a_dead_daemon_is_one_line_quickly(
     began = time.monotonic()
     result = invoke(NO_DAEMON_COMMANDS[command](tmp_path))
     assert time.monotonic() - began < 5
-    assert_one_error_line(result, "not reachable", "v2vz serve", str(dead_endpoint.parent / "daemon.sock"))
+    jsonl = "DaemonUnavailable" if command.endswith("jsonl") else None
+    assert_one_error_line(
+        result, "not reachable", "v2vz serve", str(dead_endpoint.parent / "daemon.sock"), jsonl_error=jsonl
+    )
 
 
 def test_client_to_a_dead_daemon_fails_at_once(dead_endpoint: Path) -> None:
     began = time.monotonic()
     with Client() as client, pytest.raises(DaemonUnavailable, match="not reachable"):
-        list(client.watch("job-1"))
+        list(client.follow("job-1"))
     with Client() as client, pytest.raises(DaemonUnavailable, match="not reachable"):
         client.info()
     assert time.monotonic() - began < 5
@@ -530,7 +545,7 @@ def test_every_call_carries_the_bearer_token(daemon: FakeDaemon, tmp_path: Path)
         assert client.info().model == "tiny"
         reply = client.submit(a_job(tmp_path))
         assert reply.job_id == "job-1" and reply.queue_position == 1
-        events = list(client.watch(reply.job_id))
+        events = list(client.follow(reply.job_id))
         assert [e.sequence for e in events] == list(range(1, 11))
         assert events[-1].WhichOneof("kind") == "done"
         assert client.cancel("job-1") == "cancelled"
@@ -567,7 +582,7 @@ def test_a_wrong_token_is_one_clear_error(tcp_daemon: FakeDaemon) -> None:
 def test_unknown_job_is_job_not_found(tcp_daemon: FakeDaemon) -> None:
     with Client() as client:
         with pytest.raises(JobNotFound, match="no job 'nope'"):
-            list(client.watch("nope"))
+            list(client.follow("nope"))
         with pytest.raises(JobNotFound, match="no job 'nope'"):
             client.cancel("nope")
     assert_one_error_line(invoke(["attach", "nope"]), "no job 'nope'", "v2vz jobs")
@@ -583,7 +598,7 @@ def test_submit_refused_is_the_daemons_line(tcp_daemon: FakeDaemon, tmp_path: Pa
 def test_watch_reattaches_after_the_last_sequence_seen(daemon: FakeDaemon) -> None:
     daemon.editor.drop_after = 2
     with Client() as client:
-        events = list(client.watch("job-1"))
+        events = list(client.follow("job-1"))
     assert daemon.editor.watches == [0, 2]
     assert [e.sequence for e in events] == list(range(1, 11))
     assert events[-1].WhichOneof("kind") == "done"
@@ -592,7 +607,7 @@ def test_watch_reattaches_after_the_last_sequence_seen(daemon: FakeDaemon) -> No
 def test_watch_resumes_from_after(tcp_daemon: FakeDaemon) -> None:
     tcp_daemon.editor.drop_after = 3
     with Client() as client:
-        events = list(client.watch("job-1", after=4))
+        events = list(client.follow("job-1", after=4))
     assert tcp_daemon.editor.watches == [4, 7]
     assert [e.sequence for e in events] == list(range(5, 11))
 
@@ -601,7 +616,7 @@ def test_watch_without_reconnect_says_how_to_reattach(tcp_daemon: FakeDaemon) ->
     tcp_daemon.editor.drop_after = 2
     seen = []
     with Client() as client, pytest.raises(DaemonUnavailable) as caught:
-        for item in client.watch("job-1", reconnect=False):
+        for item in client.follow("job-1", reconnect=False):
             seen.append(item.sequence)
     assert seen == [1, 2]
     assert "v2vz attach job-1 --after 2" in str(caught.value)
@@ -621,7 +636,7 @@ def test_watch_follows_a_restarted_daemon_to_its_new_address_and_token(
     first.editor.on_drop = restart
     try:
         with Client() as client:
-            events = list(client.watch("job-1"))
+            events = list(client.follow("job-1"))
     finally:
         first.stop()
         for fake in second:
@@ -643,7 +658,7 @@ def test_watch_gives_up_after_its_reconnect_budget(short_dir: Path, monkeypatch:
     try:
         began = time.monotonic()
         with Client(reconnect_for=0.6) as client, pytest.raises(DaemonUnavailable) as caught:
-            list(client.watch("job-1"))
+            list(client.follow("job-1"))
         assert time.monotonic() - began < 5
     finally:
         fake.stop()
@@ -754,7 +769,7 @@ def test_attach_with_a_bar(tcp_daemon: FakeDaemon) -> None:
 
 
 def test_ctrl_c_detaches_without_cancelling(tcp_daemon: FakeDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_watch = Client.watch
+    real_watch = Client.follow
 
     def interrupted(self, job_id, after=0, reconnect=True):
         for item in real_watch(self, job_id, after, reconnect):
@@ -762,7 +777,7 @@ def test_ctrl_c_detaches_without_cancelling(tcp_daemon: FakeDaemon, monkeypatch:
             if item.sequence == 3:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(Client, "watch", interrupted)
+    monkeypatch.setattr(Client, "follow", interrupted)
     for args in (["attach", "job-1"], ["attach", "job-1", "--events", "jsonl"]):
         result = invoke(args)
         assert result.exit_code == 130, (result.output, result.exception)

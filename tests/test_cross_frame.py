@@ -7,7 +7,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch import nn
 
-from v2vz_daemon.engine.cross_frame import (
+from v2vz_engine.cross_frame import (
     CrossFrameAttnProcessor,
     FrameContext,
     FrameJointGroupNorm,
@@ -156,7 +156,7 @@ def test_frame_joint_groupnorm_uses_statistics_over_all_frames():
 def test_installing_joint_groupnorm_keeps_weights_and_state_dict():
     from diffusers import UNet2DConditionModel
 
-    from v2vz_daemon.engine.models import _tiny_configs
+    from v2vz_engine.models import _tiny_configs
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**_tiny_configs()["unet"]).eval()
@@ -174,7 +174,7 @@ def test_installing_joint_groupnorm_keeps_weights_and_state_dict():
 
 def test_per_frame_processors_reproduce_the_stock_unet(tiny_model):
     """Installed on the real UNet, per-frame attn1 + past-cutoff attn2 give exactly diffusers' own forward."""
-    from v2vz_daemon.engine.spatial_regularization import PromptControl, SpatialRegularizationProcessor
+    from v2vz_engine.spatial_regularization import PromptControl, SpatialRegularizationProcessor
 
     unet = tiny_model.unet
     original = dict(unet.attn_processors)

@@ -16,11 +16,11 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from v2vz.errors import InvalidArgument
-from v2vz.v1 import editor_pb2 as pb
-from v2vz.v1 import editor_pb2_grpc
-from v2vz_daemon.engine import video
+from v2vz.api.errors import InvalidArgument
+from v2vz.api.v1 import editor_pb2 as pb
+from v2vz.api.v1 import editor_pb2_grpc
 from v2vz_daemon.server import Daemon, DaemonConfig
+from v2vz_engine import media
 
 from .conftest import CLIPS
 
@@ -97,7 +97,7 @@ def test_submit_watch_and_frames_on_disk(daemon, root):
         assert stages.count(stage) == 3, stages
     assert announced == [(0, True), (1, True), (2, True)]  # each frame final when announced
     done = events[-1].done
-    info = video.probe(done.out_mp4)
+    info = media.probe(done.out_mp4)
     assert (info.frame_count, info.width, info.height, info.fps) == (3, 640, 272, Fraction(25))
     assert len(done.frame_paths) == 3 and not done.inversion_cached
     assert {"inversion", "null-text", "edit"} <= set(done.timings)
@@ -174,7 +174,7 @@ def test_frames_0_edits_through_the_end_of_the_clip(daemon, root):
     (listed,) = stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs
     assert (listed.start, listed.frames) == (247, 3)  # resolved when submitted: the journal has the real count
     done = watch(stub, md, reply.job_id)[-1].done
-    assert video.probe(done.out_mp4).frame_count == 3 and len(done.frame_paths) == 3
+    assert media.probe(done.out_mp4).frame_count == 3 and len(done.frame_paths) == 3
 
 
 def test_undecodable_media_and_unknown_jobs(daemon, root):
@@ -264,7 +264,7 @@ def test_a_queued_job_survives_a_restart(root, pipeline):
         stub, md = connect(second)
         events = watch(stub, md, job_id)
         assert events[-1].WhichOneof("kind") == "done"
-        assert video.probe(events[-1].done.out_mp4).frame_count == 3
+        assert media.probe(events[-1].done.out_mp4).frame_count == 3
     finally:
         second.stop()
 
@@ -294,7 +294,7 @@ def test_a_running_job_is_requeued_after_a_crash(root, pipeline):
 def test_reprompt_hits_the_cache_and_a_changed_source_misses(daemon, root):
     clip = root / "clip.mp4"
     rng = np.random.default_rng(0)
-    video.write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))
+    media.write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))
     stub, md = connect(daemon)
 
     def run(prompt: str, name: str) -> tuple[pb.Done, list[str]]:
@@ -309,7 +309,7 @@ def test_reprompt_hits_the_cache_and_a_changed_source_misses(daemon, root):
     assert not cold.inversion_cached and "null-text" in cold_stages
     assert warm.inversion_cached and "null-text" not in warm_stages
     assert [s for s in warm_stages if s.startswith("inversion")] == ["inversion (cached)"]
-    video.write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))  # same path, new content
+    media.write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))  # same path, new content
     changed, _ = run("a blue circle", "three")
     assert not changed.inversion_cached
 

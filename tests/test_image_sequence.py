@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from v2vz.errors import InvalidArgument, MediaError, MediaNotFound, RangeError
-from v2vz_daemon.engine.image_sequence import (
+from v2vz.api.errors import InvalidArgument, MediaError, MediaNotFound, RangeError
+from v2vz_engine.media.image_sequence import (
     IMAGE_SUFFIXES,
     is_image_source,
     iter_sequence_frames,
@@ -332,7 +332,7 @@ def test_float_image_is_refused(tmp_path):
 def test_does_not_import_the_video_module():
     import ast
 
-    import v2vz_daemon.engine.image_sequence as module
+    import v2vz_engine.media.image_sequence as module
 
     tree = ast.parse(Path(module.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
@@ -347,9 +347,9 @@ def test_does_not_import_the_video_module():
 def test_a_png_sequence_is_edited_into_an_mp4_at_the_given_frame_rate(pipeline, tmp_path):
     from fractions import Fraction
 
-    from v2vz.job import EditJob, EditOptions
-    from v2vz_daemon.engine import video
-    from v2vz_daemon.engine.run import run_job
+    from v2vz.api.job import EditJob, EditOptions
+    from v2vz_engine import media
+    from v2vz_engine.run import run_job
 
     folder = tmp_path / "shot"
     folder.mkdir()
@@ -368,7 +368,7 @@ def test_a_png_sequence_is_edited_into_an_mp4_at_the_given_frame_rate(pipeline, 
         source_fps=Fraction(24000, 1001),
     )
     result = run_job(job, pipeline)
-    info = video.probe(result.mp4)
+    info = media.probe(result.mp4)
     assert (info.frame_count, info.width, info.height, info.fps) == (5, 72, 40, Fraction(24000, 1001))
     assert [len(w) for w in result.windows] == [3, 2] and len(result.frame_paths) == 5
     with pytest.raises(RangeError, match=r"frames 3\.\.7 are outside .*shot_0002.png \(6 frames, 0\.\.5\)"):
@@ -378,11 +378,11 @@ def test_a_png_sequence_is_edited_into_an_mp4_at_the_given_frame_rate(pipeline, 
 def test_a_frame_rate_for_a_video_source_is_refused(pipeline, tmp_path):
     from fractions import Fraction
 
-    from v2vz.job import EditJob, EditOptions
-    from v2vz_daemon.engine import video
-    from v2vz_daemon.engine.run import run_job
+    from v2vz.api.job import EditJob, EditOptions
+    from v2vz_engine import media
+    from v2vz_engine.run import run_job
 
-    clip = video.make_sample_clip(tmp_path / "clip.mp4", frames=4, width=64, height=64)
+    clip = media.make_sample_clip(tmp_path / "clip.mp4", frames=4, width=64, height=64)
     job = EditJob(
         source=clip,
         prompt="a blue ball",

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from v2vz.job import EditOptions
-from v2vz_daemon.engine.inversion import Inversion, ddim_invert, optimize_nulls
-from v2vz_daemon.engine.schedule import DdimSchedule
+from v2vz.api.job import EditOptions
+from v2vz_engine.inversion import Inversion, ddim_invert, optimize_nulls
+from v2vz_engine.schedule import DdimSchedule
 
 SOURCE = "a rabbit standing in a green meadow"
 RECONSTRUCT = dict(attention="per_frame", joint_groupnorm=False, null_early_stop=False)
@@ -24,8 +24,8 @@ def relative_error(z: torch.Tensor, reference: torch.Tensor) -> float:
 
 def reconstruct(pipeline, z0, options: EditOptions) -> tuple[float, Inversion]:
     """Invert z0, sample back with target == source; the error of the source branch."""
-    inversion = pipeline.invert(z0, SOURCE, options)
-    sampled = pipeline.sample(inversion, SOURCE, SOURCE, options, keep_source=True)
+    inversion, _ = pipeline.invert(z0, SOURCE, options)
+    sampled = pipeline.sample(inversion, SOURCE, SOURCE, options, keep_source=True).latents
     return relative_error(sampled[: z0.shape[0]], z0), inversion
 
 
@@ -107,20 +107,20 @@ def test_each_step_lowers_its_loss_and_only_the_null_moves(pipeline, z0):
 
 
 def test_one_null_is_shared_by_all_frames(pipeline, z0):
-    inversion = pipeline.invert(z0, SOURCE, EditOptions(steps=4, **RECONSTRUCT))
+    inversion, _ = pipeline.invert(z0, SOURCE, EditOptions(steps=4, **RECONSTRUCT))
     assert inversion.nulls.shape[:2] == (4, 77)  # one (77, D) embedding per step, no frame axis
 
 
 def test_early_stop_follows_the_published_threshold(pipeline, z0):
     """With a huge threshold every step stops after its first inner iteration: the after-loss equals one step."""
-    from v2vz_daemon.engine import inversion as module
+    from v2vz_engine import inversion as module
 
     options = EditOptions(steps=4, null_inner_steps=5, **{**RECONSTRUCT, "null_early_stop": True})
     original = module.early_stop_threshold
     module.early_stop_threshold = lambda step: float("inf")
     try:
-        stopped = pipeline.invert(z0, SOURCE, options)
-        single = pipeline.invert(z0, SOURCE, options.replace(null_inner_steps=1))
+        stopped, _ = pipeline.invert(z0, SOURCE, options)
+        single, _ = pipeline.invert(z0, SOURCE, options.replace(null_inner_steps=1))
     finally:
         module.early_stop_threshold = original
     torch.testing.assert_close(stopped.nulls, single.nulls)
@@ -129,7 +129,7 @@ def test_early_stop_follows_the_published_threshold(pipeline, z0):
 
 
 def test_inversion_saves_and_loads(tmp_path, pipeline, z0):
-    inversion = pipeline.invert(z0, SOURCE, EditOptions(steps=3, **RECONSTRUCT))
+    inversion, _ = pipeline.invert(z0, SOURCE, EditOptions(steps=3, **RECONSTRUCT))
     path = inversion.save(tmp_path / "cache" / "clip.inv")
     loaded = Inversion.load(path)
     assert torch.equal(loaded.z_T, inversion.z_T)
@@ -142,8 +142,8 @@ def test_inversion_saves_and_loads(tmp_path, pipeline, z0):
 
 def test_fast_modes_need_no_optimization(pipeline, z0):
     options = EditOptions(steps=3, fast=True, **RECONSTRUCT)
-    negative = pipeline.invert(z0, SOURCE, options)
-    empty = pipeline.invert(z0, SOURCE, options.replace(fast_mode="empty"))
+    negative, _ = pipeline.invert(z0, SOURCE, options)
+    empty, _ = pipeline.invert(z0, SOURCE, options.replace(fast_mode="empty"))
     assert negative.step_losses is None
     torch.testing.assert_close(negative.nulls[1], pipeline.encode_prompt(SOURCE)[0].float())
     torch.testing.assert_close(empty.nulls[2], pipeline.encode_prompt("")[0].float())

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from v2vz.errors import InvalidArgument, RangeError, V2vzError
-from v2vz.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions, parse_fps
-from v2vz.proto_mapping import job_from_request, job_to_request
+from v2vz.api.errors import InvalidArgument, RangeError, V2vzError
+from v2vz.api.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions, parse_fps
+from v2vz.api.wire import job_from_request, job_to_request
 
 PUBLISHED = {
     "inversion_prompt": "empty",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from v2vz.job import EditJob, EditOptions
+from v2vz.api.job import EditJob, EditOptions
 from v2vz_daemon.journal import Journal
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from v2vz.errors import InvalidArgument, ModelUnavailable
-from v2vz_daemon.engine import models
-from v2vz_daemon.engine.models import PRESET_VERSION, load_model, resolve_device
+from v2vz.api.errors import InvalidArgument, ModelUnavailable
+from v2vz_engine import models
+from v2vz_engine.models import BUILTIN_VERSION, load_model, resolve_device
 
 PARTS = {
     "unet": ["config.json", "diffusion_pytorch_model.safetensors"],
@@ -38,7 +38,7 @@ def assert_same_weights(a, b) -> None:
 
 
 def preset_folder(cache: Path) -> Path:
-    return cache / "models" / f"tiny-{PRESET_VERSION}"
+    return cache / "models" / f"tiny-{BUILTIN_VERSION}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def test_tiny_is_reused_from_the_cache_not_rebuilt(tiny_model, model_cache: Path
     def no_build(*args, **kwargs):
         raise AssertionError("the preset was rebuilt although it is in the cache")
 
-    monkeypatch.setattr(models, "build_preset", no_build)
+    monkeypatch.setattr(models, "build_builtin", no_build)
     again = load_model("tiny", "cpu", model_cache)
     assert_same_weights(tiny_model, again)
 
@@ -225,7 +225,7 @@ def test_unavailable_model_says_how_to_point_at_a_model(case: str, tmp_path: Pat
         load_model(unavailable_cases(tmp_path)[case], "cpu", tmp_path / "cache")
     message = str(raised.value)
     assert "--model" in message
-    for preset in models.PRESETS:
+    for preset in models.BUILTIN_MODELS:
         assert preset in message
 
 

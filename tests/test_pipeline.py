@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from v2vz.errors import Cancelled, InvalidArgument, MediaError, MediaNotFound, RangeError
-from v2vz.job import EditJob, EditOptions
-from v2vz_daemon.engine import video
-from v2vz_daemon.engine.inversion import Inversion
-from v2vz_daemon.engine.run import run_job
+from v2vz.api.errors import Cancelled, InvalidArgument, MediaError, MediaNotFound, RangeError
+from v2vz.api.job import EditJob, EditOptions
+from v2vz_engine import media
+from v2vz_engine.inversion import Inversion
+from v2vz_engine.run import run_job
 
 from .conftest import CLIPS
 
@@ -20,11 +20,11 @@ FAST = EditOptions(steps=4)
 
 def test_identical_prompts_give_identical_branches(pipeline, clip_frames):
     z0 = pipeline.encode_frames(clip_frames, FAST)
-    inversion = pipeline.invert(z0, SOURCE, FAST)
-    both = pipeline.sample(inversion, SOURCE, SOURCE, FAST, keep_source=True)
+    inversion, _ = pipeline.invert(z0, SOURCE, FAST)
+    both = pipeline.sample(inversion, SOURCE, SOURCE, FAST, keep_source=True).latents
     frames = clip_frames.shape[0]
     torch.testing.assert_close(both[:frames], both[frames:], rtol=0, atol=1e-6)
-    edited = pipeline.sample(inversion, SOURCE, TARGET, FAST, keep_source=True)
+    edited = pipeline.sample(inversion, SOURCE, TARGET, FAST, keep_source=True).latents
     torch.testing.assert_close(edited[:frames], both[:frames], rtol=0, atol=1e-6)  # the source branch is the same
     assert (edited[frames:] - both[frames:]).abs().max() > 1e-3  # the edit branch follows the new prompt
 
@@ -78,10 +78,10 @@ def test_a_saved_inversion_reproduces_the_edit(tmp_path, pipeline, clip_frames):
 
 def test_spatial_regularization_and_layout_change_the_result(pipeline, clip_frames):
     z0 = pipeline.encode_frames(clip_frames, FAST)
-    inversion = pipeline.invert(z0, SOURCE, FAST)
-    steered = pipeline.sample(inversion, SOURCE, TARGET, FAST)
-    free = pipeline.sample(inversion, SOURCE, TARGET, FAST.replace(cross_replace=0.0))
-    published = pipeline.sample(inversion, SOURCE, TARGET, FAST.replace(attention="published"))
+    inversion, _ = pipeline.invert(z0, SOURCE, FAST)
+    steered = pipeline.sample(inversion, SOURCE, TARGET, FAST).latents
+    free = pipeline.sample(inversion, SOURCE, TARGET, FAST.replace(cross_replace=0.0)).latents
+    published = pipeline.sample(inversion, SOURCE, TARGET, FAST.replace(attention="published")).latents
     assert (steered - free).abs().max() > 1e-4
     assert (steered - published).abs().max() > 1e-4
 
@@ -114,7 +114,7 @@ def test_end_to_end_on_real_clips(tmp_path, pipeline, clip, start, frames, size,
         out_frames_dir=tmp_path / "frames",
     )
     result = run_job(job, pipeline)
-    info = video.probe(result.mp4)
+    info = media.probe(result.mp4)
     assert (info.frame_count, info.width, info.height, info.fps) == (frames, width, height, 25)
     assert len(result.frame_paths) == frames
     assert all(p.exists() for p in result.frame_paths)
@@ -143,7 +143,7 @@ def test_bad_input_gets_clear_errors(tmp_path, pipeline):
 
 def test_a_second_pipeline_on_the_same_model_uses_its_own_frame_count(tiny_model, pipeline, clip_frames):
     """Frame-joint GroupNorm modules are re-bound to the newest pipeline, never left on another's frame count."""
-    from v2vz_daemon.engine.pipeline import VideoEditPipeline
+    from v2vz_engine.pipeline import VideoEditPipeline
 
     pipeline.edit(clip_frames, SOURCE, TARGET, FAST)  # 4 frames
     other = VideoEditPipeline(tiny_model)

@@ -62,7 +62,7 @@ def test_a_wheel_install_carries_the_plugins_and_installs_them(tmp_path):
         repo / "plugins" / "davinci" / "v2vz Re-prompt clip.py"
     ).read_bytes()
     assert (shipped / "blender" / "v2vz_blender" / "blender_manifest.toml").is_file()
-    run_cli = "import sys; from v2vz.main import app; sys.argv = ['v2vz', *sys.argv[1:]]; app()"
+    run_cli = "import sys; from v2vz.cli.main import app; sys.argv = ['v2vz', *sys.argv[1:]]; app()"
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     for host in ("blender", "resolve"):
         done = subprocess.run(
@@ -74,7 +74,7 @@ def test_a_wheel_install_carries_the_plugins_and_installs_them(tmp_path):
         )
         assert done.returncode == 0, done.stderr
     where = subprocess.run(
-        [sys.executable, "-c", "from v2vz import plugins; print(plugins.plugins_root())"],
+        [sys.executable, "-c", "from v2vz.cli import plugins; print(plugins.plugins_root())"],
         capture_output=True,
         text=True,
         env=env,

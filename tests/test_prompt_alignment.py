@@ -13,15 +13,15 @@ import pytest
 import torch
 from transformers import CLIPTokenizer
 
-from v2vz.errors import InvalidArgument
-from v2vz_daemon.engine.prompt_alignment import (
+from v2vz.api.errors import InvalidArgument
+from v2vz_engine.prompt_alignment import (
     edit_mode,
     global_align,
     refine_mapper,
     replace_mapper,
     word_token_positions,
 )
-from v2vz_daemon.engine.tokenizer import build_clip_tokenizer
+from v2vz_engine.tokenizer import build_clip_tokenizer
 
 CLIP_VOCAB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clip-vocab"
 SHARED_MERGES = CLIP_VOCAB_DIR / "bpe_simple_vocab_16e6.txt.gz"

@@ -21,18 +21,18 @@ def test_generated_stubs_match_the_proto(tmp_path):
             f"--python_out={tmp_path}",
             f"--pyi_out={tmp_path}",
             f"--grpc_python_out={tmp_path}",
-            str(ROOT / "proto/v2vz/v1/editor.proto"),
+            str(ROOT / "proto/v2vz/api/v1/editor.proto"),
         ],
         check=True,
     )
     for name in GENERATED:
-        fresh = (tmp_path / "v2vz/v1" / name).read_text()
-        committed = (ROOT / "cli/v2vz/v1" / name).read_text()
-        assert fresh == committed, f"cli/v2vz/v1/{name} is stale: regenerate it from proto/ (see docs/daemon.md)"
+        fresh = (tmp_path / "v2vz/api/v1" / name).read_text()
+        committed = (ROOT / "src/v2vz/api/v1" / name).read_text()
+        assert fresh == committed, f"src/v2vz/api/v1/{name} is stale: regenerate it from proto/ (see docs/daemon.md)"
 
 
 def test_the_package_is_versioned_and_the_service_complete():
-    from v2vz.v1 import editor_pb2
+    from v2vz.api.v1 import editor_pb2
 
     service = editor_pb2.DESCRIPTOR.services_by_name["Editor"]
     assert service.full_name == "v2vz.v1.Editor"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from diffusers import DDIMScheduler
 
-from v2vz_daemon.engine.models import SCHEDULER_CONFIG
-from v2vz_daemon.engine.schedule import DdimSchedule
+from v2vz_engine.models import SCHEDULER_CONFIG
+from v2vz_engine.schedule import DdimSchedule
 
 
 def make(steps: int = 50) -> tuple[DdimSchedule, DDIMScheduler]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from v2vz_daemon.engine.prompt_alignment import refine_mapper, replace_mapper
-from v2vz_daemon.engine.spatial_regularization import PromptControl, SpatialRegularizationProcessor
+from v2vz_engine.prompt_alignment import refine_mapper, replace_mapper
+from v2vz_engine.spatial_regularization import PromptControl, SpatialRegularizationProcessor
 
 FRAMES, HEADS, PIXELS, TEXT_DIM = 2, 2, 6, 12
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import CLIPTokenizer
 
-from v2vz_daemon.engine.tokenizer import CLIP_MERGES, build_clip_tokenizer, bytes_to_unicode
+from v2vz_engine.tokenizer import CLIP_MERGES, build_clip_tokenizer, bytes_to_unicode
 
 CLIP_VOCAB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clip-vocab"
 SHARED_MERGES = CLIP_VOCAB_DIR / "bpe_simple_vocab_16e6.txt.gz"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from v2vz.errors import InvalidArgument, MediaError, MediaNotFound, RangeError
-from v2vz_daemon.engine.video import (
-    VideoInfo,
+from v2vz.api.errors import InvalidArgument, MediaError, MediaNotFound, RangeError
+from v2vz_engine.media import (
+    MediaInfo,
     make_sample_clip,
     probe,
     read_frames,
@@ -62,7 +62,7 @@ def gradient_frames(count: int, width: int, height: int) -> np.ndarray:
 )
 def test_probe_real_clips(name: str, width: int, height: int, frame_count: int, has_audio: bool) -> None:
     info = probe(clip(name))
-    assert info == VideoInfo(clip(name), width, height, Fraction(25), frame_count, has_audio)
+    assert info == MediaInfo(clip(name), width, height, Fraction(25), frame_count, has_audio)
     assert isinstance(info.fps, Fraction)
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from v2vz.client import Client, read_endpoint
-from v2vz_daemon.engine import video
+from v2vz.api.endpoint import read_endpoint
+from v2vz.client import Client
+from v2vz_engine import media
 
 from .conftest import CLIPS, serve_tiny
 
@@ -88,7 +89,7 @@ def jobs_for(env: dict, source: Path) -> list:
 
 
 def assert_edited(out: Path) -> None:
-    info = video.probe(out)
+    info = media.probe(out)
     assert (info.frame_count, info.width, info.height, info.fps) == (3, 640, 272, Fraction(25))
 
 

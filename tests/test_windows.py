@@ -11,18 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from v2vz.errors import Cancelled, InvalidArgument
-from v2vz.job import EditJob, EditOptions
-from v2vz_daemon.engine import video
-from v2vz_daemon.engine.run import run_job
-from v2vz_daemon.engine.windows import (
+from v2vz.api.errors import Cancelled, InvalidArgument
+from v2vz.api.job import EditJob, EditOptions
+from v2vz_daemon.inversion_cache import InversionCache
+from v2vz_engine import media
+from v2vz_engine.pipeline import AnchorLink
+from v2vz_engine.run import run_job
+from v2vz_engine.windows import (
     BYTES_PER_FRAME_TOKEN,
     MEMORY_SHARE,
     AnchorBank,
     auto_window,
     plan_windows,
 )
-from v2vz_daemon.inversion_cache import InversionCache
 
 SOURCE, TARGET = "a red ball on green grass", "a blue ball on green grass"
 QUICK = EditOptions(steps=3, size=64, fast=True)  # 64x64 working size, no null-text: seconds per 40 frames
@@ -135,14 +136,14 @@ def test_anchor_trajectories_reproduce_the_unwindowed_sparse_causal_edit(pipelin
     """With sparse-causal attention ([first, previous] frame) and per-frame norms, a 4-frame clip edited as windows
     [0, 1] and [2, 3] (anchors 0 and 1) attends to exactly what the unwindowed edit does, so the frames must match:
     the anchors' latents enter each step at the right place, in the right branch."""
-    frames = video.resize_frames(moving_ball_frames(4), 64, 64)
+    frames = media.resize_frames(moving_ball_frames(4), 64, 64)
     options = QUICK.replace(attention="sparse_causal", joint_groupnorm=False, steps=4)
     whole = pipeline.edit(frames, SOURCE, TARGET, options)
-    first = pipeline.edit(frames[:2], SOURCE, TARGET, options, record=[0, 1])
+    first = pipeline.edit(frames[:2], SOURCE, TARGET, options, link=AnchorLink(record=(0, 1)))
     assert first.trajectories.shape == (4, 2, 2, 4, 8, 8)
     torch.testing.assert_close(first.trajectories[0, 0], first.inversion.z_T)  # step 0 enters with z_T, both branches
     torch.testing.assert_close(first.trajectories[0, 1], first.inversion.z_T)
-    second = pipeline.edit(frames[2:], SOURCE, TARGET, options, anchors=first.trajectories)
+    second = pipeline.edit(frames[2:], SOURCE, TARGET, options, link=AnchorLink(anchors=first.trajectories))
     alone = pipeline.edit(frames[2:], SOURCE, TARGET, options)
     assert np.abs(first.frames.astype(int) - whole.frames[:2]).max() <= 1
     assert np.abs(second.frames.astype(int) - whole.frames[2:]).max() <= 1
@@ -150,12 +151,12 @@ def test_anchor_trajectories_reproduce_the_unwindowed_sparse_causal_edit(pipelin
 
 
 def test_anchors_are_not_edited_again_and_join_every_unet_call(pipeline):
-    frames = video.resize_frames(moving_ball_frames(6), 64, 64)
-    first = pipeline.edit(frames[:3], SOURCE, TARGET, QUICK, record=[0, 2])
+    frames = media.resize_frames(moving_ball_frames(6), 64, 64)
+    first = pipeline.edit(frames[:3], SOURCE, TARGET, QUICK, link=AnchorLink(record=(0, 2)))
     batches = []
     hook = pipeline.model.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
     try:
-        second = pipeline.edit(frames[3:], SOURCE, TARGET, QUICK, anchors=first.trajectories)
+        second = pipeline.edit(frames[3:], SOURCE, TARGET, QUICK, link=AnchorLink(anchors=first.trajectories))
     finally:
         hook.remove()
     assert batches[-3:] == [4 * (2 + 3)] * 3  # the edit's calls: [uncond, cond] x [src, edit] x (2 anchors + 3)
@@ -188,7 +189,7 @@ def test_a_40_frame_clip_in_windows_of_8_writes_every_frame_once_in_order(pipeli
     # each window's frames are announced before the next window's inversion starts
     stages = [e[0] for e in events]
     assert stages.index("inversion", stages.index("window") + 1) < stages.index("edit")
-    info = video.probe(result.mp4)
+    info = media.probe(result.mp4)
     assert (info.frame_count, info.width, info.height, info.fps) == (40, 80, 48, Fraction(24))
 
 
@@ -210,8 +211,8 @@ def test_a_clip_that_fits_one_window_equals_the_unwindowed_edit(pipeline, long_c
     result = run_job(job_for(source, tmp_path / "a", 8, QUICK.replace(window=8)), pipeline)
     automatic = run_job(job_for(source, tmp_path / "b", 8, QUICK), pipeline)  # tiny at 64 px: 16-frame windows
     assert [len(w) for w in result.windows] == [8] and [len(w) for w in automatic.windows] == [8]
-    small = video.resize_frames(frames[:8], 64, 40)
-    reference = video.resize_frames(pipeline.edit(small, SOURCE, TARGET, QUICK).frames, 80, 48)
+    small = media.resize_frames(frames[:8], 64, 40)
+    reference = media.resize_frames(pipeline.edit(small, SOURCE, TARGET, QUICK).frames, 80, 48)
     assert np.array_equal(np.stack([png(p) for p in result.frame_paths]), reference)
     assert np.array_equal(np.stack([png(p) for p in automatic.frame_paths]), reference)
 
@@ -225,7 +226,7 @@ def test_a_change_in_frame_0_reaches_the_last_window(pipeline, long_clip, tmp_pa
     changed[0] = 255 - changed[0]
     clip_a = write_lossless_clip(tmp_path / "a.mp4", frames)
     clip_b = write_lossless_clip(tmp_path / "b.mp4", changed)
-    assert np.array_equal(video.read_frames(clip_b, 1, 39)[0], frames[1:])  # really only frame 0 differs
+    assert np.array_equal(media.read_frames(clip_b, 1, 39)[0], frames[1:])  # really only frame 0 differs
     options = QUICK.replace(window=8, anchors=tail)
     a = run_job(job_for(clip_a, tmp_path / "a", 40, options), pipeline)
     b = run_job(job_for(clip_b, tmp_path / "b", 40, options), pipeline)

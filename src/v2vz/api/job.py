@@ -1,0 +1,203 @@
+"""The one typed description of an edit, shared by the CLI, the daemon, the watch folder and the proto mapping.
+
+It is torch-free on purpose: plugins and the client import it without the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+from v2vz.api.errors import InvalidArgument, RangeError
+
+AttentionLayout = Literal["dense", "published", "sparse_causal", "per_frame"]
+InversionPrompt = Literal["source", "empty"]
+FastMode = Literal["negative_prompt", "empty"]
+VaeEncode = Literal["mean", "sample"]
+
+ATTENTION_LAYOUTS: tuple[str, ...] = ("dense", "published", "sparse_causal", "per_frame")
+PRESETS: tuple[str, ...] = ("default", "published")
+MAX_WINDOW = 256
+MAX_ANCHORS = 16
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """How the engine edits. `EditOptions()` is our default; `EditOptions.preset("published")` the paper's code.
+
+    docs/method-differences.md explains every field where the two differ.
+    """
+
+    steps: int = 50
+    guidance: float = 7.5
+    seed: int = 33
+    size: int | None = None  # long side of the working size; None: the model's native resolution
+    fast: bool = False  # skip null-text optimization
+    fast_mode: FastMode = "negative_prompt"
+    inversion_prompt: InversionPrompt = "source"
+    null_inner_steps: int = 1
+    null_lr: float = 1e-2
+    null_early_stop: bool = True
+    null_start: float = 0.0  # fraction of the edit steps before the optimized nulls are used
+    attention: AttentionLayout = "dense"
+    joint_groupnorm: bool = True
+    cross_replace: float = 0.8  # fraction of steps with the source's cross-attention maps (replace mode)
+    refine_cross_replace: float = 0.8  # the same for refine mode (the published code uses 0.4)
+    vae_encode: VaeEncode = "mean"
+    window: int = 0  # frames edited together (attention spans them); 0: chosen from the working size and memory
+    anchors: int = 2  # frames of the previous window every window also attends to (besides the clip's first)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> EditOptions:
+        """Options of a named preset, with explicit overrides on top."""
+        if name == "default":
+            base = cls()
+        elif name == "published":
+            base = cls(
+                inversion_prompt="empty",
+                null_inner_steps=1,
+                null_start=0.5,
+                attention="published",
+                joint_groupnorm=True,
+                cross_replace=0.8,
+                refine_cross_replace=0.4,
+                vae_encode="sample",
+            )
+        else:
+            raise InvalidArgument(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        return base.replace(**overrides)
+
+    def replace(self, **changes: Any) -> EditOptions:
+        """A copy with some fields changed; unknown names are a user error, not a TypeError."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise InvalidArgument(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def validate(self) -> None:
+        """Raise InvalidArgument with one actionable line for the first bad value."""
+        if not 1 <= self.steps <= 1000:
+            raise InvalidArgument(f"steps must be between 1 and 1000, got {self.steps}")
+        if not 1.0 <= self.guidance <= 50.0:
+            raise InvalidArgument(f"guidance must be between 1 and 50, got {self.guidance}")
+        if not 0 <= self.seed < 2**63:
+            raise InvalidArgument(f"seed must be between 0 and 2**63-1, got {self.seed}")
+        if self.size is not None and not 8 <= self.size <= 4096:
+            raise InvalidArgument(f"size must be between 8 and 4096 pixels, got {self.size}")
+        if self.null_inner_steps < 1:
+            raise InvalidArgument(f"null_inner_steps must be at least 1, got {self.null_inner_steps}")
+        if not 0 <= self.window <= MAX_WINDOW:
+            raise InvalidArgument(f"window must be between 1 and {MAX_WINDOW} frames (0: automatic), got {self.window}")
+        if not 0 <= self.anchors <= MAX_ANCHORS:
+            raise InvalidArgument(f"anchors must be between 0 and {MAX_ANCHORS} frames, got {self.anchors}")
+        if self.null_lr <= 0:
+            raise InvalidArgument(f"null_lr must be positive, got {self.null_lr}")
+        for name in ("null_start", "cross_replace", "refine_cross_replace"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InvalidArgument(f"{name} must be a fraction between 0 and 1, got {value}")
+        choices = {
+            "attention": ATTENTION_LAYOUTS,
+            "inversion_prompt": ("source", "empty"),
+            "fast_mode": ("negative_prompt", "empty"),
+            "vae_encode": ("mean", "sample"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    def inversion_key(self) -> dict[str, Any]:
+        """The options an inversion depends on (never the target prompt): part of its cache key."""
+        return {
+            "size": self.size,
+            "joint_groupnorm": self.joint_groupnorm,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "fast": self.fast,
+            "fast_mode": self.fast_mode if self.fast else None,
+            "inversion_prompt": self.inversion_prompt,
+            "null_inner_steps": None if self.fast else self.null_inner_steps,
+            "null_lr": None if self.fast else self.null_lr,
+            "null_early_stop": None if self.fast else self.null_early_stop,
+            "vae_encode": self.vae_encode,
+            "seed": self.seed if self.vae_encode == "sample" else None,
+        }
+
+
+def parse_fps(text: str | float | Fraction) -> Fraction:
+    """A frame rate as an exact Fraction from "24", "23.976", "24000/1001"; InvalidArgument otherwise."""
+    try:
+        fps = Fraction(str(text).strip())
+    except (ValueError, ZeroDivisionError):
+        raise InvalidArgument(f"frame rate {text!r} is not a number or a fraction like 24000/1001") from None
+    if fps <= 0:
+        raise InvalidArgument(f"frame rate {text!r} must be above 0")
+    return fps
+
+
+@dataclass(frozen=True)
+class EditJob:
+    """One edit: which frames of which clip, the two prompts, how, and where the result goes."""
+
+    source: Path
+    prompt: str
+    source_prompt: str
+    start: int = 0
+    frames: int = 8  # 0: from start through the clip's last frame (resolved once the clip is probed)
+    options: EditOptions = field(default_factory=EditOptions)
+    out_mp4: Path | None = None
+    out_frames_dir: Path | None = None
+    model: str = "tiny"
+    source_fps: Fraction | None = None  # an image sequence's frame rate (24 if not given); video files carry theirs
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (for the daemon's journal and the watch folder's records)."""
+        data = dataclasses.asdict(self)
+        for name in ("source", "out_mp4", "out_frames_dir", "source_fps"):
+            data[name] = None if data[name] is None else str(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditJob:
+        fields = dict(data)
+        fields["options"] = EditOptions(**fields.get("options", {}))
+        for name in ("source", "out_mp4", "out_frames_dir"):
+            fields[name] = None if fields.get(name) is None else Path(fields[name])
+        if fields.get("source_fps") is not None:
+            fields["source_fps"] = parse_fps(fields["source_fps"])
+        return cls(**fields)
+
+    def through_end(self, clip_frames: int) -> EditJob:
+        """This job with frames=0 ("through the end") made the count of frames the clip has from start on."""
+        if self.frames:
+            return self
+        if self.start >= clip_frames:
+            raise RangeError(
+                f"start frame {self.start} is past the end of {self.source} ({clip_frames} frames, "
+                f"0..{clip_frames - 1})"
+            )
+        return dataclasses.replace(self, frames=clip_frames - self.start)
+
+    def validate(self) -> None:
+        """Check what can be checked without opening the media; the engine checks the range against the clip."""
+        if not self.prompt.strip():
+            raise InvalidArgument(
+                "the prompt is empty: say what the edited clip should show, e.g. --prompt 'a jeep on snow'"
+            )
+        if not self.source_prompt.strip():
+            raise InvalidArgument(
+                "the source prompt is empty: describe what the clip shows now, e.g. --source-prompt 'a car on a road'"
+            )
+        if self.start < 0:
+            raise InvalidArgument(f"start must be 0 or more, got {self.start}")
+        if self.frames < 0:
+            raise InvalidArgument(f"frames must be 1 or more (0: through the end of the clip), got {self.frames}")
+        if self.source_fps is not None and not 0 < self.source_fps <= 1000:
+            raise InvalidArgument(f"source frame rate must be above 0 and at most 1000 fps, got {self.source_fps}")
+        if self.out_mp4 is None and self.out_frames_dir is None:
+            raise InvalidArgument("no output: give an MP4 path and/or a folder for PNG frames")
+        self.options.validate()

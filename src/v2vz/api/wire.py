@@ -1,0 +1,122 @@
+"""The typed values <-> the wire (v2vz.v1 messages): EditJob <-> SubmitEditRequest, a JobSummary as JSON.
+
+Options travel as a name -> string map so that an old client and a new daemon (or the reverse) can still talk; the
+daemon parses each value with the type of the EditOptions field of that name and refuses unknown names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from v2vz.api.errors import InvalidArgument
+from v2vz.api.job import EditJob, EditOptions, parse_fps
+from v2vz.api.v1 import editor_pb2 as pb
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(EditOptions)
+    return {f.name: hints[f.name] for f in dataclasses.fields(EditOptions)}
+
+
+def parse_option(name: str, text: str) -> Any:
+    """A string from the wire -> the value of EditOptions.<name>, or InvalidArgument naming the option."""
+    types_by_name = _field_types()
+    if name not in types_by_name:
+        raise InvalidArgument(f"unknown option {name!r}; known: {', '.join(sorted(types_by_name))}")
+    kind = types_by_name[name]
+    if get_origin(kind) in (types.UnionType, typing.Union):  # int | None: empty string means None
+        if text.strip().lower() in ("", "none"):
+            return None
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    try:
+        if get_origin(kind) is Literal:
+            if text not in get_args(kind):
+                raise ValueError
+            return text
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError
+            return lowered in _TRUE
+        return kind(text)
+    except ValueError:
+        expected = " or ".join(get_args(kind)) if get_origin(kind) is Literal else kind.__name__
+        raise InvalidArgument(f"option {name} must be {expected}, got {text!r}") from None
+
+
+def options_to_map(options: EditOptions) -> dict[str, str]:
+    """Every option of a job, as strings (the daemon gets the whole resolved set, not a preset name)."""
+    return {
+        f.name: "" if getattr(options, f.name) is None else str(getattr(options, f.name))
+        for f in dataclasses.fields(options)
+    }
+
+
+def options_from_map(values: dict[str, str]) -> EditOptions:
+    """Options from the wire: "preset" first, then each named field on top; validated."""
+    values = dict(values)
+    preset = values.pop("preset", "default") or "default"
+    parsed = {name: parse_option(name, text) for name, text in values.items()}
+    options = dataclasses.replace(EditOptions.preset(preset), **parsed)
+    options.validate()
+    return options
+
+
+def job_to_request(job: EditJob, *, stream_frames: bool = False, client: str = "v2vz-cli") -> pb.SubmitEditRequest:
+    return pb.SubmitEditRequest(
+        source_path=str(job.source),
+        start=job.start,
+        frames=job.frames,
+        source_prompt=job.source_prompt,
+        prompt=job.prompt,
+        options=options_to_map(job.options),
+        out_mp4=str(job.out_mp4) if job.out_mp4 else "",
+        out_frames_dir=str(job.out_frames_dir) if job.out_frames_dir else "",
+        stream_frames=stream_frames,
+        client=client,
+        source_fps=str(job.source_fps) if job.source_fps is not None else "",
+    )
+
+
+def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | None = None) -> EditJob:
+    """The typed job of a request (source given when the daemon resolved an uploaded media id); validated."""
+    if source is None:
+        if not request.source_path:
+            raise InvalidArgument("no source: give source_path (a file the daemon can read) or an uploaded media_id")
+        source = Path(request.source_path)
+    job = EditJob(
+        source=source,
+        prompt=request.prompt,
+        source_prompt=request.source_prompt,
+        start=request.start,
+        frames=request.frames,
+        options=options_from_map(dict(request.options)),
+        out_mp4=Path(request.out_mp4) if request.out_mp4 else None,
+        out_frames_dir=Path(request.out_frames_dir) if request.out_frames_dir else None,
+        model=model,
+        source_fps=parse_fps(request.source_fps) if request.source_fps else None,
+    )
+    job.validate()
+    return job
+
+
+def summary_to_dict(job: pb.JobSummary) -> dict[str, Any]:
+    """One row of `v2vz jobs --json`."""
+    return {
+        "job_id": job.job_id,
+        "state": job.state,
+        "source": job.source,
+        "prompt": job.prompt,
+        "start": job.start,
+        "frames": job.frames,
+        "submitted": job.submitted_unix or None,
+        "finished": job.finished_unix or None,
+        "reason": job.reason,
+        "attempts": job.attempts,
+    }

@@ -1,0 +1,27 @@
+"""`v2vz sample-clip`: a synthetic clip to try v2vz without any media."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from v2vz.api.errors import V2vzError
+from v2vz.cli.output import refuse, say
+
+
+def sample_clip(
+    path: Annotated[Path, typer.Argument(help="Where to write the sample MP4.")] = Path("sample.mp4"),
+    frames: Annotated[int, typer.Option(help="Number of frames.")] = 24,
+    width: Annotated[int, typer.Option()] = 320,
+    height: Annotated[int, typer.Option()] = 192,
+) -> None:
+    """Write a small synthetic clip (a ball rolling over grass) to try v2vz without any media."""
+    from v2vz_engine.media.video import make_sample_clip
+
+    try:
+        make_sample_clip(path, frames=frames, width=width, height=height)
+    except V2vzError as exc:
+        raise refuse(exc) from None
+    say(f"wrote {path}: {frames} frames at {width}x{height}, 24 fps")

@@ -1,0 +1,51 @@
+"""`v2vz serve`: the daemon in the foreground, logging to stderr (the engine is imported only here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from v2vz.api.errors import V2vzError
+from v2vz.cli.output import refuse
+
+
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Option(help="A diffusers folder, a hub id, or a preset (tiny, sd15-random). Default: $V2VZ_MODEL."),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            help="unix:/path or HOST:PORT. Default: a Unix socket in a private folder (127.0.0.1 on Windows)."
+        ),
+    ] = None,
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow --listen on an address other than loopback.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Models, inversion cache and job journal (default ~/.cache/v2vz).")
+    ] = None,
+    cache_size: Annotated[
+        float, typer.Option(help="Inversion cache cap in GiB (least recently used goes first).")
+    ] = 4.0,
+) -> None:
+    """Run the daemon: it loads the model once and runs edits one at a time, in order, surviving restarts."""
+    from v2vz_daemon.server import DaemonConfig, serve_forever
+    from v2vz_engine.models import cache_root, default_model
+
+    config = DaemonConfig(
+        model=model or default_model(),
+        cache_dir=cache_root(cache_dir),
+        device=device,
+        listen=listen,
+        allow_remote=allow_remote,
+        cache_max_bytes=int(cache_size * 1024**3),
+    )
+    try:
+        serve_forever(config)
+    except V2vzError as exc:
+        raise refuse(exc) from None

@@ -1,0 +1,15 @@
+"""Where a watched clip's edit goes: a name in OUT that holds no earlier edit and no job in flight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def free_output(out_dir: Path, stem: str, claimed: set[str]) -> Path:
+    """OUT/STEM.mp4, or STEM-2.mp4, STEM-3.mp4, ... when that name holds an earlier edit or belongs to a job still in
+    flight (a.mp4 and a.mov, or a clip dropped again): a watch folder never overwrites work."""
+    candidate, number = out_dir / f"{stem}.mp4", 1
+    while candidate.exists() or str(candidate.resolve()) in claimed:
+        number += 1
+        candidate = out_dir / f"{stem}-{number}.mp4"
+    return candidate.resolve()

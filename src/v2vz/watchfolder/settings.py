@@ -1,0 +1,119 @@
+"""A watched clip's job: which files are clips, and the settings of `v2vz.toml` overlaid by the clip's `NAME.toml`.
+
+Unit-tested without a daemon: the functions here read the folder and return an EditJob, or the line that says why
+the clip waits, or raise InvalidArgument naming the file, the key and what it must be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from v2vz.api.errors import InvalidArgument, one_line
+from v2vz.api.job import EditJob, EditOptions
+from v2vz.api.wire import parse_option
+from v2vz.watchfolder.naming import free_output
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf"})
+DEFAULTS_NAME = "v2vz.toml"
+JOB_KEYS = ("prompt", "source_prompt", "start", "frames", "preset")
+OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(EditOptions))
+TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download", "~")
+
+
+def is_video(name: str) -> bool:
+    """A name the watcher edits: a video extension, not hidden, not a temporary file of a copy in progress."""
+    lowered = name.lower()
+    if name.startswith((".", "~")) or lowered.endswith(TEMP_SUFFIXES):
+        return False
+    return Path(lowered).suffix in VIDEO_SUFFIXES
+
+
+def readable(path: Path) -> bool:
+    """The file can be opened for reading (a copier on Windows, for one, holds it locked until it is done)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Settings: v2vz.toml overlaid by NAME.toml
+
+
+def read_toml(path: Path) -> dict[str, Any] | None:
+    """The table of a TOML file; None when there is no such file; InvalidArgument when it is not valid TOML."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {path.name} ({exc.strerror or type(exc).__name__})") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidArgument(f"{path.name} is not valid TOML ({one_line(str(exc))}): fix it") from None
+
+
+def check_settings(file_name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Typed values of one settings file, or InvalidArgument naming the file, the key and what it must be."""
+    unknown = sorted(key for key in data if key not in JOB_KEYS and key not in OPTION_NAMES)
+    if unknown:
+        try:
+            EditOptions().replace(**dict.fromkeys(unknown))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{file_name}: {exc}, {', '.join(JOB_KEYS)}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("prompt", "source_prompt", "preset"):
+            if not isinstance(value, str):
+                example = f'{key} = "..."'
+                raise InvalidArgument(f"{file_name}: {key} must be a string in quotes ({example}), got {value!r}")
+        elif key in ("start", "frames"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidArgument(f"{file_name}: {key} must be a whole number, got {value!r}")
+        else:
+            text = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+            try:
+                value = parse_option(key, text)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"{file_name}: {exc}") from None
+        values[key] = value
+    return values
+
+
+def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> EditJob | str:
+    """The job of a video from its settings, or (a string) the line that says why it waits for a prompt.
+
+    `claimed`: output paths of the jobs in flight, which the new job's output must not take.
+    """
+    sidecar = video.with_suffix(".toml")
+    settings: dict[str, Any] = {}
+    for path in (video.parent / DEFAULTS_NAME, sidecar):
+        data = read_toml(path)
+        if data is not None:
+            settings.update(check_settings(path.name, data))
+    missing = [key for key in ("prompt", "source_prompt") if not settings.get(key, "").strip()]
+    if missing:
+        wanted = " and ".join(f'{key} = "..."' for key in missing)
+        return f"{video.name} waits: add {wanted} to {sidecar.name} or {DEFAULTS_NAME}"
+    options = EditOptions.preset(
+        settings.get("preset", "default"), **{k: v for k, v in settings.items() if k in OPTION_NAMES}
+    )
+    options.validate()
+    job = EditJob(
+        source=video.resolve(),
+        prompt=settings["prompt"],
+        source_prompt=settings["source_prompt"],
+        start=settings.get("start", 0),
+        frames=settings.get("frames", 8),
+        options=options,
+        out_mp4=free_output(out_dir, video.stem, claimed),
+        model="",
+    )
+    job.validate()
+    return job

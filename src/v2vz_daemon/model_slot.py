@@ -1,0 +1,101 @@
+"""The model the daemon holds: loaded once, on a thread of its own, and described for GetInfo and health."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from v2vz.api.errors import V2vzError
+
+log = logging.getLogger("v2vz.daemon")
+
+PipelineFactory = Callable[[], Any]  # () -> a VideoEditPipeline; tests pass their own
+
+
+class ModelSlot:
+    """One pipeline, loading or loaded: `ready` is set once jobs can run, `error` says why they never will."""
+
+    def __init__(self, model: str, device: str, cache_dir: Path, factory: PipelineFactory | None = None) -> None:
+        self.model = model
+        self._device_spec = device
+        self._cache_dir = cache_dir
+        self._factory = factory or self._load_pipeline
+        self.pipeline = None
+        self.error: str | None = None
+        self.device = "loading"
+        self.dtype = ""
+        self.ready = threading.Event()
+
+    def _load_pipeline(self):
+        from v2vz_engine.models import load_model
+        from v2vz_engine.pipeline import VideoEditPipeline
+
+        return VideoEditPipeline(load_model(self.model, self._device_spec, self._cache_dir))
+
+    def load(self) -> bool:
+        """Load the pipeline (on the caller's thread); False, with `error` set, when it cannot be loaded."""
+        try:
+            self.pipeline = self._factory()
+        except Exception as exc:  # noqa: BLE001 - any load failure is reported, never a silent NOT_SERVING forever
+            self.error = str(exc) if isinstance(exc, V2vzError) else f"{type(exc).__name__}: {exc}"
+            log.error("the model could not be loaded: %s", self.error)
+            return False
+        model = self.pipeline.model
+        self.device, self.dtype = describe_device(model.device), str(model.dtype).removeprefix("torch.")
+        self.ready.set()
+        log.info("model %s ready on %s (%s)", model.name, self.device, self.dtype)
+        return True
+
+
+def import_engine() -> dict[str, str]:
+    """Import torch, diffusers, transformers and the engine on the calling (main) thread, before any other thread
+    starts: their lazy module machinery is not thread-safe, and a model loading in one thread while a request
+    imports in another fails with "cannot import name ... from partially initialised module". Returns versions."""
+    import diffusers
+    import torch
+    import transformers
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel  # noqa: F401 - resolve lazy imports
+    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+
+    import v2vz_engine.media
+    import v2vz_engine.models
+    import v2vz_engine.pipeline
+    import v2vz_engine.run  # noqa: F401
+
+    return {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "grpc": grpc.__version__,
+    }
+
+
+def describe_device(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def memory() -> tuple[int, int]:
+    """(total, in use) bytes of the device the model runs on: GPU memory on CUDA, else this process's RSS."""
+    import torch
+
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        return total, total - free
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    try:
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        rss = 0
+    return total, rss

@@ -1,0 +1,109 @@
+"""The worker: claims the oldest queued job, runs it through the engine, and records how it ended.
+
+One worker, so jobs run one at a time in submission order. Every failure becomes the job's one-line reason and the
+worker goes on with the next job; a cancel is honoured between two diffusion steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from v2vz.api.errors import Cancelled, status_of
+from v2vz.api.events import EventType, JobState, Stage
+from v2vz_daemon.event_hub import EventHub
+from v2vz_daemon.inversion_cache import InversionCache
+from v2vz_daemon.journal import JobRecord, Journal
+from v2vz_daemon.model_slot import ModelSlot
+
+log = logging.getLogger("v2vz.daemon")
+
+
+class Worker:
+    """Runs the journal's queued jobs on the model slot's pipeline until `stopping` is set."""
+
+    def __init__(
+        self, journal: Journal, hub: EventHub, slot: ModelSlot, cache: InversionCache, stopping: threading.Event
+    ) -> None:
+        self.journal = journal
+        self.hub = hub
+        self.slot = slot
+        self.cache = cache
+        self.stopping = stopping
+        self._cancel: set[str] = set()
+
+    def run(self) -> None:
+        """The worker thread's loop."""
+        while not self.stopping.is_set():
+            if not self.slot.ready.wait(timeout=0.2):
+                continue
+            record = self.journal.claim_next()
+            if record is None:
+                self.hub.wait_for_change(self.hub.version, timeout=0.5)
+                continue
+            self.run_job(record)
+
+    def request_cancel(self, job_id: str) -> str:
+        """Cancel a queued job at once, or flag a running one to stop at its next step; returns its state now."""
+        state = self.journal.request_cancel(job_id)
+        if state == JobState.RUNNING:
+            self._cancel.add(job_id)
+        self.hub.notify()
+        return state
+
+    def run_job(self, record: JobRecord) -> None:
+        from v2vz_engine.run import as_resource_error, free_device_memory, run_job
+
+        job_id = record.job_id
+        if self.journal.cancel_requested(job_id):
+            self.finish(job_id, JobState.CANCELLED, {"reason": "cancelled before it started"})
+            return
+        self.hub.emit(job_id, EventType.PROGRESS, {"stage": Stage.START, "step": 0, "total": 1, "cached": False})
+        window = {"window": 0, "windows": 0}  # which window the engine is on: sent with every progress event
+
+        def progress(stage: str, step: int, total: int, cached: bool = False) -> None:
+            if stage == Stage.WINDOW:
+                window.update(window=step, windows=total)
+            payload = {"stage": stage, "step": step, "total": total, "cached": cached, **window}
+            self.hub.emit(job_id, EventType.PROGRESS, payload)
+
+        def cancel() -> bool:
+            return job_id in self._cancel or self.stopping.is_set()
+
+        def on_frame(index: int, path: Path) -> None:
+            self.hub.emit(job_id, EventType.FRAME, {"index": index, "path": str(path)})
+
+        try:
+            result = run_job(record.job, self.slot.pipeline, progress, cancel, cache=self.cache, on_frame=on_frame)
+        except Cancelled as exc:
+            if self.stopping.is_set() and job_id not in self._cancel:
+                log.info("job %s interrupted by shutdown; it runs again at the next start", job_id)
+                return  # left 'running': recover() re-queues it
+            self.finish(job_id, JobState.CANCELLED, {"reason": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the job's one-line reason, the worker lives on
+            exc = as_resource_error(exc) or exc
+            status = status_of(exc)
+            if status == "INTERNAL":
+                log.exception("job %s failed", job_id)
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                reason = f"internal error: {type(exc).__name__}: {first}"
+            else:
+                reason = str(exc)
+            self.finish(job_id, JobState.FAILED, {"reason": reason, "code": status})
+        else:
+            payload = {
+                "out_mp4": str(result.mp4) if result.mp4 else "",
+                "frame_paths": [str(p) for p in result.frame_paths],
+                "timings": result.timings,
+                "inversion_cached": result.inversion_cached,
+            }
+            self.finish(job_id, JobState.DONE, payload)
+        finally:
+            self._cancel.discard(job_id)
+            free_device_memory()
+
+    def finish(self, job_id: str, state: str, payload: dict) -> None:
+        reason = payload.pop("reason", "")
+        self.journal.finish(job_id, state, reason=reason, result=payload)  # writes the terminal event too
+        self.hub.notify()

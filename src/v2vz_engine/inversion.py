@@ -1,0 +1,184 @@
+"""Video inversion (method.md section 2): DDIM inversion, then null-text optimization shared by all frames.
+
+The result, an `Inversion`, depends only on the clip, its range and size, the model, the source prompt and the
+inversion settings - never on the target prompt - so it is saved and reused for every re-prompt of a clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from v2vz.api.files import atomic_path
+from v2vz_engine.schedule import DdimSchedule
+
+NoisePredictor = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]  # (z, t, text embedding per frame) -> eps
+StepCallback = Callable[[int, int], None]  # (step done, total); raises Cancelled to stop
+
+
+@dataclass
+class Inversion:
+    """z_T, one null embedding per edit step (shared by all frames), and what they were computed from."""
+
+    z_T: torch.Tensor  # (frames, 4, h, w) float32
+    nulls: torch.Tensor  # (steps, 77, D) float32; nulls[i] serves the edit step with timestep timesteps[i]
+    meta: dict[str, Any] = field(default_factory=dict)
+    step_losses: torch.Tensor | None = None  # (steps, 2): each step's loss before and after its optimization
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temporary name, then rename): a crash never leaves a half-written cache entry."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"z_T": self.z_T.contiguous().cpu(), "nulls": self.nulls.contiguous().cpu()}
+        if self.step_losses is not None:
+            tensors["step_losses"] = self.step_losses.contiguous().cpu()
+        with atomic_path(path, mode=0o600) as temp:
+            save_file(tensors, str(temp), metadata={"meta": json.dumps(self.meta, sort_keys=True)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Inversion:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads(handle.metadata().get("meta", "{}"))
+        tensors = load_file(str(path))
+        return cls(tensors["z_T"], tensors["nulls"], meta, tensors.get("step_losses"))
+
+
+class InversionStore(Protocol):
+    """Where inversions are kept between jobs, by cache key (the daemon's InversionCache is one)."""
+
+    def get(self, key: str) -> Inversion | None: ...
+
+    def put(self, key: str, inversion: Inversion) -> object: ...
+
+
+# Part of every key: bump it when the inversion's algorithm or file layout changes, so old entries are never served.
+CACHE_FORMAT = 1
+
+
+def frames_digest(frames: np.ndarray) -> str:
+    """sha256 of decoded frames at the working size: shape, dtype and pixels (contiguous order, any strides)."""
+    data = np.ascontiguousarray(frames)
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"shape": list(data.shape), "dtype": data.dtype.str}).encode())
+    digest.update(data.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
+def cache_key(
+    frames_digest: str,
+    start: int,
+    count: int,
+    width: int,
+    height: int,
+    model: str,
+    source_prompt: str,
+    inversion_options: dict[str, Any],
+) -> str:
+    """sha256 of a canonical JSON of everything an inversion depends on; there is no target prompt to pass.
+
+    `inversion_options` is EditOptions.inversion_key(). Values must be JSON (a TypeError otherwise, rather than a
+    lossy str()). Note 7 and 7.0 are different JSON, so callers should pass options from EditOptions as they are.
+    """
+    document = {
+        "format": CACHE_FORMAT,
+        "frames": frames_digest,
+        "start": start,
+        "count": count,
+        "width": width,
+        "height": height,
+        "model": model,
+        "source_prompt": source_prompt,
+        "options": inversion_options,
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def ddim_invert(
+    predict: NoisePredictor,
+    schedule: DdimSchedule,
+    z0: torch.Tensor,
+    text: torch.Tensor,
+    on_step: StepCallback | None = None,
+) -> list[torch.Tensor]:
+    """Deterministic DDIM inversion at guidance 1: the latents z_0, z_{t_1}, ..., z_T (steps + 1 of them)."""
+    latents = [z0]
+    z = z0
+    with torch.no_grad():
+        for i, t in enumerate(reversed(schedule.timesteps)):
+            z = schedule.inverse_step(predict(z, t, text), t, z)
+            latents.append(z)
+            if on_step:
+                on_step(i + 1, schedule.steps)
+    return latents
+
+
+def early_stop_threshold(step: int) -> float:
+    """The published early-stop rule: a step is good enough once its loss is below 1e-5 + step * 2e-5."""
+    return 1e-5 + step * 2e-5
+
+
+def optimize_nulls(
+    predict: NoisePredictor,
+    schedule: DdimSchedule,
+    latents: list[torch.Tensor],
+    cond: torch.Tensor,
+    null_init: torch.Tensor,
+    guidance: float,
+    inner_steps: int = 1,
+    lr: float = 1e-2,
+    early_stop: bool = True,
+    on_step: StepCallback | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Null-text optimization made video-level: ONE null embedding per step for the whole clip.
+
+    For edit step i (timestep t), starting from z_T and warm-starting from step i-1's optimum, Adam moves the null
+    embedding so that a guided DDIM step from the current latent lands on the inversion's latent at t - stride.
+    `cond` is the source prompt's embedding per frame; `null_init` is (1, 77, D).
+    Returns the nulls (steps, 77, D) in float32 and each step's loss before and after (steps, 2).
+    """
+    frames = latents[0].shape[0]
+    steps = schedule.steps
+    null = null_init.detach().float().clone()
+    z_cur = latents[-1]
+    nulls, losses = [], []
+    for i, t in enumerate(schedule.timesteps):
+        target = latents[steps - i - 1]
+        null = null.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([null], lr=lr * (1 - i / (2 * steps)))  # 1e-2 * (1 - i/100) at 50 steps
+        with torch.no_grad():
+            eps_cond = predict(z_cur, t, cond)
+        before = None
+        for _ in range(inner_steps):
+            eps_uncond = predict(z_cur, t, null.expand(frames, -1, -1))
+            eps = eps_uncond + guidance * (eps_cond - eps_uncond)
+            loss = F.mse_loss(schedule.step(eps, t, z_cur), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            before = value if before is None else before
+            if early_stop and value < early_stop_threshold(i):
+                break
+        null = null.detach()
+        with torch.no_grad():
+            eps_uncond = predict(z_cur, t, null.expand(frames, -1, -1))
+            z_cur = schedule.step(eps_uncond + guidance * (eps_cond - eps_uncond), t, z_cur)
+            after = F.mse_loss(z_cur, target).item()
+        nulls.append(null[0])
+        losses.append((before, after))
+        if on_step:
+            on_step(i + 1, steps)
+    return torch.stack(nulls), torch.tensor(losses, dtype=torch.float64)

@@ -1,0 +1,112 @@
+"""Media: what a job reads (a video file or an image sequence) and writes (MP4, PNG frames).
+
+`resolve(job)` is the one check of a job against its source that the CLI (`--local`), the daemon (at submit) and
+`run_job` all call: the source exists and decodes, a source frame rate is only given for an image sequence, and the
+range lies inside the clip (frames=0 becomes "through the end"). `probe` and `iter_frames` read either kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from v2vz.api.errors import InvalidArgument, RangeError
+from v2vz.api.job import EditJob
+from v2vz_engine.media import image_sequence, video
+from v2vz_engine.media.frames import resize_frames, working_size, write_png_frames
+from v2vz_engine.media.info import MediaInfo
+from v2vz_engine.media.video import Mp4Writer, make_sample_clip, write_mp4
+
+__all__ = [
+    "DEFAULT_SEQUENCE_FPS",
+    "MediaInfo",
+    "Mp4Writer",
+    "check_range",
+    "is_image_sequence",
+    "iter_frames",
+    "make_sample_clip",
+    "probe",
+    "read_frames",
+    "resize_frames",
+    "resolve",
+    "working_size",
+    "write_mp4",
+    "write_png_frames",
+]
+
+DEFAULT_SEQUENCE_FPS = Fraction(24)  # an image sequence carries no frame rate; a job can give its own
+
+
+def is_image_sequence(path: str | Path) -> bool:
+    """A folder of images or an image file (a numbered sequence from that file on, or a still)."""
+    return image_sequence.is_image_source(Path(path).expanduser())
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Describe a source: size, exact frame rate (a Fraction, so 30000/1001 stays exact), frames and audio.
+
+    An image sequence (see image_sequence.py) is described too, at DEFAULT_SEQUENCE_FPS and without audio.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and is_image_sequence(path):
+        files, width, height = image_sequence.probe_sequence(path)
+        return MediaInfo(path, width, height, DEFAULT_SEQUENCE_FPS, len(files), has_audio=False, is_sequence=True)
+    return video.probe_video(path)
+
+
+def check_range(info: MediaInfo, start: int, count: int) -> None:
+    """Raise a one-line error unless frames start..start+count-1 all exist in the clip."""
+    if start < 0:
+        raise InvalidArgument(f"start frame {start} is negative; frames are numbered from 0")
+    if count < 1:
+        raise InvalidArgument(f"frame count {count} must be at least 1")
+    last = start + count - 1
+    if last >= info.frame_count:
+        raise RangeError(
+            f"frames {start}..{last} are outside {info.path} ({info.frame_count} frames, 0..{info.frame_count - 1})"
+        )
+
+
+def resolve(job: EditJob) -> tuple[EditJob, MediaInfo]:
+    """The job checked against its source, with frames=0 made the real count, and the source as the job reads it
+    (an image sequence at the job's frame rate). Raises the one-line V2vzError of the first problem."""
+    job.validate()
+    info = probe(job.source)
+    job = job.through_end(info.frame_count)
+    if job.source_fps is not None:
+        if not info.is_sequence:
+            raise InvalidArgument(
+                f"a source frame rate is for image sequences; {info.path} is a video at {info.fps} fps of its own"
+            )
+        info = dataclasses.replace(info, fps=job.source_fps)
+    check_range(info, job.start, job.frames)
+    return job, info
+
+
+def iter_frames(path: str | Path, start: int, count: int, info: MediaInfo | None = None) -> Iterator[np.ndarray]:
+    """Frames start..start+count-1 one at a time as uint8 RGB (H, W, 3), decoding only from the nearest keyframe.
+
+    One container stays open while the caller consumes frames, so a long range is decoded once and never held in
+    memory as a whole (windowed edits read a window at a time). Errors come as one-line V2vzError exceptions.
+    """
+    if start < 0 or count < 1:
+        check_range(MediaInfo(Path(path), 0, 0, Fraction(1), 0, False), start, count)
+    info = info or probe(path)  # a caller that probed already saves a second probe (a frame count may mean a decode)
+    check_range(info, start, count)
+    if info.is_sequence:
+        files = image_sequence.sequence_files(info.path)
+        yield from image_sequence.iter_sequence_frames(files, start, count, info.width, info.height)
+        return
+    yield from video.iter_video_frames(info, start, count)
+
+
+def read_frames(path: str | Path, start: int, count: int) -> tuple[np.ndarray, MediaInfo]:
+    """Frames start..start+count-1 as uint8 RGB (count, H, W, 3), decoding only from the nearest keyframe."""
+    if start < 0 or count < 1:
+        check_range(MediaInfo(Path(path), 0, 0, Fraction(1), 0, False), start, count)
+    info = probe(path)
+    return np.stack(list(iter_frames(path, start, count, info))), info

@@ -1,0 +1,272 @@
+"""Video files with PyAV: probe a clip, read an exact frame range, and write an H.264 MP4 atomically.
+
+Frame indices are 0-based positions in display order. Reads seek to a keyframe and decode forward, yet give
+the same pixels as decoding from the start, so editing frames 200..207 of a long clip stays cheap.
+Every error is a `v2vz.api.errors` exception with one line that names the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from v2vz.api.errors import InvalidArgument, MediaError, MediaNotFound
+from v2vz.api.files import temporary_beside
+from v2vz_engine.media.frames import check_frames
+from v2vz_engine.media.info import MediaInfo
+
+
+def _ffmpeg_reason(error: BaseException) -> str:
+    """FFmpeg's own reason without the errno and path noise, on one line."""
+    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return " ".join(str(reason).split())
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[av.container.InputContainer]:
+    """Open a clip for reading, turning missing and undecodable files into errors a person can act on."""
+    if not path.exists():
+        raise MediaNotFound(f"{path} does not exist; check the path")
+    if not path.is_file():
+        raise MediaError(f"{path} is not a file; give the path of a video file")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise MediaError(
+            f"{path} cannot be read as video ({_ffmpeg_reason(error)}); export it again as MP4 or MOV"
+        ) from error
+    try:
+        if not container.streams.video:
+            raise MediaError(f"{path} has no video stream; give a file that contains video")
+        container.streams.video[0].thread_type = "AUTO"
+        yield container
+    finally:
+        container.close()
+
+
+def _decode_error(path: Path, error: BaseException) -> MediaError:
+    return MediaError(f"{path} is damaged and cannot be decoded ({_ffmpeg_reason(error)}); export it again")
+
+
+def probe_video(path: Path) -> MediaInfo:
+    """Describe a video file: size, exact frame rate (a Fraction, so 30000/1001 stays exact), frames and audio."""
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        fps = stream.average_rate or stream.guessed_rate
+        if not fps or fps <= 0:
+            raise MediaError(f"{path} does not say its frame rate; export it again at a constant frame rate")
+        frame_count = stream.frames
+        if frame_count <= 0:  # some containers (MKV, WebM, raw streams) do not store it: count
+            try:
+                frame_count = sum(1 for _ in container.decode(stream))
+            except av.FFmpegError as error:
+                raise _decode_error(path, error) from error
+        if frame_count <= 0:
+            raise MediaError(f"{path} contains no decodable video frames; export it again")
+        return MediaInfo(
+            path=path,
+            width=stream.width,
+            height=stream.height,
+            fps=Fraction(fps),
+            frame_count=frame_count,
+            has_audio=bool(container.streams.audio),
+        )
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+def _decode_sequential(path: Path, start: int, count: int) -> Iterator[np.ndarray]:
+    """Decode from the very first frame, counting frames: the reference meaning of a frame index."""
+    with _open(path) as container:
+        for index, frame in enumerate(container.decode(container.streams.video[0])):
+            if index >= start + count:
+                break
+            if index >= start:
+                yield _rgb(frame)
+
+
+def _decode_seeking(path: Path, start: int, count: int, fps: Fraction) -> Iterator[np.ndarray]:
+    """Seek to a keyframe before `start` and decode forward; stops early where timestamps cannot be trusted.
+
+    It yields only frames whose index is the next one wanted, so the caller can go on from where it stopped.
+    MP4 seeks on decode timestamps, which run ahead of display ones with B-frames, so a seek can land on
+    a keyframe just after `start`: then seek again further back, until that would mean the first frame.
+    """
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        time_base, first_pts = stream.time_base, stream.start_time or 0
+        if not time_base:
+            return
+        back = 0
+        while start - back > 0:
+            container.seek(first_pts + int((start - back) / fps / time_base), backward=True, stream=stream)
+            landed, wanted = False, start
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    return
+                index = round((frame.pts - first_pts) * time_base * fps)
+                if not landed:
+                    if index > start:
+                        break  # landed after start: seek further back
+                    landed = True
+                if index < wanted:
+                    continue
+                if index != wanted:
+                    return  # a gap or a repeat: the timestamps do not count frames
+                yield _rgb(frame)
+                wanted += 1
+                if wanted == start + count:
+                    return
+            if landed:
+                return  # the stream ended early
+            back = max(8, back * 4)
+
+
+def iter_video_frames(info: MediaInfo, start: int, count: int) -> Iterator[np.ndarray]:
+    """Frames start..start+count-1 of a probed video (range already checked), one at a time as uint8 RGB (H, W, 3).
+
+    One container stays open while the caller consumes frames, so a long range is decoded once and never held in
+    memory as a whole.
+    """
+    done = 0
+    try:
+        for pixels in _decode_seeking(info.path, start, count, info.fps):
+            yield pixels
+            done += 1
+        if done < count:  # not seekable, or untrustworthy timestamps: count frames from the start
+            for pixels in _decode_sequential(info.path, start + done, count - done):
+                yield pixels
+                done += 1
+    except av.FFmpegError as error:
+        raise _decode_error(info.path, error) from error
+    if done < count:
+        raise MediaError(
+            f"{info.path} says it has {info.frame_count} frames but frames {start}..{start + count - 1} could not "
+            "all be decoded; the file looks truncated, export it again"
+        )
+
+
+class Mp4Writer:
+    """H.264 MP4 written a few frames at a time, at exactly `fps` and the frames' own size.
+
+    A long edit never sits in memory whole, and readers never see a partial file: frames go to a hidden temporary
+    name beside the target, which replaces it only when `close()` succeeds; `abort()` (or leaving a `with` block
+    on an exception) deletes it.
+    """
+
+    def __init__(self, path: str | Path, fps: Fraction) -> None:
+        fps = Fraction(fps)
+        if fps <= 0:
+            raise InvalidArgument(f"frame rate {fps} must be positive")
+        self.path = Path(path).expanduser()
+        self.fps = fps
+        self.frames = 0
+        self._temp: Path | None = None
+        self._container = None
+        self._stream = None
+
+    def _start(self, width: int, height: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temp = temporary_beside(self.path, ".part.mp4")
+        self._container = av.open(str(self._temp), mode="w", format="mp4")
+        stream = self._container.add_stream("libx264", rate=self.fps, options={"crf": "18"})
+        # 4:2:0 halves the chroma planes, so x264 refuses odd sizes; 4:4:4 keeps the exact source size.
+        pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.codec_context.time_base = 1 / self.fps
+        self._stream = stream
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append uint8 (F, H, W, 3) frames; every call must have the first call's size."""
+        check_frames(frames)
+        _, height, width, _ = frames.shape
+        try:
+            if self._container is None:
+                self._start(width, height)
+            elif (width, height) != (self._stream.width, self._stream.height):
+                first = f"{self._stream.width}x{self._stream.height}"
+                raise InvalidArgument(f"frames of {width}x{height} cannot follow {first} ones in {self.path}")
+            for pixels in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+                frame.pts, frame.time_base = self.frames, 1 / self.fps
+                self._container.mux(self._stream.encode(frame))
+                self.frames += 1
+        except BaseException:
+            self.abort()
+            raise
+
+    def close(self) -> Path:
+        """Flush the encoder and move the finished file into place."""
+        if self._container is None:
+            raise InvalidArgument(f"no frames were written to {self.path}")
+        try:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+            os.replace(self._temp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop what was written; the target path is left as it was."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        if self._temp is not None:
+            self._temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: Fraction) -> Path:
+    """Write H.264 MP4 at exactly `fps` and the frames' own size; readers never see a partial file."""
+    check_frames(frames)
+    with Mp4Writer(path, fps) as writer:
+        writer.write(frames)
+    return writer.path
+
+
+def make_sample_clip(
+    path: str | Path, frames: int = 24, width: int = 320, height: int = 192, fps: Fraction = Fraction(24)
+) -> Path:
+    """Write a deterministic demo clip (a ball crossing sky and ground): users can try edits without data."""
+    if frames < 1:
+        raise InvalidArgument(f"sample clip needs at least 1 frame, got {frames}")
+    if width < 8 or height < 8:
+        raise InvalidArgument(f"sample clip size {width}x{height} must be at least 8x8")
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    horizon = 0.65 * height
+    sky_t = (y / horizon)[..., None]
+    sky = (1 - sky_t) * np.array([40, 90, 200]) + sky_t * np.array([170, 210, 250])
+    ground_t = ((y - horizon) / max(height - horizon, 1))[..., None]
+    ground = (1 - ground_t) * np.array([90, 170, 70]) + ground_t * np.array([40, 100, 30])
+    background = np.where((y < horizon)[..., None], sky, ground)
+    radius = 0.12 * min(width, height)
+    out = np.empty((frames, height, width, 3), dtype=np.uint8)
+    for i in range(frames):
+        t = i / max(frames - 1, 1)
+        cx = radius + t * (width - 2 * radius)
+        cy = horizon - radius - abs(np.sin(t * 2 * np.pi)) * 0.4 * horizon
+        inside = ((x - cx) ** 2 + (y - cy) ** 2 <= radius**2)[..., None]
+        shade = 1 - 0.4 * np.clip(((x - cx) + (y - cy)) / (2 * radius) + 0.5, 0, 1)[..., None]
+        out[i] = np.where(inside, shade * np.array([230, 60, 40]), background).round().astype(np.uint8)
+    return write_mp4(out, path, fps)

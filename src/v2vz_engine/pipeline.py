@@ -1,0 +1,303 @@
+"""The edit pipeline: frames + source prompt + target prompt -> edited frames (method.md sections 1-4).
+
+Stages, each callable on its own so it can be tested and reused (a cached inversion skips the first two):
+  encode (VAE) -> invert (DDIM) -> optimize nulls (null-text) -> edit (both branches, cross-frame attention,
+  spatial regularization) -> decode (VAE).
+Each stage takes values and returns values: nothing is left on the pipeline between calls but the prompt cache.
+Progress is reported as (stage, step, total); a cancel check runs between steps and raises Cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from v2vz.api.errors import Cancelled
+from v2vz.api.events import ProgressFn, Stage
+from v2vz.api.job import EditOptions
+from v2vz_engine.cross_frame import (
+    CrossFrameAttnProcessor,
+    FrameContext,
+    install_frame_joint_groupnorm,
+    layout_modes,
+)
+from v2vz_engine.inversion import Inversion, ddim_invert, optimize_nulls
+from v2vz_engine.models import LoadedModel
+from v2vz_engine.schedule import DdimSchedule
+from v2vz_engine.spatial_regularization import (
+    PromptControl,
+    SpatialRegularizationProcessor,
+    cross_attention_names,
+)
+
+CancelFn = Callable[[], bool]
+Timings = dict[str, float]  # seconds per stage
+VAE_CHUNK = 4  # frames per VAE call: bounds the decoder's memory at large sizes
+
+
+@dataclass(frozen=True)
+class AnchorLink:
+    """How a window links to the others (windows.py): the anchors it attends to and the positions it records.
+
+    anchors: latent trajectories (steps, 2, A, 4, h, w) of frames of earlier windows, both branches; they join every
+    UNet call ahead of the window's frames, for their keys and values only.
+    record: positions within the window whose trajectories later windows need.
+    """
+
+    anchors: torch.Tensor | None = None
+    record: tuple[int, ...] = ()
+
+
+ALONE = AnchorLink()  # a clip edited in one piece: no anchors, nothing recorded
+
+
+@dataclass
+class Sampled:
+    latents: torch.Tensor  # the edit branch's z_0 (F, 4, h, w); both branches (2F, ...) with keep_source
+    trajectories: torch.Tensor | None = None  # (steps, 2, R, 4, h, w) of the positions the link asked to record
+
+
+@dataclass
+class EditResult:
+    frames: np.ndarray  # uint8 (F, h, w, 3) at the working size
+    inversion: Inversion
+    timings: Timings = field(default_factory=dict)
+    trajectories: torch.Tensor | None = None  # (steps, 2, R, 4, h, w) of the positions the link asked to record
+
+
+class VideoEditPipeline:
+    """Holds a loaded model and edits clips with it; one instance serves many jobs (one at a time)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.context = FrameContext()
+        self._attn2_names = cross_attention_names(model.unet)
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Building blocks
+
+    def encode_prompt(self, text: str) -> torch.Tensor:
+        """The text encoder's last hidden state (1, 77, D) in the compute dtype, cached per prompt."""
+        if text not in self._prompt_cache:
+            tokens = self.model.tokenizer(
+                text, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+            ).input_ids.to(self.model.device)
+            with torch.no_grad():
+                self._prompt_cache[text] = self.model.text_encoder(tokens)[0]
+        return self._prompt_cache[text]
+
+    def encode_frames(self, frames: np.ndarray, options: EditOptions) -> torch.Tensor:
+        """uint8 (F, h, w, 3) -> latents z_0 (F, 4, h/8, w/8) in float32; VAE mean or a seeded sample."""
+        vae = self.model.vae
+        generator = torch.Generator(device=self.model.device).manual_seed(options.seed)
+        pixels = torch.from_numpy(frames).to(self.model.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        latents = []
+        with torch.no_grad():
+            for chunk in pixels.split(VAE_CHUNK):
+                dist = vae.encode(chunk).latent_dist
+                latents.append(dist.mean if options.vae_encode == "mean" else dist.sample(generator))
+        return torch.cat(latents).float() * self.model.latent_scale
+
+    def decode_latents(self, z0: torch.Tensor) -> np.ndarray:
+        """Latents -> uint8 (F, h, w, 3)."""
+        vae = self.model.vae
+        images = []
+        with torch.no_grad():
+            for chunk in (z0 / self.model.latent_scale).split(VAE_CHUNK):
+                images.append(vae.decode(chunk.float()).sample.float())
+        pixels = ((torch.cat(images).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+    def predict_noise(self, z: torch.Tensor, t: int, text: torch.Tensor) -> torch.Tensor:
+        """One UNet call in the compute dtype; float32 out so schedule maths and losses stay in float32."""
+        dtype = self.model.dtype  # not unet.dtype: diffusers walks every submodule to answer that
+        timestep = torch.tensor(t, device=self.model.device)
+        out = self.model.unet(z.to(dtype), timestep, encoder_hidden_states=text.to(dtype)).sample
+        return out.float()
+
+    def _install(self, options: EditOptions, frames: int, control: PromptControl | None) -> None:
+        """Set the frame context and the attention processors of one stage."""
+        self.context.frames = frames
+        self.context.cross_frame = control is not None  # cross-frame attention while editing only
+        self.context.joint_groupnorm = options.joint_groupnorm
+        install_frame_joint_groupnorm(self.model.unet, self.context)  # (re)binds the norms to this pipeline
+        processors: dict[str, object] = {
+            name: CrossFrameAttnProcessor(mode, self.context)
+            for name, mode in layout_modes(self.model.unet, options.attention).items()
+        }
+        for name in self._attn2_names:
+            processors[name] = SpatialRegularizationProcessor(control) if control else AttnProcessor2_0()
+        self.model.unet.set_attn_processor(processors)
+
+    @staticmethod
+    def _stepper(stage: Stage, progress: ProgressFn | None, cancel: CancelFn | None) -> Callable[[int, int], None]:
+        def on_step(step: int, total: int) -> None:
+            if progress:
+                progress(stage, step, total)
+            if cancel and cancel():
+                raise Cancelled(f"cancelled during {stage} at step {step}/{total}")
+
+        return on_step
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Stages
+
+    def invert(
+        self,
+        z0: torch.Tensor,
+        source_prompt: str,
+        options: EditOptions,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+    ) -> tuple[Inversion, Timings]:
+        """DDIM inversion plus null-text optimization (or a fast substitute) from latents z_0; and their timings."""
+        frames = z0.shape[0]
+        schedule = DdimSchedule.from_scheduler(self.model.scheduler, options.steps)
+        self._install(options, frames, control=None)
+        source = self.encode_prompt(source_prompt)
+        empty = self.encode_prompt("")
+        inversion_text = source if options.inversion_prompt == "source" else empty
+        mark = time.perf_counter()
+        latents = ddim_invert(
+            self.predict_noise,
+            schedule,
+            z0.float(),
+            inversion_text.expand(frames, -1, -1),
+            self._stepper(Stage.INVERSION, progress, cancel),
+        )
+        timings = {"inversion": time.perf_counter() - mark}
+        mark = time.perf_counter()
+        losses = None
+        if options.fast:
+            # Negative-prompt inversion uses the source prompt as the unconditional embedding; "empty" plain DDIM.
+            null = source if options.fast_mode == "negative_prompt" else empty
+            nulls = null.float().expand(schedule.steps, -1, -1).clone()
+        else:
+            nulls, losses = optimize_nulls(
+                self.predict_noise,
+                schedule,
+                latents,
+                source.expand(frames, -1, -1),
+                empty,
+                options.guidance,
+                options.null_inner_steps,
+                options.null_lr,
+                options.null_early_stop,
+                self._stepper(Stage.NULL_TEXT, progress, cancel),
+            )
+        timings["null-text"] = time.perf_counter() - mark
+        meta = {
+            "source_prompt": source_prompt,
+            "model": self.model.name,
+            "frames": frames,
+            **options.inversion_key(),
+        }
+        return Inversion(latents[-1], nulls, meta, losses), timings
+
+    def sample(
+        self,
+        inversion: Inversion,
+        source_prompt: str,
+        target_prompt: str,
+        options: EditOptions,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        keep_source: bool = False,
+        link: AnchorLink = ALONE,
+    ) -> Sampled:
+        """Denoise the source and edit branches together from z_T; returns the edit branch's z_0.
+
+        With keep_source the latents are both branches (2F, ...) - the source branch is the reconstruction.
+        With a link, its anchors join every UNet call and the trajectories of its `record` positions are returned.
+        """
+        schedule = DdimSchedule.from_scheduler(self.model.scheduler, options.steps)
+        if inversion.nulls.shape[0] != schedule.steps:
+            raise ValueError(f"the inversion has {inversion.nulls.shape[0]} nulls for a {schedule.steps}-step edit")
+        z_T = inversion.z_T.to(self.model.device, torch.float32)
+        frames = z_T.shape[0]
+        anchors, record = link.anchors, list(link.record)
+        if anchors is not None and anchors.shape[:2] != (schedule.steps, 2):
+            raise ValueError(f"anchor trajectories {tuple(anchors.shape)} do not match a {schedule.steps}-step edit")
+        extra = 0 if anchors is None else anchors.shape[2]
+        batch = extra + frames  # frames per branch in every UNet call
+        control = PromptControl.for_prompts(
+            source_prompt,
+            target_prompt,
+            self.model.tokenizer,
+            batch,
+            schedule.steps,
+            len(self._attn2_names),
+            options.cross_replace,
+            options.refine_cross_replace,
+        )
+        self._install(options, batch, control)
+        source, target = self.encode_prompt(source_prompt), self.encode_prompt(target_prompt)
+        empty = self.encode_prompt("")
+        cond = torch.cat([source.expand(batch, -1, -1), target.expand(batch, -1, -1)])
+        first_null_step = round(options.null_start * schedule.steps)
+        nulls = inversion.nulls.to(self.model.device)
+        if anchors is not None:
+            anchors = anchors.to(self.model.device, torch.float32)
+        on_step = self._stepper(Stage.EDIT, progress, cancel)
+        recorded = []
+        z = torch.cat([z_T, z_T])
+        with torch.no_grad():
+            for i, t in enumerate(schedule.timesteps):
+                branches = z.view(2, frames, *z.shape[1:])
+                if record:
+                    recorded.append(branches[:, record].clone())
+                # [anchors, frames] per branch; the anchors' latents are their recorded ones at this step
+                z_in = z if anchors is None else torch.cat([anchors[i], branches], dim=1).flatten(0, 1)
+                null = nulls[i : i + 1] if i >= first_null_step else empty
+                uncond = null.to(cond.dtype).expand(2 * batch, -1, -1)
+                text = torch.cat([uncond, cond])
+                eps_uncond, eps_cond = self.predict_noise(torch.cat([z_in, z_in]), t, text).chunk(2)
+                eps = eps_uncond + options.guidance * (eps_cond - eps_uncond)
+                if anchors is not None:
+                    eps = eps.view(2, batch, *eps.shape[1:])[:, extra:].flatten(0, 1)  # anchors are not stepped
+                z = schedule.step(eps, t, z)
+                on_step(i + 1, schedule.steps)
+        if control.calls != schedule.steps * control.layers:
+            raise RuntimeError(f"expected one UNet call per step, counted {control.calls / control.layers:.2f}")
+        return Sampled(z if keep_source else z[frames:], torch.stack(recorded) if record else None)
+
+    def edit(
+        self,
+        frames: np.ndarray,
+        source_prompt: str,
+        target_prompt: str,
+        options: EditOptions,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        inversion: Inversion | None = None,
+        link: AnchorLink = ALONE,
+    ) -> EditResult:
+        """The whole method on uint8 frames at the working size; pass a cached inversion to skip its stages.
+
+        `link` is for windowed edits (see `sample`); the recorded trajectories are in the result.
+        """
+        timings: Timings = {}
+        if inversion is None:
+            mark = time.perf_counter()
+            z0 = self.encode_frames(frames, options)
+            timings["encode"] = time.perf_counter() - mark
+            inversion, inverted = self.invert(z0, source_prompt, options, progress=progress, cancel=cancel)
+            timings.update(inverted)
+        mark = time.perf_counter()
+        sampled = self.sample(
+            inversion, source_prompt, target_prompt, options, progress=progress, cancel=cancel, link=link
+        )
+        timings["edit"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        edited = self.decode_latents(sampled.latents)
+        timings["decode"] = time.perf_counter() - mark
+        return EditResult(edited, inversion, timings, sampled.trajectories)
