@@ -530,7 +530,7 @@ def bench_phases(report: Report, device: torch.device, args: argparse.Namespace,
     cases = [("tiny", 64, tiny_steps)]
     if not args.quick:
         cases.append(("sd15-random", sd15_size, sd15_steps))
-    report.heading("2. Pipeline phases (pipeline.edit -> pipeline.timings)")
+    report.heading("2. Pipeline phases (pipeline.edit -> EditResult.timings)")
     report.line(
         f"{EDIT_FRAMES} frames of the synthetic sample clip ({CLIP_SIZE}x{CLIP_SIZE}), null-text on, default "
         f"EditOptions (dense attention, joint GroupNorm, 1 null-text inner step); prompts '{SOURCE_PROMPT}' -> "
@@ -551,10 +551,10 @@ def bench_phases(report: Report, device: torch.device, args: argparse.Namespace,
         pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, EditOptions(steps=2))  # warm-up
         synchronize(device)
         start = time.perf_counter()
-        pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, EditOptions(steps=steps))
+        result = pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, EditOptions(steps=steps))
         synchronize(device)
         wall = time.perf_counter() - start
-        timings = dict(pipeline.timings)
+        timings = dict(result.timings)
         label = f"{name} {frames.shape[2]}x{frames.shape[1]}, {steps} steps"
         rows.append([label, "load", fmt_s(load_s), "", ""])
         for stage in stages:

@@ -156,10 +156,10 @@ def test_frame_joint_groupnorm_uses_statistics_over_all_frames():
 def test_installing_joint_groupnorm_keeps_weights_and_state_dict():
     from diffusers import UNet2DConditionModel
 
-    from v2vz_engine.models import _tiny_configs
+    from v2vz_engine.models import TINY
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**_tiny_configs()["unet"]).eval()
+    unet = UNet2DConditionModel(**TINY.configs()["unet"]).eval()
     before = {k: v.clone() for k, v in unet.state_dict().items()}
     context = FrameContext(frames=2, joint_groupnorm=False)
     replaced = install_frame_joint_groupnorm(unet, context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import stat
 import tempfile
@@ -17,6 +18,7 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from v2vz.api.errors import InvalidArgument
+from v2vz.api.events import DAEMON_EVENT_TYPES, JobState, Stage
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz.api.v1 import editor_pb2_grpc
 from v2vz_daemon.server import Daemon, DaemonConfig
@@ -390,3 +392,26 @@ def test_reflection_lists_the_services(daemon):
     reply = next(stub.ServerReflectionInfo(iter([request]), metadata=md, timeout=10))
     names = {service.name for service in reply.list_services_response.service}
     assert {"v2vz.v1.Editor", "grpc.health.v1.Health"} <= names
+
+
+def documented(pattern: str) -> set[str]:
+    """The backticked names in the docs/events.md line that matches `pattern` (e.g. the `stage` row)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "events.md").read_text(encoding="utf-8")
+    (line,) = [row for row in text.splitlines() if re.search(pattern, row)]
+    return set(re.findall(r"`([a-z-]+)`", line.split("|")[3] if line.startswith("|") else line))
+
+
+def test_the_stages_and_states_sent_are_exactly_the_documented_ones(daemon, root):
+    """docs/events.md, the contract's enums and what a real daemon sends name the same stages, types and states."""
+    stub, md = connect(daemon)
+    two_windows = {"steps": "2", "window": "2"}
+    first = watch(stub, md, stub.SubmitEdit(request(root / "a", frames=4, options=two_windows), metadata=md).job_id)
+    again = watch(stub, md, stub.SubmitEdit(request(root / "b", frames=4, options=two_windows), metadata=md).job_id)
+    events = first + again
+    sent_stages = {e.progress.stage for e in events if e.WhichOneof("kind") == "progress"}
+    assert sent_stages == set(Stage) == documented(r"^\| `stage`")
+    assert any(e.progress.cached for e in again if e.WhichOneof("kind") == "progress")  # the cached inversion too
+    sent_types = {e.WhichOneof("kind") for e in events}
+    assert sent_types | {"failed", "cancelled"} == set(DAEMON_EVENT_TYPES) == documented(r"^\| `type` .*`queued`")
+    states = {j.state for j in stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs}
+    assert states == {"done"} and set(JobState) == documented(r"^\| `state` ")

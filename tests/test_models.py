@@ -132,7 +132,7 @@ def sd15():
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    configs = models._sd15_configs()
+    configs = models.SD15.configs()
     with init_empty_weights():
         return {
             "unet": UNet2DConditionModel(**configs["unet"]),
@@ -181,7 +181,7 @@ def test_sd15_vae(sd15) -> None:
     assert tuple(vae.config.block_out_channels) == (128, 256, 512, 512)
     assert vae.config.latent_channels == 4 and vae.config.scaling_factor == pytest.approx(0.18215)
     assert 2 ** (len(vae.config.block_out_channels) - 1) == 8
-    assert vae.config.sample_size // 8 == models._sd15_configs()["unet"]["sample_size"]  # native 512
+    assert vae.config.sample_size // 8 == models.SD15.configs()["unet"]["sample_size"]  # native 512
 
 
 # ---------------------------------------------------------------------------------------------------------------

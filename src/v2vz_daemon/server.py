@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from v2vz.api.errors import (
     status_of,
 )
 from v2vz.api.events import TERMINAL_TYPES, JobState
+from v2vz.api.files import temporary_beside
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz.api.v1 import editor_pb2_grpc
 from v2vz.api.wire import job_from_request
@@ -192,9 +192,9 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
         uploads = self.daemon.uploads
         uploads.mkdir(parents=True, exist_ok=True)
         digest, size, name = hashlib.sha256(), 0, ""
-        fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=uploads)
+        temp = temporary_beside(uploads / "upload")  # named by its digest once complete
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with open(temp, "wb") as handle:
                 for chunk in request_iterator:
                     name = name or Path(chunk.filename).name
                     digest.update(chunk.data)
@@ -204,10 +204,9 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
                 _abort(context, InvalidArgument("the upload was empty: send the media's bytes"))
             sha = digest.hexdigest()
             media_id = f"{sha[:24]}{Path(name).suffix.lower()}"
-            os.replace(tmp, uploads / media_id)
+            os.replace(temp, uploads / media_id)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            temp.unlink(missing_ok=True)
         return pb.UploadedMedia(media_id=media_id, size_bytes=size, sha256=sha)
 
     def SubmitEdit(self, request, context) -> pb.SubmitEditReply:

@@ -100,94 +100,71 @@ def compute_dtype(device: torch.device) -> torch.dtype:
 # Built-in models
 
 
-def _sd_configs(
-    *,
-    sample_size: int,
-    unet_channels: tuple[int, ...],
-    vae_channels: tuple[int, ...],
-    vae_layers: int,
-    text_width: int,
-    text_ffn: int,
-    text_layers: int,
-    text_heads: int,
-    norm_groups: int,
-    attention_head_dim: int,
-) -> dict[str, dict]:
-    """A Stable Diffusion 1.x layout (UNet, VAE, CLIP text encoder) at the given widths and depths."""
-    return {
-        "unet": dict(
-            sample_size=sample_size,
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=2,
-            block_out_channels=unet_channels,
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            cross_attention_dim=text_width,
-            attention_head_dim=attention_head_dim,
-            norm_num_groups=norm_groups,
-        ),
-        "vae": dict(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=vae_channels,
-            layers_per_block=vae_layers,
-            latent_channels=4,
-            norm_num_groups=norm_groups,
-            sample_size=sample_size * 8,
-            scaling_factor=0.18215,
-        ),
-        "text_encoder": dict(
-            vocab_size=49408,
-            hidden_size=text_width,
-            intermediate_size=text_ffn,
-            num_hidden_layers=text_layers,
-            num_attention_heads=text_heads,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            projection_dim=text_width,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        ),
-    }
+@dataclass(frozen=True)
+class BuiltinShape:
+    """The widths and depths of a Stable Diffusion 1.x layout (UNet, VAE, CLIP text encoder)."""
+
+    sample_size: int  # latent side the UNet is trained at (8 latents = 64 pixels)
+    unet_channels: tuple[int, int, int, int]
+    vae_channels: tuple[int, int, int, int]
+    vae_layers: int
+    text: tuple[int, int, int, int]  # width, feed-forward width, layers, heads
+    norm_groups: int
+    head_dim: int
+
+    def configs(self) -> dict[str, dict]:
+        """The diffusers/transformers configs of the three models."""
+        width, ffn, layers, heads = self.text
+        return {
+            "unet": dict(
+                sample_size=self.sample_size,
+                in_channels=4,
+                out_channels=4,
+                layers_per_block=2,
+                block_out_channels=self.unet_channels,
+                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                cross_attention_dim=width,
+                attention_head_dim=self.head_dim,
+                norm_num_groups=self.norm_groups,
+            ),
+            "vae": dict(
+                in_channels=3,
+                out_channels=3,
+                down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4,
+                block_out_channels=self.vae_channels,
+                layers_per_block=self.vae_layers,
+                latent_channels=4,
+                norm_num_groups=self.norm_groups,
+                sample_size=self.sample_size * 8,
+                scaling_factor=0.18215,
+            ),
+            "text_encoder": dict(
+                vocab_size=49408,
+                hidden_size=width,
+                intermediate_size=ffn,
+                num_hidden_layers=layers,
+                num_attention_heads=heads,
+                max_position_embeddings=77,
+                hidden_act="quick_gelu",
+                projection_dim=width,
+                bos_token_id=49406,
+                eos_token_id=49407,
+                pad_token_id=49407,
+            ),
+        }
 
 
-def _tiny_configs() -> dict[str, dict]:
-    """A Stable-Diffusion-shaped model small enough for CPU tests: same block layout, 16 self-attention layers."""
-    return _sd_configs(
-        sample_size=8,
-        unet_channels=(32, 64, 64, 64),
-        vae_channels=(8, 16, 16, 16),
-        vae_layers=1,
-        text_width=32,
-        text_ffn=64,
-        text_layers=2,
-        text_heads=4,
-        norm_groups=8,
-        attention_head_dim=4,
-    )
+# A Stable-Diffusion-shaped model small enough for CPU tests: same block layout, 16 self-attention layers.
+TINY = BuiltinShape(8, (32, 64, 64, 64), (8, 16, 16, 16), vae_layers=1, text=(32, 64, 2, 4), norm_groups=8, head_dim=4)
+# Stable Diffusion 1.5's exact architecture (UNet, VAE, CLIP ViT-L/14 text encoder).
+SD15 = BuiltinShape(
+    64, (320, 640, 1280, 1280), (128, 256, 512, 512), vae_layers=2, text=(768, 3072, 12, 12), norm_groups=32, head_dim=8
+)
 
 
-def _sd15_configs() -> dict[str, dict]:
-    """Stable Diffusion 1.5's exact architecture (UNet, VAE, CLIP ViT-L/14 text encoder)."""
-    return _sd_configs(
-        sample_size=64,
-        unet_channels=(320, 640, 1280, 1280),
-        vae_channels=(128, 256, 512, 512),
-        vae_layers=2,
-        text_width=768,
-        text_ffn=3072,
-        text_layers=12,
-        text_heads=12,
-        norm_groups=32,
-        attention_head_dim=8,
-    )
-
-
-BUILTIN_MODELS = {"tiny": _tiny_configs, "sd15-random": _sd15_configs}
+BUILTIN_MODELS = {"tiny": TINY, "sd15-random": SD15}
 
 
 def build_builtin(name: str, folder: Path) -> None:
@@ -197,7 +174,7 @@ def build_builtin(name: str, folder: Path) -> None:
 
     from v2vz_engine.tokenizer import build_clip_tokenizer
 
-    configs = BUILTIN_MODELS[name]()
+    configs = BUILTIN_MODELS[name].configs()
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**configs["unet"])
     with torch.no_grad():

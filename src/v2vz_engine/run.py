@@ -89,18 +89,6 @@ def run_job(
     a stale entry) and stored after a miss: a re-prompt skips inversion and null-text, and a job cancelled or failed
     halfway keeps the inversions of the windows it finished. PNG frames already written stay on disk too.
     """
-    return _run_windows(job, pipeline, progress, cancel, cache, on_frame)
-
-
-def _run_windows(
-    job: EditJob,
-    pipeline: VideoEditPipeline,
-    progress: ProgressFn | None = None,
-    cancel: CancelFn | None = None,
-    cache: InversionStore | None = None,
-    on_frame: FrameCallback | None = None,
-) -> JobResult:
-    """The windows of run_job, one after the other."""
     job, info = media.resolve(job)
     long_side = job.options.size or pipeline.model.native_size
     width, height = media.working_size(info.width, info.height, long_side)

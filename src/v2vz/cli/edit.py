@@ -46,7 +46,7 @@ def edit(
     model: Annotated[
         str | None,
         typer.Option(
-            help="A diffusers folder, a hub id, or a preset (tiny, sd15-random). Default: $V2VZ_MODEL "
+            help="A diffusers folder, a hub id, or a built-in model (tiny, sd15-random). Default: $V2VZ_MODEL "
             "or CompVis/stable-diffusion-v1-4. With --local; the daemon edits with its own."
         ),
     ] = None,

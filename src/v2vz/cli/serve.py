@@ -14,7 +14,9 @@ from v2vz.cli.output import refuse
 def serve(
     model: Annotated[
         str | None,
-        typer.Option(help="A diffusers folder, a hub id, or a preset (tiny, sd15-random). Default: $V2VZ_MODEL."),
+        typer.Option(
+            help="A diffusers folder, a hub id, or a built-in model (tiny, sd15-random). Default: $V2VZ_MODEL."
+        ),
     ] = None,
     listen: Annotated[
         str | None,

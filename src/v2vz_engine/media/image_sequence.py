@@ -9,7 +9,7 @@ Two ways to name a sequence, both giving frames in order:
   A file name without digits is a one-frame sequence (a still).
 
 Frames are read with Pillow as uint8 RGB (H, W, 3); 16-bit images are scaled to 8 bits, alpha is dropped. Every
-error is a `v2vz.errors` exception with one line that names the file or folder. No PyAV and no torch here.
+error is a `v2vz.api.errors` exception with one line that names the file or folder. No PyAV and no torch here.
 """
 
 from __future__ import annotations

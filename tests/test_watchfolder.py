@@ -1,0 +1,133 @@
+"""The watch folder's parts without a daemon: which files are clips, settings, the state file, output naming."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from v2vz.api.errors import InvalidArgument
+from v2vz.api.job import EditJob, EditOptions
+from v2vz.watchfolder.naming import free_output
+from v2vz.watchfolder.settings import check_settings, is_video, resolve_job
+from v2vz.watchfolder.state import STATE_NAME, State
+
+
+@pytest.mark.parametrize(
+    "name, wanted",
+    [
+        ("shot.mp4", True),
+        ("SHOT.MOV", True),
+        ("take 2.mxf", True),
+        ("notes.txt", False),
+        (".hidden.mp4", False),
+        ("~lock.mp4", False),
+        ("copying.mp4.part", False),
+        ("download.mov.crdownload", False),
+        ("shot.mp4~", False),
+    ],
+)
+def test_only_finished_visible_videos_are_clips(name: str, wanted: bool):
+    assert is_video(name) is wanted
+
+
+def test_settings_are_typed_per_key():
+    values = check_settings("a.toml", {"prompt": "a jeep", "frames": 4, "steps": 20, "fast": True, "guidance": "6.5"})
+    assert values == {"prompt": "a jeep", "frames": 4, "steps": 20, "fast": True, "guidance": 6.5}
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ({"stepz": 3}, ["a.toml", "unknown option", "stepz", "steps", "prompt, source_prompt"]),
+        ({"prompt": 3}, ["a.toml", "prompt must be a string in quotes", 'prompt = "..."']),
+        ({"frames": 2.5}, ["a.toml", "frames must be a whole number", "2.5"]),
+        ({"frames": True}, ["a.toml", "frames must be a whole number"]),
+        ({"steps": "many"}, ["a.toml", "option steps must be int", "'many'"]),
+        ({"attention": "wide"}, ["a.toml", "attention must be", "dense", "'wide'"]),
+    ],
+)
+def test_a_bad_setting_names_the_file_the_key_and_what_it_must_be(data: dict, words: list[str]):
+    with pytest.raises(InvalidArgument) as caught:
+        check_settings("a.toml", data)
+    for word in words:
+        assert word in str(caught.value), str(caught.value)
+
+
+def test_a_clip_waits_until_both_prompts_are_given(tmp_path: Path):
+    clip = tmp_path / "shot.mp4"
+    clip.write_bytes(b"not read here")
+    assert resolve_job(clip, tmp_path / "out") == (
+        'shot.mp4 waits: add prompt = "..." and source_prompt = "..." to shot.toml or v2vz.toml'
+    )
+    (tmp_path / "v2vz.toml").write_text('source_prompt = "a car on a road"\nsteps = 30\nframes = 4\n')
+    assert resolve_job(clip, tmp_path / "out") == 'shot.mp4 waits: add prompt = "..." to shot.toml or v2vz.toml'
+
+
+def test_the_sidecar_overlays_the_folder_defaults(tmp_path: Path):
+    clip = tmp_path / "shot.mp4"
+    clip.write_bytes(b"x")
+    (tmp_path / "v2vz.toml").write_text('source_prompt = "a car"\nprompt = "a bus"\nsteps = 30\nframes = 4\n')
+    (tmp_path / "shot.toml").write_text('prompt = "a jeep on snow"\nsteps = 12\npreset = "published"\n')
+    job = resolve_job(clip, tmp_path / "out")
+    assert isinstance(job, EditJob)
+    assert (job.prompt, job.source_prompt, job.frames, job.start) == ("a jeep on snow", "a car", 4, 0)
+    assert job.options == EditOptions.preset("published", steps=12)
+    assert job.source == clip.resolve() and job.out_mp4 == (tmp_path / "out" / "shot.mp4").resolve()
+
+
+def test_broken_toml_is_one_line_that_names_the_file(tmp_path: Path):
+    clip = tmp_path / "shot.mp4"
+    clip.write_bytes(b"x")
+    (tmp_path / "shot.toml").write_text('prompt = "unterminated\n')
+    with pytest.raises(InvalidArgument, match=r"^shot.toml is not valid TOML \(.*\): fix it$"):
+        resolve_job(clip, tmp_path / "out")
+
+
+def test_an_output_name_never_takes_an_earlier_edit_or_a_job_in_flight(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert free_output(out, "shot", set()) == (out / "shot.mp4").resolve()
+    (out / "shot.mp4").write_bytes(b"earlier edit")
+    assert free_output(out, "shot", set()) == (out / "shot-2.mp4").resolve()
+    in_flight = {str((out / "shot-2.mp4").resolve()), str((out / "shot-3.mp4").resolve())}
+    assert free_output(out, "shot", in_flight) == (out / "shot-4.mp4").resolve()
+
+
+def test_the_state_file_round_trips_and_is_written_whole(tmp_path: Path):
+    state = State(tmp_path / STATE_NAME)
+    state.put("b.mp4", {"job_id": "j2", "order": 2, "out": "/o/b.mp4"})
+    state.put("a.mp4", {"job_id": "j1", "order": 1, "out": "/o/a.mp4"})
+    assert not [p for p in os.listdir(tmp_path) if p != STATE_NAME]  # no temporary file left beside it
+    again = State(tmp_path / STATE_NAME)
+    assert again.load() is None
+    assert [name for name, _ in again.items()] == ["a.mp4", "b.mp4"]  # in submission order
+    assert again.outputs() == {"/o/a.mp4", "/o/b.mp4"}
+    again.drop("a.mp4")
+    assert json.loads((tmp_path / STATE_NAME).read_text()) == {
+        "version": 1,
+        "files": {"b.mp4": {"job_id": "j2", "order": 2, "out": "/o/b.mp4"}},
+    }
+    assert stat.S_IMODE((tmp_path / STATE_NAME).stat().st_mode) == 0o666 & ~current_umask()  # as open() makes it
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize(
+    "content, words", [("{not json", ["unreadable", STATE_NAME]), ('{"files": 3}', ["not a watch state file"])]
+)
+def test_an_unreadable_state_file_is_a_warning_and_remembers_nothing(tmp_path: Path, content: str, words: list[str]):
+    (tmp_path / STATE_NAME).write_text(content)
+    state = State(tmp_path / STATE_NAME)
+    warning = state.load()
+    assert warning is not None and warning.startswith("warning: ignoring")
+    for word in words:
+        assert word in warning
+    assert state.items() == []
