@@ -88,3 +88,26 @@ def serve_tiny(model_cache: Path, prefix: str) -> Iterator[tuple[dict, Path, sub
             process.wait(30)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# An in-process daemon on the session's `tiny` pipeline (helpers in daemon_kit.py)
+
+
+@pytest.fixture()
+def root():
+    """A short folder: Unix socket paths are limited to about 100 characters."""
+    path = Path(tempfile.mkdtemp(prefix="v2vz-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def daemon(root, pipeline):
+    from .daemon_kit import make_daemon
+
+    server = make_daemon(root, lambda: pipeline)
+    server.start()
+    assert server.wait_ready(30)
+    yield server
+    server.stop()

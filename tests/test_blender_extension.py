@@ -6,18 +6,21 @@ The Blender side runs as a script in that venv's Python; it prints one `SUMMARY 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import os
 import random
 import subprocess
 import sys
+import types
+import zipfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from v2vz.api.errors import V2vzError
+from v2vz.cli.plugins import build_blender_zip
 from v2vz_engine.media.image_sequence import IMAGE_SUFFIXES, sequence_files
 
 from .conftest import CLIPS, serve_tiny
@@ -44,6 +47,36 @@ def bpy_python(version: str) -> Path:
         f"no Python with Blender {version}'s `bpy` module at {candidate}: run the README's test command, which "
         f"creates {BLENDERS[version]}, or set {key} to such a python"
     )
+
+
+def unpack_extension(folder: Path) -> Path:
+    """The extension as `v2vz plugin install blender` ships it (build_blender_zip, v2vz_host.py included), unpacked
+    into folder/v2vz_blender: the tests import what users install. Returns folder, for sys.path."""
+    with zipfile.ZipFile(build_blender_zip(folder / "zip")) as archive:
+        archive.extractall(folder / "v2vz_blender")
+    return folder
+
+
+def without_blender(extension: Path, module: str):
+    """A module of the unpacked extension in this Python, which has no Blender: the package is made by hand (its
+    __init__ registers classes with Blender) and `bpy` is a stub while the module loads (it only imports bpy)."""
+    package = f"v2vz_blender_without_bpy_{abs(hash(str(extension)))}"
+    if package not in sys.modules:
+        shell = types.ModuleType(package)
+        shell.__path__ = [str(extension / "v2vz_blender")]
+        sys.modules[package] = shell
+    stub = types.ModuleType("bpy")
+    stubbed = sys.modules.setdefault("bpy", stub) is stub
+    try:
+        return importlib.import_module(f"{package}.{module}")
+    finally:
+        if stubbed:
+            del sys.modules["bpy"]
+
+
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory) -> Path:
+    return unpack_extension(tmp_path_factory.mktemp("extension"))
 
 
 SCRIPT = r"""
@@ -138,24 +171,24 @@ try:
     v2vz_blender.JOBS[active.key] = active
     lengths = []
     while v2vz_blender.drain_jobs():
-        strip = v2vz_blender._result_strip(active)
+        strip = active.result.strip()
         lengths.append(compat.duration(strip) if strip is not None else 0)
         time.sleep(0.02)
-    lengths.append(compat.duration(v2vz_blender._result_strip(active)))
+    lengths.append(compat.duration(active.result.strip()))
     seen = [n for i, n in enumerate(lengths) if i == 0 or n != lengths[i - 1]]  # each length once, in order
-    summary["streamed"] = {"lengths": seen, "channel": active.channel, "report": dict(v2vz_blender.LAST_REPORT)}
+    summary["streamed"] = {"lengths": seen, "channel": active.result.channel, "report": dict(v2vz_blender.LAST_REPORT)}
 
     # Cancel from the UI after the first window (1 frame of 50 steps) arrived: the frames that arrived stay.
     active = v2vz_blender.start_job(bpy.context, movie, {**OPTS, "steps": 50, "window": 1})
     v2vz_blender.JOBS[active.key] = active
     cancel_result, deadline = None, time.monotonic() + 300
     while v2vz_blender.drain_jobs() and time.monotonic() < deadline:
-        if cancel_result is None and active.appended >= 1:
+        if cancel_result is None and active.result.appended >= 1:
             cancel_result = sorted(bpy.ops.sequencer.v2vz_cancel(job=active.key))
         time.sleep(0.02)
-    strip = v2vz_blender._result_strip(active)
+    strip = active.result.strip()
     summary["cancelled"] = {
-        "cancel_result": cancel_result, "outcome": active.runner.state.outcome, "appended": active.appended,
+        "cancel_result": cancel_result, "outcome": active.runner.state.outcome, "appended": active.result.appended,
         "length": compat.duration(strip) if strip is not None else 0, "report": dict(v2vz_blender.LAST_REPORT),
         "pngs": len([n for n in os.listdir(active.folder) if n.endswith(".png")]),
     }
@@ -184,7 +217,7 @@ def served(model_cache):
 
 
 @pytest.fixture(scope="module", params=list(BLENDERS), ids=[f"blender-{v}" for v in BLENDERS])
-def summary(request, served, tmp_path_factory) -> dict:
+def summary(request, served, extension, tmp_path_factory) -> dict:
     python = bpy_python(request.param)
     env, _ = served
     work = tmp_path_factory.mktemp("blender")
@@ -192,7 +225,7 @@ def summary(request, served, tmp_path_factory) -> dict:
     script.write_text(SCRIPT, encoding="utf-8")
     env = {**env, "V2VZ_CLIENT": V2VZ}
     done = subprocess.run(
-        [str(python), str(script), str(REPO / "plugins" / "blender"), str(CLIP), str(work)],
+        [str(python), str(script), str(extension), str(CLIP), str(work)],
         env=env,
         capture_output=True,
         text=True,
@@ -388,7 +421,7 @@ FRAME_NUMBERS = range(10, 30, 2)  # shot_0010.png .. shot_0028.png: gaps in the 
 
 
 @pytest.fixture(scope="module", params=list(BLENDERS), ids=[f"blender-{v}" for v in BLENDERS])
-def image_summary(request, served, tmp_path_factory) -> dict:
+def image_summary(request, served, extension, tmp_path_factory) -> dict:
     python = bpy_python(request.param)
     env, _ = served
     work = tmp_path_factory.mktemp("blender-images")
@@ -400,7 +433,7 @@ def image_summary(request, served, tmp_path_factory) -> dict:
     script = work / "images.py"
     script.write_text(IMAGE_SCRIPT, encoding="utf-8")
     done = subprocess.run(
-        [str(python), str(script), str(REPO / "plugins" / "blender"), str(frames), str(work)],
+        [str(python), str(script), str(extension), str(frames), str(work)],
         env={**env, "V2VZ_CLIENT": V2VZ},
         capture_output=True,
         text=True,
@@ -456,18 +489,17 @@ def test_image_strips_that_are_not_one_sequence_are_refused(image_summary):
         assert report["error"] == "" or message in report["error"], (case, report)
 
 
-# The image-sequence check itself is plain Python (no bpy): test it here against the daemon's own rules.
+# The image-sequence check itself is plain Python (no bpy calls): test it here against the daemon's own rules.
 
 
-def plugin_job():
-    """plugins/blender/v2vz_blender/job.py on its own (the package's __init__ needs bpy)."""
-    name = "v2vz_blender_job_under_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "plugins" / "blender" / "v2vz_blender" / "job.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+@pytest.fixture(scope="module")
+def strips(extension):
+    return without_blender(extension, "strips")
+
+
+@pytest.fixture(scope="module")
+def jobs(extension):
+    return without_blender(extension, "jobs")
 
 
 def numbered_folder(folder: Path, names: list[str]) -> list[str]:
@@ -476,16 +508,16 @@ def numbered_folder(folder: Path, names: list[str]) -> list[str]:
     return [str(folder / name) for name in names]
 
 
-def test_sequence_check_accepts_consecutive_images(tmp_path):
-    problem = plugin_job().sequence_problem
+def test_sequence_check_accepts_consecutive_images(tmp_path, strips):
+    problem = strips.sequence_problem
     paths = numbered_folder(tmp_path, ["f_0001.png", "f_0003.png", "f_0007.png", "f_0008.png", "g_0002.png"])
     assert problem(paths[:4]) is None  # gaps in the numbering, other prefixes beside them
     assert problem(paths[1:3]) is None and problem(paths[3:4]) is None
     assert problem(numbered_folder(tmp_path, ["still.png"])) is None  # a still on its own
 
 
-def test_sequence_check_messages(tmp_path):
-    problem = plugin_job().sequence_problem
+def test_sequence_check_messages(tmp_path, strips):
+    problem = strips.sequence_problem
     f1, f3, f7, f03, other, still = numbered_folder(
         tmp_path, ["f_1.png", "f_3.png", "f_7.png", "f_03.png", "g_5.png", "still.png"]
     )
@@ -514,10 +546,10 @@ def test_sequence_check_messages(tmp_path):
     assert problem([]) == "it shows no images"
 
 
-def test_sequence_check_agrees_with_the_daemon(tmp_path):
+def test_sequence_check_agrees_with_the_daemon(tmp_path, strips):
     """For random selections of a messy folder: accepted exactly when the daemon's sequence from the first file
     starts with the selection (the same files, in the same order)."""
-    job = plugin_job()
+    job = strips
     assert job.IMAGE_SUFFIXES == IMAGE_SUFFIXES
     names = [f"s_{n:03d}.png" for n in (1, 2, 4, 5, 9, 10, 11, 30)]
     names += ["s_12.png", "s_007.jpg", "t_003.png", "s_006_v2.png", "S_008.png", "poster.png"]
@@ -538,22 +570,17 @@ def test_sequence_check_agrees_with_the_daemon(tmp_path):
     assert accepted >= 20  # the selections cover both outcomes
 
 
-def test_status_names_the_window_of_a_long_clip():
-    state = plugin_job().JobState()
-    state.apply({"type": "progress", "stage": "edit", "step": 3, "total": 50, "cached": False})  # an old daemon
-    assert state.status == "edit 3/50" and state.progress == pytest.approx(0.06)
-    state.apply({"type": "progress", "stage": "edit", "step": 5, "total": 50, "window": 1, "windows": 1})
-    assert state.status == "edit 5/50"  # one window: nothing to say about windows
-    state.apply({"type": "progress", "stage": "inversion", "step": 10, "total": 50, "window": 2, "windows": 5})
-    assert state.status == "window 2/5: inversion 10/50"
-    state.apply(
-        {"type": "progress", "stage": "inversion", "step": 1, "total": 1, "cached": True, "window": 3, "windows": 5}
-    )
-    assert state.status == "window 3/5: inversion 1/1 (cached)"
+def test_the_client_that_built_the_extension_is_its_default(jobs, monkeypatch, tmp_path):
+    monkeypatch.delenv("V2VZ_CLIENT", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `v2vz` on PATH either
+    assert jobs.find_client() == V2VZ  # v2vz-client.txt in the zip
+    assert jobs.find_client(sys.executable) == sys.executable  # the preference comes first
+    monkeypatch.setenv("V2VZ_CLIENT", sys.executable)
+    assert jobs.find_client() == sys.executable  # then $V2VZ_CLIENT
 
 
-def test_the_client_command_carries_only_the_options_that_were_set():
-    request = plugin_job().EditRequest("/clips/a.mp4", 10, 40, "a jeep", "a car", "/out/x")
+def test_the_client_command_carries_only_the_options_that_were_set(jobs):
+    request = jobs.EditRequest("/clips/a.mp4", 10, 40, "a jeep", "a car", "/out/x")
     base = ["v2vz", "edit", "/clips/a.mp4", "--prompt", "a jeep", "--source-prompt", "a car"]
     base += ["--start", "10", "--frames", "40", "--out", "/out/x"]
     assert request.command("v2vz") == [*base, "--events", "jsonl"]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import stat
-import tempfile
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -20,65 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from v2vz.api.errors import InvalidArgument
 from v2vz.api.events import DAEMON_EVENT_TYPES, JobState, Stage
 from v2vz.api.v1 import editor_pb2 as pb
-from v2vz.api.v1 import editor_pb2_grpc
-from v2vz_daemon.server import Daemon, DaemonConfig
 from v2vz_engine import media
 
-from .conftest import CLIPS
-
-BIKES = CLIPS / "bikes.mp4"
-
-
-def make_daemon(root: Path, pipeline_factory, **config) -> Daemon:
-    cfg = DaemonConfig(model="tiny", cache_dir=root / "cache", endpoint_file=root / "run" / "endpoint.json", **config)
-    return Daemon(cfg, pipeline_factory=pipeline_factory)
-
-
-def connect(daemon: Daemon, token: str | None = "own") -> tuple[editor_pb2_grpc.EditorStub, list]:
-    channel = grpc.insecure_channel(daemon.address)
-    metadata = [] if token is None else [("authorization", f"Bearer {daemon.token if token == 'own' else token}")]
-    return editor_pb2_grpc.EditorStub(channel), metadata
-
-
-def request(tmp: Path, **changes) -> pb.SubmitEditRequest:
-    fields = dict(
-        source_path=str(BIKES),
-        start=10,
-        frames=3,
-        source_prompt="people riding bikes on a road",
-        prompt="people riding horses on a road",
-        options={"steps": "3"},
-        out_mp4=str(tmp / "out.mp4"),
-        out_frames_dir=str(tmp / "frames"),
-    )
-    fields.update(changes)
-    return pb.SubmitEditRequest(**fields)
-
-
-def watch(stub, metadata, job_id: str, after: int = 0, limit: int | None = None) -> list[pb.JobEvent]:
-    events = []
-    for event in stub.WatchJob(pb.WatchJobRequest(job_id=job_id, after_sequence=after), metadata=metadata, timeout=120):
-        events.append(event)
-        if limit and len(events) >= limit:
-            break
-    return events
-
-
-@pytest.fixture()
-def root():
-    """A short folder: Unix socket paths are limited to about 100 characters."""
-    path = Path(tempfile.mkdtemp(prefix="v2vz-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture()
-def daemon(root, pipeline):
-    server = make_daemon(root, lambda: pipeline)
-    server.start()
-    assert server.wait_ready(30)
-    yield server
-    server.stop()
+from .daemon_kit import BIKES, connect, make_daemon, request, watch
 
 
 def test_submit_watch_and_frames_on_disk(daemon, root):
@@ -223,7 +165,7 @@ def test_tokens_are_required_except_for_health(daemon, root):
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
     stub, md = connect(daemon)
     info = stub.GetInfo(pb.GetInfoRequest(), metadata=md)
-    assert info.ready and info.protocol_version == 2 and info.device == "cpu" and info.versions["torch"]
+    assert info.ready and info.protocol_version == 3 and info.device == "cpu" and info.versions["torch"]
     endpoint = daemon.config.endpoint_file
     assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
     assert stat.S_IMODE(endpoint.parent.stat().st_mode) == 0o700

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 V2VZ = str(Path(sys.executable).with_name("v2vz"))
+HOST_CLIENT = Path(__file__).resolve().parents[1] / "plugins" / "host" / "v2vz_host.py"
 
 
 def test_blender_zip_has_the_manifest_at_its_root(tmp_path):
@@ -21,7 +22,11 @@ def test_blender_zip_has_the_manifest_at_its_root(tmp_path):
     with zipfile.ZipFile(archive) as zipped:
         names = set(zipped.namelist())
         manifest = tomllib.loads(zipped.read("blender_manifest.toml").decode())
-    assert {"blender_manifest.toml", "__init__.py", "compat.py", "job.py"} <= names
+        shipped_host = zipped.read("v2vz_host.py")  # the shared host client ships inside the package
+        client = zipped.read("v2vz-client.txt").decode()  # and the client the extension runs by default
+    assert {"blender_manifest.toml", "__init__.py", "compat.py", "strips.py", "jobs.py", "ui.py"} <= names
+    assert shipped_host == HOST_CLIENT.read_bytes() and "job.py" not in names
+    assert client == V2VZ + "\n" and f"runs the client {V2VZ}" in done.stdout + done.stderr
     assert not any("__pycache__" in name for name in names)
     assert manifest["id"] == "v2vz" and manifest["type"] == "add-on" and manifest["blender_version_min"] == "4.2.0"
 
@@ -62,6 +67,8 @@ def test_a_wheel_install_carries_the_plugins_and_installs_them(tmp_path):
         repo / "plugins" / "davinci" / "v2vz Re-prompt clip.py"
     ).read_bytes()
     assert (shipped / "blender" / "v2vz_blender" / "blender_manifest.toml").is_file()
+    host_client = HOST_CLIENT.read_bytes()
+    assert (shipped / "host" / "v2vz_host.py").read_bytes() == host_client
     run_cli = "import sys; from v2vz.cli.main import app; sys.argv = ['v2vz', *sys.argv[1:]]; app()"
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     for host in ("blender", "resolve"):
@@ -83,4 +90,10 @@ def test_a_wheel_install_carries_the_plugins_and_installs_them(tmp_path):
     (extension,) = (tmp_path / "blender").glob("*.zip")
     with zipfile.ZipFile(extension) as archive:
         assert "blender_manifest.toml" in archive.namelist() and "__init__.py" in archive.namelist()
+        assert archive.read("v2vz_host.py") == host_client
     assert (tmp_path / "resolve" / "v2vz Re-prompt clip.py").is_file()
+    # Resolve lists every .py file of Scripts/Edit: only the script goes there; v2vz-client.txt names the client
+    # (line 1) and the wheel's folder of v2vz_host.py (line 2)
+    assert [p.name for p in (tmp_path / "resolve").glob("*.py")] == ["v2vz Re-prompt clip.py"]
+    lines = (tmp_path / "resolve" / "v2vz-client.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and lines[1] == str(shipped / "host")

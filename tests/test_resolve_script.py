@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from v2vz.cli.plugins import plugins_root
+
 from .conftest import CLIPS, serve_tiny
 from .fake_resolve import (
     FakeProject,
@@ -32,15 +34,27 @@ def served(model_cache):
         yield env
 
 
-@pytest.fixture(scope="module")
-def script(tmp_path_factory):
-    """`v2vz plugin install resolve --dest DIR`, then the installed script loaded as a module (not run)."""
-    dest = tmp_path_factory.mktemp("Scripts") / "Edit"
+def install_script(dest: Path) -> Path:
+    """`v2vz plugin install resolve --dest DIR`: the installed script's path. Only the script goes into DIR (Resolve
+    lists every .py file there); v2vz-client.txt names the client and the folder of v2vz_host.py it loads."""
     done = subprocess.run([V2VZ, "plugin", "install", "resolve", "--dest", str(dest)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Workspace > Scripts > Edit > v2vz Re-prompt clip" in done.stderr
-    assert (dest / "v2vz-client.txt").read_text().strip() == V2VZ
-    return runpy.run_path(str(dest / "v2vz Re-prompt clip.py"), run_name="v2vz_reprompt")
+    client, host = (dest / "v2vz-client.txt").read_text().splitlines()
+    assert client == V2VZ and host == str(plugins_root() / "host") and (Path(host) / "v2vz_host.py").is_file()
+    assert [path.name for path in dest.glob("*.py")] == ["v2vz Re-prompt clip.py"]
+    return dest / "v2vz Re-prompt clip.py"
+
+
+def load_script(path: Path) -> dict:
+    """The installed script loaded as a module (not run), as Resolve loads it: v2vz_host comes from line 2."""
+    return runpy.run_path(str(path), run_name="v2vz_reprompt")
+
+
+@pytest.fixture(scope="module")
+def script(tmp_path_factory):
+    """`v2vz plugin install resolve --dest DIR`, then the installed script loaded as a module (not run)."""
+    return load_script(install_script(tmp_path_factory.mktemp("Scripts") / "Edit"))
 
 
 @pytest.fixture
@@ -233,4 +247,4 @@ def test_progress_lines_restart_for_every_window(script, capsys):
         for step in range(1, 5):
             progress({"type": "progress", "stage": "edit", "step": step, "total": 4, "window": window, "windows": 2})
     lines = [line for line in capsys.readouterr().out.splitlines() if "edit" in line]
-    assert lines == [f"v2vz: 'shot 1': window {w}/2 edit {s}/4" for w in (1, 2) for s in range(1, 5)]
+    assert lines == [f"v2vz: 'shot 1': window {w}/2: edit {s}/4" for w in (1, 2) for s in range(1, 5)]

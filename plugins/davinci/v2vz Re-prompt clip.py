@@ -5,7 +5,9 @@ video track, at the same record frame and with the same duration: the original c
 
 Standard library only: Resolve runs menu scripts in the user's own Python. The work goes through the `v2vz` client
 (`v2vz edit ... --events jsonl`, `v2vz attach JOB --events jsonl`), found through `$V2VZ_CLIENT`, else the
-`v2vz-client.txt` that `v2vz plugin install resolve` writes next to this script, else `v2vz` on the PATH.
+`v2vz-client.txt` that `v2vz plugin install resolve` writes next to this script, else `v2vz` on the PATH. The client
+is run and its events read by v2vz_host.py, shared with the Blender extension; it stays in the v2vz installation
+(Resolve lists every .py file of this folder as a menu entry) and the script loads it from there by its path.
 
 Prompts come from a dialog where Resolve offers one (Studio), else from a marker named `v2vz` on the clip whose note
 has the lines `source: <what the clip shows>` and `prompt: <the edit>` (and optionally `options: --steps 30`).
@@ -17,19 +19,22 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 PROMPT_MARKER = "v2vz"
 JOB_MARKER = "v2vz job"
 BIN_NAME = "v2vz"
-CLIENT_FILE = "v2vz-client.txt"
+CLIENT_FILE = "v2vz-client.txt"  # by the installer: line 1 the client's path, line 2 the folder of v2vz_host.py
+HOST_FILE = "v2vz_host.py"
+HOST_MODULE_NAME = "_v2vz_host_of_the_resolve_script"
+HOST_LIB_ENV = "V2VZ_HOST_LIB"  # overrides line 2: a folder holding v2vz_host.py, or the file itself
 STATE_FILE = "v2vz-state.json"
 FRAME_PATTERN = "frame_%06d.png"
 # Resolve's clip colours (it has no red): running, done, done with a placement to check, failed.
@@ -66,7 +71,7 @@ def say(message: str, dialog=None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The client
+# The client, through v2vz_host
 
 
 def script_folder() -> Path | None:
@@ -74,19 +79,54 @@ def script_folder() -> Path | None:
     return Path(here).resolve().parent if here else None
 
 
-def client_command() -> list[str]:
-    """How to run the v2vz client: $V2VZ_CLIENT, the path the installer wrote next to this script, or the PATH."""
-    explicit = os.environ.get("V2VZ_CLIENT", "").strip()
+def host_candidates() -> list[Path]:
+    """Where v2vz_host.py may be: $V2VZ_HOST_LIB, the folder on line 2 of v2vz-client.txt, beside this script."""
+    candidates = []
+    explicit = os.environ.get(HOST_LIB_ENV, "").strip()
     if explicit:
-        return [explicit]
+        path = Path(explicit).expanduser()
+        candidates.append(path if path.suffix == ".py" else path / HOST_FILE)
     folder = script_folder()
-    if folder is not None and (folder / CLIENT_FILE).is_file():
-        written = (folder / CLIENT_FILE).read_text(encoding="utf-8").strip()
-        if written:
-            return [written]
-    found = shutil.which("v2vz")
+    if folder is not None:
+        try:
+            lines = (folder / CLIENT_FILE).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeError):
+            lines = []
+        if len(lines) > 1 and lines[1].strip():
+            candidates.append(Path(lines[1].strip()) / HOST_FILE)
+        candidates.append(folder / HOST_FILE)
+    return candidates
+
+
+def load_host():
+    """The v2vz_host module, or None. Loaded from its file (importlib): Resolve's sys.path and sys.modules, which
+    every script shares, stay as they are."""
+    for path in host_candidates():
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(HOST_MODULE_NAME, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[HOST_MODULE_NAME] = module  # only while it runs: its dataclasses look their module up
+            try:
+                spec.loader.exec_module(module)
+            finally:
+                sys.modules.pop(HOST_MODULE_NAME, None)
+            return module
+    return None
+
+
+host = load_host()
+HOST_MISSING = (
+    f"cannot find {HOST_FILE}, the part of v2vz this script runs the client with: run `v2vz plugin install resolve` "
+    "again"
+)
+
+
+def client_command() -> str:
+    """The v2vz client: $V2VZ_CLIENT, the path the installer wrote next to this script, or the PATH."""
+    folder = script_folder()
+    found = host.find_client(client_file=folder / CLIENT_FILE if folder is not None else None)
     if found:
-        return [found]
+        return found
     raise Refused(
         "cannot find the v2vz client: run `v2vz plugin install resolve` again, or set V2VZ_CLIENT to the path of "
         "the `v2vz` command"
@@ -99,56 +139,17 @@ def output_root() -> Path:
     return Path(explicit).expanduser() if explicit else Path.home() / "v2vz" / "resolve"
 
 
-class ClientRun:
-    """The outcome of one `v2vz edit/attach --events jsonl`: the job id, its terminal event, the exit status."""
-
-    def __init__(self) -> None:
-        self.job_id: str | None = None
-        self.terminal: dict | None = None
-        self.returncode: int | None = None
-        self.error = ""
-
-
-def run_client(args: list[str], on_event) -> ClientRun:
-    """Run the client, call on_event(dict) for every JSON line as it comes, return the outcome."""
-    command = client_command() + args
-    outcome = ClientRun()
-    try:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-        )
-    except OSError as exc:
+def run_client(args: list[str], on_event: Callable[[dict], None]) -> host.ClientRun:
+    """Run `v2vz <args> --events jsonl` to its end, calling on_event(dict) for every event as it comes; returns
+    the host.ClientRun (its `state`: job id, terminal event, typed error, exit status)."""
+    client = client_command()
+    run = host.run_client(host.events_command(client, args), on_event)
+    if run.start_error:
         raise Refused(
-            f"cannot start the v2vz client {command[0]} ({exc.strerror or exc}): run `v2vz plugin install resolve` "
-            "again, or set V2VZ_CLIENT"
-        ) from None
-    with process:
-        for line in process.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            outcome.job_id = outcome.job_id or event.get("job_id")
-            if event.get("type") in ("done", "failed", "cancelled"):
-                outcome.terminal = event
-            on_event(event)
-        errors = [line.strip() for line in process.stderr.read().splitlines() if line.strip()]
-        outcome.returncode = process.wait()
-    reasons = [line[len("error:") :].strip() for line in errors if line.startswith("error:")]
-    outcome.error = reasons[-1] if reasons else (errors[-1] if errors else "")
-    return outcome
+            f"cannot start the v2vz client {client} ({run.start_error}): run `v2vz plugin install resolve` again, "
+            "or set V2VZ_CLIENT"
+        )
+    return run
 
 
 class Progress:
@@ -160,20 +161,18 @@ class Progress:
 
     def __call__(self, event: dict) -> None:
         kind = event.get("type")
-        if kind == "submitted":
+        if kind == host.EventType.SUBMITTED:
             say(f"'{self.clip_name}': job {event.get('job_id')} submitted", self.dialog)
-        elif kind == "queued":
+        elif kind == host.EventType.QUEUED:
             position = event.get("position") or 0
             say(f"'{self.clip_name}': queued" + (f" behind {position} job(s)" if position else ""), self.dialog)
-        elif kind == "progress":
+        elif kind == host.EventType.PROGRESS:
             stage, step, total = str(event.get("stage", "")), int(event.get("step") or 0), int(event.get("total") or 0)
             quarter = 4 * step // total if total > 0 else 0
-            window, windows = int(event.get("window") or 0), int(event.get("windows") or 0)
+            window = int(event.get("window") or 0)
             if (window, stage, quarter) not in self.shown:  # long clips go window by window: each shows its stages
                 self.shown.add((window, stage, quarter))
-                cached = " (cached)" if event.get("cached") else ""
-                where = f"window {window}/{windows} " if windows > 1 and stage != "window" else ""
-                say(f"'{self.clip_name}': {where}{stage}{cached} {step}/{total}", self.dialog)
+                say(f"'{self.clip_name}': {host.progress_text(event)}", self.dialog)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -435,19 +434,8 @@ def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=Non
     clip = clip_range(item, timeline_fps)
     progress = Progress(name, dialog)
     running = [job for job in job_markers(item) if job_state(job) is None]
-    outcome, folder = None, None
-    if running:
-        job = running[0]
-        folder = Path(job["dir"]) if job.get("dir") else None
-        say(f"'{name}': re-attaching to job {job['job']}", dialog)
-        item.SetClipColor(COLOR_RUNNING)
-        outcome = run_client(["attach", job["job"], "--events", "jsonl"], progress)
-        outcome.job_id = outcome.job_id or job["job"]
-        if outcome.terminal is None and job["job"] in outcome.error:
-            finish_job(folder, job["job"], "lost")  # the daemon no longer knows it: start a new job
-            say(f"'{name}': the daemon has no job {job['job']} any more; starting a new one", dialog)
-            outcome = None
-    if outcome is None:
+    run, folder = reattach(item, running[0], progress, dialog) if running else (None, None)
+    if run is None:
         if dialog is not None:
             defaults = {"source": "", "prompt": "", "options": ""}
             with contextlib.suppress(Refused):
@@ -457,69 +445,94 @@ def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=Non
                 return {"clip": name, "state": "cancelled", "message": "cancelled"}
         else:
             prompts = prompts_from_marker(item, name)
-        options = parse_options(prompts.get("options", ""))
         folder = job_folder(clip)
-        folder.mkdir(parents=True, exist_ok=True)
-        args = ["edit", clip["path"], "--start", str(clip["start"]), "--frames", str(clip["frames"])]
-        args += ["-s", prompts["source"], "-p", prompts["prompt"], *options]
-        args += ["--out", str(folder), "--events", "jsonl"]
-        item.SetClipColor(COLOR_RUNNING)
-        say(f"'{name}': editing source frames {clip['start']}..{clip['start'] + clip['frames'] - 1}", dialog)
-
-        def on_event(event: dict) -> None:
-            submitted = event.get("type") == "submitted" and event.get("job_id")
-            if submitted and not add_job_marker(item, event["job_id"], folder, prompts["prompt"]):
-                say(
-                    f"'{name}': could not add the job marker (re-attaching will not find job {event['job_id']})",
-                    dialog,
-                )
-            progress(event)
-
-        outcome = run_client(args, on_event)
-    return finish(timeline, media_pool, item, clip, outcome, folder, dialog)
+        run = submit(item, clip, prompts, folder, progress, dialog)
+    return finish(timeline, media_pool, item, clip, run, folder, dialog)
 
 
-def finish(timeline, media_pool, item, clip: dict, outcome: ClientRun, folder: Path | None, dialog) -> dict:
-    name, job_id = clip["name"], outcome.job_id or ""
-    terminal = outcome.terminal or {}
-    if terminal.get("type") != "done":
-        if terminal.get("type") in ("failed", "cancelled"):
+def reattach(item, job: dict, progress: Progress, dialog) -> tuple[host.ClientRun | None, Path | None]:
+    """Follow the clip's job again: (the run, its folder), or (None, None) when the daemon no longer knows it."""
+    name, job_id = item.GetName() or "clip", job["job"]
+    folder = Path(job["dir"]) if job.get("dir") else None
+    say(f"'{name}': re-attaching to job {job_id}", dialog)
+    item.SetClipColor(COLOR_RUNNING)
+    run = run_client(["attach", job_id], progress)
+    run.state.job_id = run.state.job_id or job_id
+    if run.state.terminal is None and run.error_kind == host.ErrorKind.JOB_NOT_FOUND:
+        finish_job(folder, job_id, "lost")  # the daemon no longer knows it: start a new job
+        say(f"'{name}': the daemon has no job {job_id} any more; starting a new one", dialog)
+        return None, None
+    return run, folder
+
+
+def submit(item, clip: dict, prompts: dict, folder: Path, progress: Progress, dialog) -> host.ClientRun:
+    """`v2vz edit` of the clip's source range to its end; a `v2vz job` marker keeps the job id for a re-attach."""
+    name = clip["name"]
+    options = parse_options(prompts.get("options", ""))
+    folder.mkdir(parents=True, exist_ok=True)
+    args = ["edit", clip["path"], "--start", str(clip["start"]), "--frames", str(clip["frames"])]
+    args += ["-s", prompts["source"], "-p", prompts["prompt"], *options, "--out", str(folder)]
+    item.SetClipColor(COLOR_RUNNING)
+    say(f"'{name}': editing source frames {clip['start']}..{clip['start'] + clip['frames'] - 1}", dialog)
+
+    def on_event(event: dict) -> None:
+        submitted = event.get("type") == host.EventType.SUBMITTED and event.get("job_id")
+        if submitted and not add_job_marker(item, event["job_id"], folder, prompts["prompt"]):
+            say(f"'{name}': could not add the job marker (re-attaching will not find job {event['job_id']})", dialog)
+        progress(event)
+
+    return run_client(args, on_event)
+
+
+def failure_message(name: str, run: host.ClientRun) -> str:
+    """Why a job gave no frames: its failed/cancelled event, else the client's typed `error` line."""
+    state = run.state
+    terminal, job_id, error = state.terminal or {}, state.job_id, state.error
+    if terminal.get("type") in (host.EventType.FAILED, host.EventType.CANCELLED):
+        return f"'{name}': job {job_id} {terminal['type']}: {terminal.get('reason') or error}"
+    if run.error_kind in host.DAEMON_UNREACHABLE:
+        return (
+            f"'{name}': the v2vz daemon is not running or not reachable: start it in a terminal with "
+            f"`v2vz serve`, then run Workspace > Scripts > Edit > v2vz Re-prompt clip again ({error})"
+        )
+    if job_id or run.error_kind == host.ErrorKind.JOB_LOST:  # the job may still run: the marker finds it again
+        return (
+            f"'{name}': lost job {job_id or '(no id)'} before it ended ({error or 'no reason given'}): "
+            "run the script again to re-attach"
+        )
+    return f"'{name}': v2vz could not start the edit: {error or 'no reason given'}"
+
+
+def finish(timeline, media_pool, item, clip: dict, run: host.ClientRun, folder: Path | None, dialog) -> dict:
+    """Place a done job's frames, or say why there are none; the clip's colour and the job's state file follow."""
+    name, job_id = clip["name"], run.state.job_id
+    terminal = run.state.terminal or {}
+    if terminal.get("type") != host.EventType.DONE:
+        if terminal.get("type") in (host.EventType.FAILED, host.EventType.CANCELLED):
             finish_job(folder, job_id, terminal["type"])
-            message = f"'{name}': job {job_id} {terminal['type']}: {terminal.get('reason') or outcome.error}"
-        elif outcome.error and ("daemon" in outcome.error or "endpoint" in outcome.error) and not job_id:
-            message = (
-                f"'{name}': the v2vz daemon is not running or not reachable: start it in a terminal with "
-                f"`v2vz serve`, then run Workspace > Scripts > Edit > v2vz Re-prompt clip again ({outcome.error})"
-            )
-        elif job_id:
-            message = (
-                f"'{name}': lost job {job_id} before it ended ({outcome.error or 'no reason given'}): "
-                "run the script again to re-attach"
-            )
-        else:
-            message = f"'{name}': v2vz could not start the edit: {outcome.error or 'no reason given'}"
-        item.SetClipColor(COLOR_FAILED)
-        say(message, dialog)
-        return {"clip": name, "state": "failed", "job": job_id, "message": message}
+        return failed(item, name, job_id, failure_message(name, run), dialog)
     paths = [str(p) for p in terminal.get("frame_paths") or []]
     if len(paths) != clip["frames"]:
-        message = f"'{name}': job {job_id} wrote {len(paths)} frames, the clip has {clip['frames']}"
-        item.SetClipColor(COLOR_FAILED)
         finish_job(folder, job_id, "failed")
-        say(message, dialog)
-        return {"clip": name, "state": "failed", "job": job_id, "message": message}
+        message = f"'{name}': job {job_id} wrote {len(paths)} frames, the clip has {clip['frames']}"
+        return failed(item, name, job_id, message, dialog)
     folder = Path(paths[0]).parent
     try:
         exact, message = place_result(timeline, media_pool, item, clip, paths)
     except Refused as exc:
-        item.SetClipColor(COLOR_FAILED)
         finish_job(folder, job_id, "failed")
-        say(str(exc), dialog)
-        return {"clip": name, "state": "failed", "job": job_id, "message": str(exc)}
+        return failed(item, name, job_id, str(exc), dialog)
     finish_job(folder, job_id, "placed")
     item.SetClipColor(COLOR_DONE if exact else COLOR_CHECK)
     say(message, dialog)
     return {"clip": name, "state": "placed" if exact else "misplaced", "job": job_id, "message": message}
+
+
+def failed(item, name: str, job_id: str, message: str, dialog) -> dict:
+    """The clip turns Pink and the console says why: one clip's failed result."""
+    item.SetClipColor(COLOR_FAILED)
+    say(message, dialog)
+    return {"clip": name, "state": "failed", "job": job_id, "message": message}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -638,6 +651,8 @@ def main(resolve=None, fusion=None, ui=None) -> list[dict]:
     results: list[dict] = []
     dialog = None
     try:
+        if host is None:
+            raise Refused(HOST_MISSING)
         if not resolve:
             raise Refused("run this script from DaVinci Resolve: Workspace > Scripts > Edit > v2vz Re-prompt clip")
         project = resolve.GetProjectManager().GetCurrentProject()

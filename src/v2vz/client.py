@@ -187,7 +187,16 @@ class Client:
         return self._unary(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), job_id=job_id).state
 
     def jobs(self, limit: int = 50) -> list[pb.JobSummary]:
-        return list(self._unary(self._stub.ListJobs, pb.ListJobsRequest(limit=limit)).jobs)
+        """The newest `limit` jobs, newest first, asked for a page at a time (a page stays small)."""
+        listed: list[pb.JobSummary] = []
+        token = ""
+        while len(listed) < limit:
+            reply = self._unary(self._stub.ListJobs, pb.ListJobsRequest(limit=limit - len(listed), page_token=token))
+            listed.extend(reply.jobs)
+            token = reply.next_page_token
+            if not token or not reply.jobs:
+                break
+        return listed[:limit]
 
     def follow(self, job_id: str, after: int = 0, reconnect: bool = True) -> Iterator[pb.JobEvent]:
         """The job's events after sequence `after`, live, until its done/failed/cancelled event.

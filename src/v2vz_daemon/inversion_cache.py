@@ -74,14 +74,20 @@ class InversionCache:
         self._touch(path)
         return self._count(inversion)
 
-    def put(self, key: str, inversion: Inversion) -> Path:
+    def put(self, key: str, inversion: Inversion) -> Path | None:
         """Save atomically, then evict least recently used entries (never this one) until size <= max_bytes.
+
+        None when the entry cannot be written (a full disk): caching is an optimisation, never a job's failure.
 
         An entry larger than max_bytes on its own is kept and everything else is evicted.
         """
         path = self.path(key)
         stored = Inversion(inversion.z_T, inversion.nulls, {**inversion.meta, _KEY_META: key}, inversion.step_losses)
-        stored.save(path)
+        try:
+            stored.save(path)
+        except OSError as error:  # a full disk: the job goes on, its re-prompts just miss the cache
+            log.warning("inversion cache: cannot store %s (%s)", path.name, error.strerror or error)
+            return None
         self._touch(path)
         self._evict(keep=path)
         self._sweep_stale_temporaries()

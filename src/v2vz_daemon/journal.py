@@ -26,17 +26,19 @@ Unknown ids: `get` returns None; every other per-job method raises KeyError.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from v2vz.api.errors import JournalFull
 from v2vz.api.events import FINISHED_STATES, EventType
 from v2vz.api.job import EditJob
 
@@ -106,11 +108,21 @@ class EventRecord:
 class Journal:
     """The jobs and their events in one SQLite file; safe to share between threads (see the module docstring)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_writable: Callable[[bool], None] | None = None,
+    ) -> None:
+        """on_writable(False) when a write fails on a full disk, on_writable(True) when one succeeds again."""
         self.path = Path(path)
         self._clock = clock
+        self._on_writable = on_writable
+        self.writable = True  # the last write succeeded (False: the disk was full)
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(self.path)
         self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -141,21 +153,50 @@ class Journal:
 
         durable=False skips the fsync (WAL + synchronous=NORMAL) for the many progress and frame events of a running
         job: a power cut may lose the last few of them, never a job or its outcome (the next durable write flushes).
+        A full disk raises JournalFull and leaves the journal as it was (the transaction is rolled back).
         """
         with self._lock:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            finally:
                 if not durable:
-                    self._db.execute("PRAGMA synchronous=FULL")
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    changes = self._db.total_changes
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._db
+                        self._db.execute("COMMIT")
+                        if self._db.total_changes != changes:
+                            self._set_writable(True)
+                    except BaseException:
+                        with suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                        raise
+                finally:
+                    if not durable:
+                        with suppress(sqlite3.Error):
+                            self._db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.OperationalError as error:
+                if _is_disk_error(error):
+                    self._set_writable(False)
+                    raise JournalFull(
+                        f"the daemon cannot record jobs: the disk of {self.path.parent} is full or failing "
+                        f"({error}); free some space and try again"
+                    ) from error
+                raise
+
+    def check_writable(self) -> None:
+        """A real write of no meaning (the header's user_version, a counter nothing reads): JournalFull while the disk
+        is full, and on_writable(True) once it is not."""
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {(int(version) + 1) % 2**31}")
+        self._set_writable(True)
+
+    def _set_writable(self, writable: bool) -> None:
+        if writable != self.writable:
+            self.writable = writable
+            if self._on_writable:
+                self._on_writable(writable)
 
     def _create_or_migrate(self) -> None:
         with self._write() as db:
@@ -199,12 +240,25 @@ class Journal:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else _record(row)
 
-    def list(self, limit: int = 50) -> list[JobRecord]:
-        """The newest `limit` jobs (limit >= 1), newest first."""
+    def list(self, limit: int = 50, before: str | None = None) -> list[JobRecord]:
+        """The newest `limit` jobs (limit >= 1), newest first; with `before`, those submitted before that job."""
         if limit < 1:
             raise ValueError(f"limit must be 1 or more, got {limit}")
         with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+            if before is None:
+                rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+            else:
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM jobs WHERE seq < (SELECT seq FROM jobs WHERE job_id = ?) "
+                    "ORDER BY seq DESC LIMIT ?",
+                    (before, limit),
+                ).fetchall()
+        return [_record(row) for row in rows]
+
+    def running(self) -> list[JobRecord]:
+        """The jobs left 'running' (at start: by a daemon that died or stopped mid-job), oldest first."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY seq").fetchall()
         return [_record(row) for row in rows]
 
     def queue_position(self, job_id: str) -> int:
@@ -403,6 +457,23 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         result=json.loads(result),
         cancel_requested=bool(cancel),
     )
+
+
+def _make_private(path: Path) -> None:
+    """Create the journal file readable by its user only (its -wal and -shm files take the same mode), and tighten
+    the files of a journal written by an older daemon: they hold every prompt and path."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(FileNotFoundError):
+            os.chmod(name, 0o600)
+
+
+def _is_disk_error(error: sqlite3.Error) -> bool:
+    """SQLITE_FULL, or an I/O error (a WAL append on a full disk reports one): the disk, not the data, is wrong."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code == sqlite3.SQLITE_FULL or code & 0xFF == sqlite3.SQLITE_IOERR
+    return "full" in str(error).lower() or "disk i/o" in str(error).lower()
 
 
 def _split_sql(script: str) -> list[str]:

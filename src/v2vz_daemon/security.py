@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from v2vz.api.endpoint import previous_endpoint
-from v2vz.api.errors import InvalidArgument
+from v2vz.api.errors import InvalidArgument, PathNotAllowed
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 HEALTH_PREFIX = "/grpc.health.v1.Health/"  # the one service open without a token (load balancers, `grpc_health_probe`)
@@ -27,7 +27,11 @@ def resolve_listen(listen: str | None, endpoint_file: Path, allow_remote: bool) 
             return f"unix:{endpoint_file.parent / 'daemon.sock'}"
         return "127.0.0.1:0"
     if listen.startswith("unix:"):
-        return listen
+        path = listen[5:].removeprefix("//")  # unix:///abs/path is unix:/abs/path
+        if not path:
+            raise InvalidArgument(f"--listen {listen} names no socket path: give unix:/path/to/daemon.sock")
+        # Relative to where `v2vz serve` was started, written absolute: clients elsewhere must find the same socket.
+        return f"unix:{os.path.abspath(os.path.expanduser(path))}"
     host = listen.rsplit(":", 1)[0]
     if host not in LOOPBACK_HOSTS and not allow_remote:
         raise InvalidArgument(f"refusing to listen on {listen}: only loopback or a Unix socket without --allow-remote")
@@ -35,20 +39,50 @@ def resolve_listen(listen: str | None, endpoint_file: Path, allow_remote: bool) 
 
 
 def prepare_socket(address: str) -> None:
-    """Make a Unix socket's folder private to this user and remove a stale socket file left by a dead daemon."""
+    """A Unix socket's folder must be private to this user; a stale socket file left by a dead daemon goes."""
     if not address.startswith("unix:"):
         return
     sock = Path(address[5:])
-    sock.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(sock.parent, 0o700)
+    private_folder(sock.parent)
     sock.unlink(missing_ok=True)
 
 
-def make_private_folder(folder: Path) -> None:
-    """Create `folder` (and its parents) and make it readable by this user only (POSIX)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.name == "posix":
+def private_folder(folder: Path) -> None:
+    """A folder only this user can open: created so (0700) when it does not exist, refused when it exists and is not.
+
+    A folder the daemon did not create is never changed (`--listen unix:/tmp/x.sock` must not close /tmp).
+    """
+    if os.name != "posix":
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    if not folder.exists():
+        _make_folders(folder)
+        return
+    info = folder.stat()
+    if not folder.is_dir():
+        raise InvalidArgument(f"{folder} is not a folder: the daemon's socket and endpoint file need one")
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        owner = "another user's" if info.st_uid != os.geteuid() else f"open to others (mode {info.st_mode & 0o7777:o})"
+        raise InvalidArgument(
+            f"{folder} is {owner}: the daemon's socket and endpoint file go in a folder only you can open; "
+            f"choose another (e.g. a new folder) or `chmod 700 {folder}` if it is yours"
+        )
+
+
+def own_private_folder(folder: Path) -> None:
+    """The daemon's own state folder: created private, or made private again if an older daemon left it open."""
+    if not folder.exists():
+        _make_folders(folder)
+    elif os.name == "posix" and folder.stat().st_uid == os.geteuid():
         os.chmod(folder, 0o700)
+
+
+def _make_folders(folder: Path) -> None:
+    """Create `folder` 0700; the parents it needs get the usual mode (a shared cache root stays readable)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if os.name == "posix":
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def refuse_second_daemon(endpoint_file: Path) -> None:
@@ -61,21 +95,96 @@ def refuse_second_daemon(endpoint_file: Path) -> None:
         raise InvalidArgument(f"a v2vz daemon is already running (pid {pid}, {previous.get('address')})")
 
 
+def confine(path: str, roots: tuple[Path, ...], what: str) -> None:
+    """PathNotAllowed unless `path` lies inside one of `roots` once every link is followed, with no `..` in it.
+
+    For a path that does not exist yet (an output), its nearest existing folder decides.
+    """
+    given = Path(path)
+    if ".." in given.parts:
+        raise PathNotAllowed(f"the {what} {path!r} has a '..' in it: remote clients name paths inside --media-root")
+    existing, rest = given, []
+    while not existing.exists() and existing != existing.parent:
+        rest.append(existing.name)
+        existing = existing.parent
+    real = Path(os.path.realpath(existing)).joinpath(*reversed(rest))
+    for root in roots:
+        if real == Path(os.path.realpath(root)) or Path(os.path.realpath(root)) in real.parents:
+            return
+    where = ", ".join(str(root) for root in roots) or "none: upload the media and stream the frames instead"
+    raise PathNotAllowed(f"the {what} {path!r} is outside the folders this daemon opens to remote clients ({where})")
+
+
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Every call but the health check must carry `authorization: Bearer <token>` from the endpoint file."""
+    """Every call but the health check must carry `authorization: Bearer <token>` from the endpoint file; a request
+    that does not parse as its message is refused as INVALID_ARGUMENT (gRPC itself would answer INTERNAL)."""
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
     def intercept_service(self, continuation, handler_call_details):
-        if handler_call_details.method.startswith(HEALTH_PREFIX):
-            return continuation(handler_call_details)
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(HEALTH_PREFIX):
+            return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
         given = str(metadata.get("authorization", "")).encode()
         if hmac.compare_digest(given, self._expected):
-            return continuation(handler_call_details)
-        handler = continuation(handler_call_details)
-        return _refusing(handler) if handler else None
+            return _parsing_safely(handler)
+        return _refusing(handler)
+
+
+class _Malformed:
+    """What a request that does not parse becomes, so the call can refuse it with its own status."""
+
+
+_MALFORMED = _Malformed()
+_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _parsing_safely(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The handler with a deserializer that cannot raise, and a behaviour that refuses what did not parse."""
+    parse = handler.request_deserializer
+
+    def deserialize(data: bytes):
+        try:
+            return parse(data)
+        except Exception:  # noqa: BLE001 - any decoding error means the same to the client
+            return _MALFORMED
+
+    def refuse(context) -> None:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid v2vz.v1 message")
+
+    behaviour = next(
+        getattr(handler, name)
+        for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        if getattr(handler, name) is not None
+    )
+
+    if handler.request_streaming:
+
+        def run(requests, context):
+            def checked():
+                for request in requests:
+                    if request is _MALFORMED:
+                        refuse(context)
+                    yield request
+
+            return behaviour(checked(), context)
+
+    else:
+
+        def run(request, context):
+            if request is _MALFORMED:
+                refuse(context)
+            return behaviour(request, context)
+
+    make = _KINDS[(handler.request_streaming, handler.response_streaming)]
+    return make(run, deserialize, handler.response_serializer)
 
 
 def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -85,13 +194,7 @@ def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             "missing or wrong token: read it from the daemon's endpoint file (v2vz finds it by itself)",
         )
 
-    kinds = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }
-    make = kinds[(handler.request_streaming, handler.response_streaming)]
+    make = _KINDS[(handler.request_streaming, handler.response_streaming)]
     return make(deny, handler.request_deserializer, handler.response_serializer)
 
 

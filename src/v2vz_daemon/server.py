@@ -12,9 +12,11 @@ This module wires the parts together and implements the v2vz.v1 Editor service:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import re
 import secrets
 import sys
 import threading
@@ -32,6 +34,7 @@ from v2vz import __version__
 from v2vz.api.endpoint import Endpoint, endpoint_path, remove_endpoint_if_mine, write_endpoint
 from v2vz.api.errors import (
     ERROR_METADATA_KEY,
+    Busy,
     InvalidArgument,
     JobNotFound,
     MediaNotFound,
@@ -41,6 +44,7 @@ from v2vz.api.errors import (
 )
 from v2vz.api.events import TERMINAL_TYPES, JobState
 from v2vz.api.files import temporary_beside
+from v2vz.api.job import MAX_PATH_CHARS, MAX_PROMPT_CHARS
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz.api.v1 import editor_pb2_grpc
 from v2vz.api.wire import job_from_request
@@ -53,9 +57,13 @@ from v2vz_daemon.worker import Worker
 
 log = logging.getLogger("v2vz.daemon")
 
-PROTOCOL_VERSION = 2  # 2: Progress.window / windows
+PROTOCOL_VERSION = 3  # 2: Progress.window / windows; 3: ListJobs pages
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Editor"].full_name
-MAX_MESSAGE = 64 * 1024 * 1024
+MAX_SEND = 64 * 1024 * 1024
+MAX_RECEIVE = 8 * 1024 * 1024  # requests are small; uploads come in 1 MiB chunks
+MAX_PAGE = 200  # jobs per ListJobs reply
+MAX_SEQUENCE = 2**63 - 1  # the journal's integers
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,12}")  # an upload keeps its extension (FFmpeg reads it) if it is one
 
 
 @dataclass
@@ -68,7 +76,9 @@ class DaemonConfig:
     endpoint_file: Path = field(default_factory=endpoint_path)
     cache_max_bytes: int = 4 * 1024**3
     max_attempts: int = 3  # a job interrupted by this many daemon deaths is failed instead of re-queued
-    workers: int = 16  # gRPC threads: watchers hold one each while they stream
+    workers: int = 32  # gRPC threads; an event stream holds one while it is open
+    max_streams: int = 24  # open WatchJob streams at most: the other threads always answer unary calls and health
+    media_roots: tuple[Path, ...] = ()  # with allow_remote: the only folders remote clients may name
 
     @property
     def state_dir(self) -> Path:
@@ -81,19 +91,21 @@ class Daemon:
     def __init__(self, config: DaemonConfig, pipeline_factory: PipelineFactory | None = None) -> None:
         self.config = config
         self.token = secrets.token_hex(32)
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal(config.state_dir / "journal.sqlite")
+        self.health = health.HealthServicer()
+        self.slot = ModelSlot(config.model, config.device, config.cache_dir, pipeline_factory)
+        for folder in (config.state_dir, config.state_dir / "inversions", config.state_dir / "uploads"):
+            security.own_private_folder(folder)  # prompts, paths and the clips' inversions: this user's only
+        self.journal = Journal(config.state_dir / "journal.sqlite", on_writable=self._journal_writable)
         self.cache = InversionCache(config.state_dir / "inversions", config.cache_max_bytes)
         self.uploads = config.state_dir / "uploads"
-        self.slot = ModelSlot(config.model, config.device, config.cache_dir, pipeline_factory)
         self.hub = EventHub(self.journal)
         self.stopping = threading.Event()
         self.worker = Worker(self.journal, self.hub, self.slot, self.cache, self.stopping)
-        self.health = health.HealthServicer()
         self.server: grpc.Server | None = None
         self.address = ""
         self.threads: list[threading.Thread] = []
         self.versions: dict[str, str] = {}
+        self.streams = threading.BoundedSemaphore(config.max_streams)
 
     @property
     def pipeline(self):
@@ -107,6 +119,9 @@ class Daemon:
         """Bind, start serving (NOT_SERVING until the model is loaded), write the endpoint file; returns the address."""
         security.refuse_second_daemon(self.config.endpoint_file)
         self.versions = import_engine()
+        for record in self.journal.running():
+            sweep_temporaries(record.job)  # what the interrupted attempt was writing when the daemon died
+        sweep_temporaries_in(self.uploads, ".upload.")
         requeued = self.journal.recover(self.config.max_attempts)
         if requeued:
             log.info("re-queued %d job(s) interrupted by the last shutdown: %s", len(requeued), ", ".join(requeued))
@@ -115,7 +130,7 @@ class Daemon:
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="v2vz-rpc"),
             interceptors=[security.TokenInterceptor(self.token)],
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)],
+            options=[("grpc.max_receive_message_length", MAX_RECEIVE), ("grpc.max_send_message_length", MAX_SEND)],
         )
         editor_pb2_grpc.add_EditorServicer_to_server(EditorServicer(self), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -129,7 +144,7 @@ class Daemon:
             address = f"{address.rsplit(':', 1)[0]}:{port}"
         self.address = address
         self.server.start()
-        security.make_private_folder(self.config.endpoint_file.parent)
+        security.private_folder(self.config.endpoint_file.parent)
         write_endpoint(self.config.endpoint_file, Endpoint(address, self.token, os.getpid(), __version__))
         for target, name in ((self._load, "v2vz-loader"), (self.worker.run, "v2vz-worker")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -154,8 +169,22 @@ class Daemon:
 
     def _load(self) -> None:
         if self.slot.load():
-            self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            self._update_health()
             self.hub.notify()
+
+    def _journal_writable(self, writable: bool) -> None:
+        if writable:
+            log.info("the journal can be written again")
+        else:
+            log.warning("the journal cannot be written (the disk is full): NOT_SERVING until it can")
+        self._update_health()
+
+    def _update_health(self) -> None:
+        """SERVING while jobs can run and be recorded: the model is ready and the journal can be written."""
+        serving = self.slot.ready.is_set() and self.journal.writable
+        self._set_health(
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
 
     def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME):
@@ -203,7 +232,8 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
             if size == 0:
                 _abort(context, InvalidArgument("the upload was empty: send the media's bytes"))
             sha = digest.hexdigest()
-            media_id = f"{sha[:24]}{Path(name).suffix.lower()}"
+            suffix = Path(name).suffix.lower()
+            media_id = sha[:24] + (suffix if _SUFFIX.fullmatch(suffix) else "")
             os.replace(temp, uploads / media_id)
         finally:
             temp.unlink(missing_ok=True)
@@ -229,53 +259,93 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
                 value = getattr(request, name)
                 if value and not Path(value).is_absolute():
                     raise InvalidArgument(f"{name} {value!r} must be an absolute path (the daemon has its own cwd)")
-            job, _ = media.resolve(job_from_request(request, daemon.config.model, source))  # the real frame count
+            job = job_from_request(request, daemon.config.model, source)
+            if self._remote(context):
+                self._confine(job, request)
+            job, _ = media.resolve(job)  # the real frame count, and outputs that never touch the source
         except V2vzError as exc:
             _abort(context, exc)
-        record = daemon.journal.submit(job, client=request.client, stream_frames=request.stream_frames)
+        try:
+            record = daemon.journal.submit(job, client=request.client, stream_frames=request.stream_frames)
+            ahead = max(0, daemon.journal.queue_position(record.job_id) - 1)
+        except V2vzError as exc:  # a full disk: nothing was recorded
+            _abort(context, exc)
         daemon.hub.notify()
-        ahead = max(0, daemon.journal.queue_position(record.job_id) - 1)
         return pb.SubmitEditReply(job_id=record.job_id, queue_position=ahead)
+
+    def _remote(self, context: grpc.ServicerContext) -> bool:
+        """A call that did not come through the Unix socket, to a daemon that listens beyond loopback."""
+        return self.daemon.config.allow_remote and not context.peer().startswith("unix:")
+
+    def _confine(self, job, request: pb.SubmitEditRequest) -> None:
+        """Remote clients name only paths inside --media-root (uploads and streamed frames are the daemon's own)."""
+        roots = self.daemon.config.media_roots
+        if request.WhichOneof("source") != "media_id":
+            security.confine(str(job.source), roots, "source")
+        own = (self.daemon.config.state_dir / "frames",)
+        if job.out_mp4 is not None:
+            security.confine(str(job.out_mp4), roots, "output")
+        if job.out_frames_dir is not None:
+            security.confine(str(job.out_frames_dir), own if request.stream_frames else roots, "frames folder")
 
     def WatchJob(self, request, context) -> Iterator[pb.JobEvent]:
         daemon, hub = self.daemon, self.daemon.hub
         record = daemon.journal.get(request.job_id)
         if record is None:
             _abort(context, _no_job(request.job_id))
-        if request.cancel_on_disconnect:
-            context.add_callback(lambda: _cancel_if_unfinished(daemon, request.job_id))
-        last = request.after_sequence
-        final = hub.final_event(request.job_id)
-        if final is not None and final.sequence <= last:
-            yield from to_wire(final, record.stream_frames)  # attached past the end: say how it ended, and stop
-            return
-        while True:
-            seen = hub.version
-            for event in daemon.journal.events_after(request.job_id, last):
-                yield from to_wire(event, record.stream_frames)
-                last = event.sequence
-                if event.kind in TERMINAL_TYPES:
-                    return
-            if not context.is_active() or daemon.stopping.is_set():
+        if not daemon.streams.acquire(blocking=False):
+            _abort(
+                context,
+                Busy(
+                    f"the daemon already streams the events of {daemon.config.max_streams} jobs: close a "
+                    "`v2vz attach` or a plugin's job, or try again in a moment"
+                ),
+            )
+        try:
+            if request.cancel_on_disconnect:
+                context.add_callback(lambda: _cancel_if_unfinished(daemon, request.job_id))
+            last = min(request.after_sequence, MAX_SEQUENCE)
+            final = hub.final_event(request.job_id)
+            if final is not None and final.sequence <= last:
+                yield from to_wire(final, record.stream_frames)  # attached past the end: say how it ended, and stop
                 return
-            hub.wait_for_change(seen, timeout=1.0)
+            while True:
+                seen = hub.version
+                for event in daemon.journal.events_after(request.job_id, last):
+                    yield from to_wire(event, record.stream_frames)
+                    last = event.sequence
+                    if event.kind in TERMINAL_TYPES:
+                        return
+                if not context.is_active() or daemon.stopping.is_set():
+                    return
+                hub.wait_for_change(seen, timeout=1.0)
+        finally:
+            daemon.streams.release()
 
     def CancelJob(self, request, context) -> pb.CancelJobReply:
         try:
             state = self.daemon.worker.request_cancel(request.job_id)
         except KeyError:
             _abort(context, _no_job(request.job_id))
+        except V2vzError as exc:  # a full disk
+            _abort(context, exc)
         return pb.CancelJobReply(state=state)
 
     def ListJobs(self, request, context) -> pb.ListJobsReply:
-        reply = pb.ListJobsReply()
-        for record in self.daemon.journal.list(request.limit or 50):
+        journal = self.daemon.journal
+        limit = min(request.limit or 50, MAX_PAGE)
+        before = request.page_token or None
+        if before is not None and journal.get(before) is None:
+            _abort(context, InvalidArgument(f"page_token {before[:40]!r} names no job: ask again without it"))
+        records = journal.list(limit + 1, before)
+        reply = pb.ListJobsReply(next_page_token=records[limit - 1].job_id if len(records) > limit else "")
+        for record in records[:limit]:
             reply.jobs.append(
                 pb.JobSummary(
                     job_id=record.job_id,
                     state=record.state,
-                    source=str(record.job.source),
-                    prompt=record.job.prompt,
+                    source=str(record.job.source)[:MAX_PATH_CHARS],
+                    prompt=record.job.prompt[:MAX_PROMPT_CHARS],  # journals of older daemons have no limit
                     start=record.job.start,
                     frames=record.job.frames,
                     submitted_unix=record.submitted,
@@ -288,7 +358,28 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
 
 
 def _no_job(job_id: str) -> JobNotFound:
-    return JobNotFound(f"no job {job_id!r}: `v2vz jobs` lists the known ones")
+    return JobNotFound(f"no job {job_id[:40]!r}: `v2vz jobs` lists the known ones")
+
+
+def sweep_temporaries(job) -> None:
+    """Remove the hidden partial files (`.NAME.*.part.*`) a killed attempt of `job` left beside its outputs."""
+    if job.out_mp4 is not None:
+        sweep_temporaries_in(Path(job.out_mp4).parent, f".{Path(job.out_mp4).name}.")
+    if job.out_frames_dir is not None:
+        sweep_temporaries_in(Path(job.out_frames_dir), ".frame_")
+
+
+def sweep_temporaries_in(folder: Path, prefix: str) -> None:
+    """Remove `prefix*.part.*` and `prefix*.tmp` files in `folder`: temporaries of writes that never finished."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and (".part." in name or name.endswith(".tmp")):
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
+                log.info("removed %s, left by an interrupted job", folder / name)
 
 
 def _cancel_if_unfinished(daemon: Daemon, job_id: str) -> None:

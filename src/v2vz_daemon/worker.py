@@ -1,7 +1,9 @@
 """The worker: claims the oldest queued job, runs it through the engine, and records how it ended.
 
 One worker, so jobs run one at a time in submission order. Every failure becomes the job's one-line reason and the
-worker goes on with the next job; a cancel is honoured between two diffusion steps.
+worker goes on with the next job; a cancel is honoured between two diffusion steps. Nothing kills the worker: when
+the journal cannot record (a full disk), the outcome of the job in hand is kept and recorded as soon as the disk has
+room again, and no other job starts meanwhile.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 import threading
 from pathlib import Path
 
-from v2vz.api.errors import Cancelled, status_of
+from v2vz.api.errors import Cancelled, JournalFull, status_of
 from v2vz.api.events import EventType, JobState, Stage
 from v2vz_daemon.event_hub import EventHub
 from v2vz_daemon.inversion_cache import InversionCache
@@ -32,17 +34,38 @@ class Worker:
         self.cache = cache
         self.stopping = stopping
         self._cancel: set[str] = set()
+        self._unrecorded: tuple[str, str, dict] | None = None  # an outcome the journal could not take yet
 
     def run(self) -> None:
-        """The worker thread's loop."""
+        """The worker thread's loop: it survives any exception, and a journal that cannot be written."""
         while not self.stopping.is_set():
-            if not self.slot.ready.wait(timeout=0.2):
-                continue
-            record = self.journal.claim_next()
-            if record is None:
-                self.hub.wait_for_change(self.hub.version, timeout=0.5)
-                continue
-            self.run_job(record)
+            try:
+                self._next()
+            except JournalFull as exc:
+                log.warning("%s", exc)
+                self.stopping.wait(1.0)
+            except Exception:  # noqa: BLE001 - a bug here must not stop every later job
+                log.exception("the worker hit an unexpected error; it goes on")
+                self.stopping.wait(1.0)
+
+    def _next(self) -> None:
+        """Record a pending outcome, or run the next queued job; while the journal cannot be written, only try it."""
+        if not self.journal.writable and self._unrecorded is None:
+            self.journal.check_writable()
+        if self._unrecorded is not None:
+            job_id, state, payload = self._unrecorded
+            self.journal.finish(job_id, state, reason=payload.get("reason", ""), result=_result(payload))
+            self._unrecorded = None
+            log.info("recorded job %s as %s now that the journal can be written again", job_id, state)
+            self.hub.notify()
+            return
+        if not self.slot.ready.wait(timeout=0.2):
+            return
+        record = self.journal.claim_next()
+        if record is None:
+            self.hub.wait_for_change(self.hub.version, timeout=0.5)
+            return
+        self.run_job(record)
 
     def request_cancel(self, job_id: str) -> str:
         """Cancel a queued job at once, or flag a running one to stop at its next step; returns its state now."""
@@ -59,7 +82,6 @@ class Worker:
         if self.journal.cancel_requested(job_id):
             self.finish(job_id, JobState.CANCELLED, {"reason": "cancelled before it started"})
             return
-        self.hub.emit(job_id, EventType.PROGRESS, {"stage": Stage.START, "step": 0, "total": 1, "cached": False})
         window = {"window": 0, "windows": 0}  # which window the engine is on: sent with every progress event
 
         def progress(stage: str, step: int, total: int, cached: bool = False) -> None:
@@ -75,6 +97,7 @@ class Worker:
             self.hub.emit(job_id, EventType.FRAME, {"index": index, "path": str(path)})
 
         try:
+            self.hub.emit(job_id, EventType.PROGRESS, {"stage": Stage.START, "step": 0, "total": 1, "cached": False})
             result = run_job(record.job, self.slot.pipeline, progress, cancel, cache=self.cache, on_frame=on_frame)
         except Cancelled as exc:
             if self.stopping.is_set() and job_id not in self._cancel:
@@ -104,6 +127,16 @@ class Worker:
             free_device_memory()
 
     def finish(self, job_id: str, state: str, payload: dict) -> None:
-        reason = payload.pop("reason", "")
-        self.journal.finish(job_id, state, reason=reason, result=payload)  # writes the terminal event too
+        """Record the outcome (the terminal event with it); kept for later when the journal cannot be written."""
+        try:
+            self.journal.finish(job_id, state, reason=payload.get("reason", ""), result=_result(payload))
+        except JournalFull as exc:
+            log.warning("job %s ended %s but cannot be recorded yet: %s", job_id, state, exc)
+            self._unrecorded = (job_id, state, payload)
+            return
         self.hub.notify()
+
+
+def _result(payload: dict) -> dict:
+    """The outcome's fields besides its reason (the journal keeps the reason in a column of its own)."""
+    return {key: value for key, value in payload.items() if key != "reason"}

@@ -141,6 +141,7 @@ def optimize_nulls(
     lr: float = 1e-2,
     early_stop: bool = True,
     on_step: StepCallback | None = None,
+    before_inner: StepCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Null-text optimization made video-level: ONE null embedding per step for the whole clip.
 
@@ -148,6 +149,8 @@ def optimize_nulls(
     embedding so that a guided DDIM step from the current latent lands on the inversion's latent at t - stride.
     `cond` is the source prompt's embedding per frame; `null_init` is (1, 77, D).
     Returns the nulls (steps, 77, D) in float32 and each step's loss before and after (steps, 2).
+    `before_inner(step, inner)` runs before every inner iteration (one UNet call and its backward), so a cancel is
+    honoured within one UNet call however many inner steps there are.
     """
     frames = latents[0].shape[0]
     steps = schedule.steps
@@ -161,7 +164,9 @@ def optimize_nulls(
         with torch.no_grad():
             eps_cond = predict(z_cur, t, cond)
         before = None
-        for _ in range(inner_steps):
+        for inner in range(inner_steps):
+            if before_inner:
+                before_inner(i + 1, inner + 1)
             eps_uncond = predict(z_cur, t, null.expand(frames, -1, -1))
             eps = eps_uncond + guidance * (eps_cond - eps_uncond)
             loss = F.mse_loss(schedule.step(eps, t, z_cur), target)

@@ -145,6 +145,18 @@ class VideoEditPipeline:
 
         return on_step
 
+    @staticmethod
+    def _inner_check(cancel: CancelFn | None, steps: int) -> Callable[[int, int], None] | None:
+        """A cancel check between null-text's inner iterations (each one UNet call and its backward)."""
+        if cancel is None:
+            return None
+
+        def check(step: int, inner: int) -> None:
+            if cancel():
+                raise Cancelled(f"cancelled during null-text at step {step}/{steps} (inner step {inner})")
+
+        return check
+
     # ----------------------------------------------------------------------------------------------------------
     # Stages
 
@@ -191,6 +203,7 @@ class VideoEditPipeline:
                 options.null_lr,
                 options.null_early_stop,
                 self._stepper(Stage.NULL_TEXT, progress, cancel),
+                self._inner_check(cancel, schedule.steps),
             )
         timings["null-text"] = time.perf_counter() - mark
         meta = {

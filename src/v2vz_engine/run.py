@@ -7,6 +7,7 @@ done, and nothing but one window's frames and the anchors' latent trajectories i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -75,6 +76,15 @@ def as_resource_error(error: BaseException) -> ResourceExhausted | None:
     return ResourceExhausted(OUT_OF_MEMORY)
 
 
+@contextlib.contextmanager
+def _writing(path: Path | None) -> Iterator[None]:
+    """An OSError while writing an output (a disk that filled up meanwhile) becomes its one-line error."""
+    try:
+        yield
+    except OSError as error:
+        raise media.write_error(Path(path or "the output"), error) from error
+
+
 def run_job(
     job: EditJob,
     pipeline: VideoEditPipeline,
@@ -134,15 +144,18 @@ def run_job(
             full = media.resize_frames(result.frames, info.width, info.height)
             if job.out_frames_dir:
                 for offset, index in enumerate(span):
-                    (path,) = media.write_png_frames(full[offset : offset + 1], job.out_frames_dir, first_index=index)
+                    with _writing(job.out_frames_dir):
+                        (path,) = media.write_png_frames(full[offset : offset + 1], job.out_frames_dir, index)
                     frame_paths.append(path)
                     if on_frame:
                         on_frame(index, path)
             if writer:
-                writer.write(full)
+                with _writing(writer.path):
+                    writer.write(full)
             timings["write"] = timings.get("write", 0.0) + time.perf_counter() - mark
             done.append(span)
-        mp4 = writer.close() if writer else None
+        with _writing(job.out_mp4):
+            mp4 = writer.close() if writer else None
     except BaseException:
         if writer:
             writer.abort()

@@ -58,6 +58,18 @@ class ModelUnavailable(V2vzError):
     status = "FAILED_PRECONDITION"
 
 
+class OutputUnwritable(V2vzError):
+    """An output cannot be written where the job asks: a read-only or missing folder, a file where a folder must be."""
+
+    status = "FAILED_PRECONDITION"
+
+
+class PathNotAllowed(V2vzError):
+    """A remote client named a path outside the folders the daemon's operator opened to it (`--media-root`)."""
+
+    status = "PERMISSION_DENIED"
+
+
 class JobNotFound(V2vzError):
     """The daemon knows no job of that id."""
 
@@ -69,6 +81,22 @@ class ResourceExhausted(V2vzError):
 
     status = "RESOURCE_EXHAUSTED"
     exit_code = EXIT_FAILED
+
+
+class Busy(ResourceExhausted):
+    """The daemon is at a limit of its own (open event streams): try again in a moment."""
+
+    exit_code = EXIT_USER
+
+
+class DiskFull(ResourceExhausted):
+    """The disk (or quota) ran out while writing an output."""
+
+
+class JournalFull(ResourceExhausted):
+    """The daemon cannot record jobs: its state folder's disk is full. Nothing recorded is lost."""
+
+    exit_code = EXIT_USER  # freeing space is the user's to do, like any set-up problem
 
 
 class DaemonUnavailable(V2vzError):
@@ -118,8 +146,13 @@ ERROR_CLASSES: dict[str, type[V2vzError]] = {
         MediaNotFound,
         MediaError,
         ModelUnavailable,
+        OutputUnwritable,
+        PathNotAllowed,
         JobNotFound,
         ResourceExhausted,
+        Busy,
+        DiskFull,
+        JournalFull,
         DaemonUnavailable,
         DaemonUnauthenticated,
         JobLost,
@@ -134,6 +167,7 @@ _BY_STATUS: dict[str, type[V2vzError]] = {
     "NOT_FOUND": MediaNotFound,
     "FAILED_PRECONDITION": MediaError,
     "RESOURCE_EXHAUSTED": ResourceExhausted,
+    "PERMISSION_DENIED": PathNotAllowed,
     "UNAVAILABLE": DaemonUnavailable,
     "DEADLINE_EXCEEDED": DaemonUnavailable,
     "UNAUTHENTICATED": DaemonUnauthenticated,

@@ -27,21 +27,31 @@ def atomic_path(
 ) -> Iterator[Path]:
     """Yield a temporary path beside `target` to write to; it replaces `target` when the block ends without error.
 
-    mode: the file's permissions (default: what the process's umask gives a new file).
+    mode: the file's permissions (default: those of the file it replaces, else what the umask gives a new file).
     fsync: flush the data to disk before the rename (records and state; outputs that can be made again skip it).
     """
     target = Path(target)
     temp = temporary_beside(target, suffix)
     try:
         yield temp
-        os.chmod(temp, mode if mode is not None else _umask_mode())
-        if fsync:
-            with open(temp, "rb+") as handle:
-                os.fsync(handle.fileno())
-        os.replace(temp, target)
+        replace_with(temp, target, mode, fsync)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def replace_with(temp: Path, target: Path, mode: int | None = None, fsync: bool = True) -> None:
+    """Move a finished temporary file onto `target`, with `target`'s permissions (see atomic_path)."""
+    if mode is None:
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except OSError:
+            mode = _umask_mode()
+    os.chmod(temp, mode)
+    if fsync:
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+    os.replace(temp, target)
 
 
 def write_atomic(target: str | Path, data: str | bytes, mode: int | None = None) -> Path:

@@ -6,6 +6,7 @@ It is torch-free on purpose: plugins and the client import it without the engine
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +23,25 @@ ATTENTION_LAYOUTS: tuple[str, ...] = ("dense", "published", "sparse_causal", "pe
 PRESETS: tuple[str, ...] = ("default", "published")
 MAX_WINDOW = 256
 MAX_ANCHORS = 16
+MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens (a few hundred characters); anything longer is a mistake
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_FRAMES = 1_000_000  # about 11 hours at 25 fps: a bound, so that no count overflows the journal or the wire
+MAX_FPS = 1000
+
+# The documented range of every numeric option (docs/daemon.md, "Limits and guarantees"), checked at submit.
+OPTION_RANGES: dict[str, tuple[float, float]] = {
+    "steps": (1, 1000),
+    "guidance": (1.0, 50.0),
+    "seed": (0, 2**63 - 1),
+    "size": (8, 4096),
+    "null_inner_steps": (1, 100),
+    "null_lr": (1e-6, 1.0),
+    "null_start": (0.0, 1.0),
+    "cross_replace": (0.0, 1.0),
+    "refine_cross_replace": (0.0, 1.0),
+    "window": (0, MAX_WINDOW),
+    "anchors": (0, MAX_ANCHORS),
+}
 
 
 @dataclass(frozen=True)
@@ -80,26 +100,18 @@ class EditOptions:
 
     def validate(self) -> None:
         """Raise InvalidArgument with one actionable line for the first bad value."""
-        if not 1 <= self.steps <= 1000:
-            raise InvalidArgument(f"steps must be between 1 and 1000, got {self.steps}")
-        if not 1.0 <= self.guidance <= 50.0:
-            raise InvalidArgument(f"guidance must be between 1 and 50, got {self.guidance}")
-        if not 0 <= self.seed < 2**63:
-            raise InvalidArgument(f"seed must be between 0 and 2**63-1, got {self.seed}")
-        if self.size is not None and not 8 <= self.size <= 4096:
-            raise InvalidArgument(f"size must be between 8 and 4096 pixels, got {self.size}")
-        if self.null_inner_steps < 1:
-            raise InvalidArgument(f"null_inner_steps must be at least 1, got {self.null_inner_steps}")
-        if not 0 <= self.window <= MAX_WINDOW:
-            raise InvalidArgument(f"window must be between 1 and {MAX_WINDOW} frames (0: automatic), got {self.window}")
-        if not 0 <= self.anchors <= MAX_ANCHORS:
-            raise InvalidArgument(f"anchors must be between 0 and {MAX_ANCHORS} frames, got {self.anchors}")
-        if self.null_lr <= 0:
-            raise InvalidArgument(f"null_lr must be positive, got {self.null_lr}")
-        for name in ("null_start", "cross_replace", "refine_cross_replace"):
+        for name, (low, high) in OPTION_RANGES.items():
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise InvalidArgument(f"{name} must be a fraction between 0 and 1, got {value}")
+            if value is None:
+                continue  # size: the model's own
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidArgument(f"{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and low <= value <= high):
+                if name == "window":
+                    low, unit = 1, f" frames (0: automatic), got {_short(value)}"
+                else:
+                    unit = f", got {_short(value)}"
+                raise InvalidArgument(f"{name} must be between {low} and {high}{unit}")
         choices = {
             "attention": ATTENTION_LAYOUTS,
             "inversion_prompt": ("source", "empty"),
@@ -130,13 +142,22 @@ class EditOptions:
 
 def parse_fps(text: str | float | Fraction) -> Fraction:
     """A frame rate as an exact Fraction from "24", "23.976", "24000/1001"; InvalidArgument otherwise."""
+    given = str(text).strip()
     try:
-        fps = Fraction(str(text).strip())
-    except (ValueError, ZeroDivisionError):
-        raise InvalidArgument(f"frame rate {text!r} is not a number or a fraction like 24000/1001") from None
-    if fps <= 0:
-        raise InvalidArgument(f"frame rate {text!r} must be above 0")
+        if len(given) > 40:
+            raise ValueError(given)
+        fps = Fraction(given)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise InvalidArgument(f"frame rate {_short(given)} is not a number or a fraction like 24000/1001") from None
+    if not 0 < fps <= MAX_FPS:
+        raise InvalidArgument(f"frame rate {_short(given)} must be above 0 and at most {MAX_FPS} fps")
     return fps
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """A value for a message, cut to `limit` characters (a 5 MB string or a 400-digit number stays one line)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -184,6 +205,18 @@ class EditJob:
 
     def validate(self) -> None:
         """Check what can be checked without opening the media; the engine checks the range against the clip."""
+        for name in ("prompt", "source_prompt"):
+            if len(getattr(self, name)) > MAX_PROMPT_CHARS:
+                raise InvalidArgument(
+                    f"the {name.replace('_', ' ')} has {len(getattr(self, name))} characters; at most "
+                    f"{MAX_PROMPT_CHARS} are accepted (the text encoder reads 77 tokens, a few hundred characters)"
+                )
+        for name in ("source", "out_mp4", "out_frames_dir"):
+            value = getattr(self, name)
+            if value is not None and len(str(value)) > MAX_PATH_CHARS:
+                raise InvalidArgument(f"{name} is {len(str(value))} characters long; at most {MAX_PATH_CHARS}")
+        if len(self.model) > MAX_PATH_CHARS:
+            raise InvalidArgument(f"the model name is {len(self.model)} characters long; at most {MAX_PATH_CHARS}")
         if not self.prompt.strip():
             raise InvalidArgument(
                 "the prompt is empty: say what the edited clip should show, e.g. --prompt 'a jeep on snow'"
@@ -192,12 +225,17 @@ class EditJob:
             raise InvalidArgument(
                 "the source prompt is empty: describe what the clip shows now, e.g. --source-prompt 'a car on a road'"
             )
-        if self.start < 0:
-            raise InvalidArgument(f"start must be 0 or more, got {self.start}")
-        if self.frames < 0:
-            raise InvalidArgument(f"frames must be 1 or more (0: through the end of the clip), got {self.frames}")
-        if self.source_fps is not None and not 0 < self.source_fps <= 1000:
-            raise InvalidArgument(f"source frame rate must be above 0 and at most 1000 fps, got {self.source_fps}")
+        if not 0 <= self.start < MAX_FRAMES:
+            raise InvalidArgument(f"start must be between 0 and {MAX_FRAMES - 1}, got {_short(self.start)}")
+        if not 0 <= self.frames <= MAX_FRAMES:
+            raise InvalidArgument(
+                f"frames must be 1 or more (0: through the end of the clip) and at most {MAX_FRAMES}, "
+                f"got {_short(self.frames)}"
+            )
+        if self.source_fps is not None and not 0 < self.source_fps <= MAX_FPS:
+            raise InvalidArgument(
+                f"source frame rate must be above 0 and at most {MAX_FPS} fps, got {_short(self.source_fps)}"
+            )
         if self.out_mp4 is None and self.out_frames_dir is None:
             raise InvalidArgument("no output: give an MP4 path and/or a folder for PNG frames")
         self.options.validate()

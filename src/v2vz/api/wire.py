@@ -84,8 +84,26 @@ def job_to_request(job: EditJob, *, stream_frames: bool = False, client: str = "
     )
 
 
+MAX_CLIENT_CHARS = 100
+MAX_OPTION_CHARS = 100  # an option's name or value (numbers and names: a few characters)
+
+
+def check_request(request: pb.SubmitEditRequest) -> None:
+    """Bounds on what a request may carry beyond the job's own checks: every string has a limit."""
+    if len(request.client) > MAX_CLIENT_CHARS:
+        raise InvalidArgument(f"client is {len(request.client)} characters long; at most {MAX_CLIENT_CHARS}")
+    if len(request.options) > len(dataclasses.fields(EditOptions)) + 1:
+        raise InvalidArgument(f"{len(request.options)} options given; there are {len(dataclasses.fields(EditOptions))}")
+    for name, value in request.options.items():
+        if len(name) > MAX_OPTION_CHARS or len(value) > MAX_OPTION_CHARS:
+            raise InvalidArgument(f"option {name[:40]!r} or its value is longer than {MAX_OPTION_CHARS} characters")
+    if len(request.source_fps) > MAX_OPTION_CHARS or len(request.media_id) > MAX_OPTION_CHARS:
+        raise InvalidArgument(f"source_fps and media_id are at most {MAX_OPTION_CHARS} characters")
+
+
 def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | None = None) -> EditJob:
     """The typed job of a request (source given when the daemon resolved an uploaded media id); validated."""
+    check_request(request)
     if source is None:
         if not request.source_path:
             raise InvalidArgument("no source: give source_path (a file the daemon can read) or an uploaded media_id")

@@ -12,10 +12,11 @@ import typer
 
 from v2vz.cli.output import fail, say
 
-plugin_app = typer.Typer(help="Install the host plugins (DaVinci Resolve; Blender later).", no_args_is_help=True)
+plugin_app = typer.Typer(help="Install the host plugins (DaVinci Resolve, Blender).", no_args_is_help=True)
 
 RESOLVE_SCRIPT = "v2vz Re-prompt clip.py"
-CLIENT_FILE = "v2vz-client.txt"  # read by the script: the absolute path of this `v2vz` command
+CLIENT_FILE = "v2vz-client.txt"  # read by the script: this `v2vz` command's path, then the folder of HOST_MODULE
+HOST_MODULE = "v2vz_host.py"  # the client reader both plugins use (plugins/host/, MIT so the GPL extension may ship it)
 REPOSITORY = Path(__file__).resolve().parents[3]
 PACKAGED = Path(__file__).resolve().parents[1] / "_plugins"  # plugins/ as the wheel ships it (pyproject's package-dir)
 
@@ -28,6 +29,11 @@ def plugins_root() -> Path:
 def resolve_script() -> Path:
     """The Resolve menu script (plugins/davinci/)."""
     return plugins_root() / "davinci" / RESOLVE_SCRIPT
+
+
+def host_module() -> Path:
+    """plugins/host/v2vz_host.py: how both plugins run the client and read its events."""
+    return plugins_root() / "host" / HOST_MODULE
 
 
 def resolve_scripts_folder(platform: str | None = None, env: dict[str, str] | None = None) -> Path:
@@ -70,19 +76,26 @@ def install(
         install_blender(dest)
         return
     if host not in ("resolve", "davinci"):
-        raise fail(f"unknown host {host!r}: use resolve")
-    script = resolve_script()
-    if not script.is_file():
-        raise fail(f"the Resolve script is not in this installation (looked for {script}): reinstall v2vz")
+        raise fail(f"unknown host {host!r}: use resolve or blender")
+    install_resolve(dest)
+
+
+def install_resolve(dest: Path | None) -> None:
+    """`v2vz plugin install resolve`: the script alone into Scripts/Edit (Resolve makes every .py file there a menu
+    entry), and beside it v2vz-client.txt naming the client and the folder of v2vz_host.py in this installation."""
+    script, host = resolve_script(), host_module()
+    for needed, what in ((script, "the Resolve script"), (host, "the host client module")):
+        if not needed.is_file():
+            raise fail(f"{what} is not in this installation (looked for {needed}): reinstall v2vz")
     folder = dest if dest is not None else resolve_scripts_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(script, folder / RESOLVE_SCRIPT)
         client = client_path()
-        (folder / CLIENT_FILE).write_text(str(client) + "\n", encoding="utf-8")
+        (folder / CLIENT_FILE).write_text(f"{client}\n{host.parent}\n", encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot install into {folder}: {exc.strerror or exc}") from None
-    say(f"installed {folder / RESOLVE_SCRIPT} (it runs the client {client})")
+    say(f"installed {folder / RESOLVE_SCRIPT} (it runs the client {client} through {host})")
     say(
         "in DaVinci Resolve: Workspace > Scripts > Edit > v2vz Re-prompt clip (restart Resolve if it is not listed); "
         "start the daemon first with `v2vz serve`"
@@ -98,27 +111,37 @@ def blender_package() -> Path:
     return plugins_root() / "blender" / "v2vz_blender"
 
 
-def build_blender_zip(dest: Path, package: Path | None = None) -> Path:
-    """Zip the Blender extension (blender_manifest.toml at the zip's root) into dest; returns the zip's path."""
+def build_blender_zip(
+    dest: Path, package: Path | None = None, host: Path | None = None, client: Path | None = None
+) -> Path:
+    """Zip the Blender extension (blender_manifest.toml at the zip's root) into dest, with v2vz_host.py inside the
+    package (`from . import v2vz_host`) and v2vz-client.txt naming this client; returns the zip's path."""
     import tomllib
     import zipfile
 
     package = package or blender_package()
+    host = host or host_module()
+    client = client or client_path()
     manifest = tomllib.loads((package / "blender_manifest.toml").read_text(encoding="utf-8"))
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{manifest['id']}-{manifest['version']}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(package.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-                archive.write(path, path.relative_to(package).as_posix())
+            name = path.relative_to(package).as_posix()
+            added = name in (HOST_MODULE, CLIENT_FILE)  # below: the current ones, also over an unpacked build's
+            if path.is_file() and not added and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
+                archive.write(path, name)
+        archive.write(host, HOST_MODULE)
+        archive.writestr(CLIENT_FILE, f"{client}\n")  # the extension's default client, after $V2VZ_CLIENT
     return target
 
 
 def install_blender(dest: Path | None) -> None:
     """`v2vz plugin install blender`: build the extension zip and say how to install it."""
     package = blender_package()
-    if not (package / "blender_manifest.toml").is_file():
-        raise fail(f"the Blender extension is not in this installation (looked for {package}): reinstall v2vz")
+    for needed in (package / "blender_manifest.toml", host_module()):
+        if not needed.is_file():
+            raise fail(f"the Blender extension is not in this installation (looked for {needed}): reinstall v2vz")
     folder = (dest if dest is not None else Path.cwd()).expanduser().absolute()
     try:
         target = build_blender_zip(folder, package)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from v2vz.api.errors import V2vzError
-from v2vz.cli.output import refuse
+from v2vz.cli.output import fail, refuse
 
 
 def serve(
@@ -27,6 +27,14 @@ def serve(
     allow_remote: Annotated[
         bool, typer.Option("--allow-remote", help="Allow --listen on an address other than loopback.")
     ] = False,
+    media_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--media-root",
+            help="With --allow-remote: a folder remote clients may read sources from and write edits to "
+            "(repeatable). Without any, remote clients upload their media and stream the frames back.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Models, inversion cache and job journal (default ~/.cache/v2vz).")
@@ -39,6 +47,14 @@ def serve(
     from v2vz_daemon.server import DaemonConfig, serve_forever
     from v2vz_engine.models import cache_root, default_model
 
+    roots = tuple(Path(root).expanduser().resolve() for root in media_root or ())
+    if roots and not allow_remote:
+        raise fail("--media-root confines remote clients: it needs --allow-remote (local clients reach every path)")
+    for root in roots:
+        if not root.is_dir():
+            raise fail(f"--media-root {root} is not a folder")
+    if cache_size < 0 or cache_size != cache_size:
+        raise fail(f"--cache-size must be 0 or more GiB, got {cache_size:g}")
     config = DaemonConfig(
         model=model or default_model(),
         cache_dir=cache_root(cache_dir),
@@ -46,6 +62,7 @@ def serve(
         listen=listen,
         allow_remote=allow_remote,
         cache_max_bytes=int(cache_size * 1024**3),
+        media_roots=roots,
     )
     try:
         serve_forever(config)

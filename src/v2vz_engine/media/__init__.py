@@ -19,6 +19,7 @@ from v2vz.api.job import EditJob
 from v2vz_engine.media import image_sequence, video
 from v2vz_engine.media.frames import resize_frames, working_size, write_png_frames
 from v2vz_engine.media.info import MediaInfo
+from v2vz_engine.media.outputs import check_outputs, write_error
 from v2vz_engine.media.video import Mp4Writer, make_sample_clip, write_mp4
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "resolve",
     "working_size",
     "write_mp4",
+    "write_error",
     "write_png_frames",
 ]
 
@@ -73,7 +75,8 @@ def check_range(info: MediaInfo, start: int, count: int) -> None:
 
 def resolve(job: EditJob) -> tuple[EditJob, MediaInfo]:
     """The job checked against its source, with frames=0 made the real count, and the source as the job reads it
-    (an image sequence at the job's frame rate). Raises the one-line V2vzError of the first problem."""
+    (an image sequence at the job's frame rate). Its outputs are checked too: never the source, always writable.
+    Raises the one-line V2vzError of the first problem."""
     job.validate()
     info = probe(job.source)
     job = job.through_end(info.frame_count)
@@ -84,6 +87,7 @@ def resolve(job: EditJob) -> tuple[EditJob, MediaInfo]:
             )
         info = dataclasses.replace(info, fps=job.source_fps)
     check_range(info, job.start, job.frames)
+    check_outputs(job, info)
     return job, info
 
 

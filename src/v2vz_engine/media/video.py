@@ -8,7 +8,6 @@ Every error is a `v2vz.api.errors` exception with one line that names the file.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -18,7 +17,7 @@ import av
 import numpy as np
 
 from v2vz.api.errors import InvalidArgument, MediaError, MediaNotFound
-from v2vz.api.files import temporary_beside
+from v2vz.api.files import replace_with, temporary_beside
 from v2vz_engine.media.frames import check_frames
 from v2vz_engine.media.info import MediaInfo
 
@@ -212,7 +211,7 @@ class Mp4Writer:
             self._container.mux(self._stream.encode(None))
             self._container.close()
             self._container = None
-            os.replace(self._temp, self.path)
+            replace_with(self._temp, self.path, fsync=False)
         except BaseException:
             self.abort()
             raise

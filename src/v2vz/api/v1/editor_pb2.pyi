@@ -214,10 +214,12 @@ class CancelJobReply(_message.Message):
     def __init__(self, state: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ("limit",)
+    __slots__ = ("limit", "page_token")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     limit: int
-    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+    page_token: str
+    def __init__(self, limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class JobSummary(_message.Message):
     __slots__ = ("job_id", "state", "source", "prompt", "start", "frames", "submitted_unix", "finished_unix", "reason", "attempts")
@@ -244,7 +246,9 @@ class JobSummary(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., source: _Optional[str] = ..., prompt: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., submitted_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class ListJobsReply(_message.Message):
-    __slots__ = ("jobs",)
+    __slots__ = ("jobs", "next_page_token")
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[JobSummary]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,81 @@
+"""Where a job writes, checked before any work: never onto its source, never where it cannot write.
+
+`check_outputs` runs inside `media.resolve(job)`, so the CLI, the daemon (at submit) and `run_job` refuse the same
+jobs; `write_error` turns an OSError met while writing (a disk that filled up meanwhile) into one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from v2vz.api.errors import DiskFull, InvalidArgument, OutputUnwritable, V2vzError
+from v2vz.api.job import EditJob
+from v2vz_engine.media.info import MediaInfo
+
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
+
+
+def check_outputs(job: EditJob, info: MediaInfo) -> None:
+    """InvalidArgument when an output is the source (under any spelling, a link included) or a folder that holds it;
+    OutputUnwritable when an output's place is a file where a folder must be, or cannot be written."""
+    source = info.path
+    if job.out_mp4 is not None:
+        out = Path(job.out_mp4).expanduser()
+        if out.is_dir():
+            raise OutputUnwritable(f"the output {out} is a folder: give a file name ending in .mp4")
+        if _same_file(out, source):
+            raise InvalidArgument(
+                f"the output {out} is the source {source}: an edit never replaces its source, give another --out"
+            )
+        _check_writable(out.parent, out)
+    if job.out_frames_dir is not None:
+        folder = Path(job.out_frames_dir).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise OutputUnwritable(f"the frames folder {folder} is a file: give a folder for the PNG frames")
+        real, real_source = Path(os.path.realpath(folder)), Path(os.path.realpath(source))
+        if real == real_source or real in real_source.parents:
+            raise InvalidArgument(
+                f"the frames folder {folder} holds the source {source}: its frames would be overwritten, "
+                "give a folder of its own"
+            )
+        _check_writable(folder, folder)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file whatever the spelling: equal real paths, or one inode (a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_writable(folder: Path, output: Path) -> None:
+    """Create and remove a file in the nearest folder that exists on the way to `folder`: the one honest test
+    (permissions, a read-only filesystem, /proc, a full disk all show)."""
+    existing = Path(os.path.abspath(folder))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputUnwritable(f"cannot write {output}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".v2vz-probe-", dir=existing)
+    except OSError as error:
+        raise write_error(output, error) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def write_error(path: Path, error: BaseException) -> V2vzError:
+    """The one-line error for an OSError met while writing `path`: DiskFull for a full disk or quota."""
+    if isinstance(error, V2vzError):
+        return error
+    code = getattr(error, "errno", None)
+    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    if code in _FULL:
+        return DiskFull(f"the disk is full: cannot write {path} ({reason}); free some space and run the edit again")
+    return OutputUnwritable(f"cannot write {path} ({reason}): choose an output folder you can write to")
