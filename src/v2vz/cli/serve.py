@@ -42,6 +42,12 @@ def serve(
     cache_size: Annotated[
         float, typer.Option(help="Inversion cache cap in GiB (least recently used goes first).")
     ] = 4.0,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            help="A job interrupted by this many daemon deaths (e.g. out of memory) fails instead of rerunning."
+        ),
+    ] = 3,
 ) -> None:
     """Run the daemon: it loads the model once and runs edits one at a time, in order, surviving restarts."""
     from v2vz_daemon.server import DaemonConfig, serve_forever
@@ -53,6 +59,8 @@ def serve(
     for root in roots:
         if not root.is_dir():
             raise fail(f"--media-root {root} is not a folder")
+    if max_attempts < 1:
+        raise fail(f"--max-attempts must be 1 or more, got {max_attempts}")
     if cache_size < 0 or cache_size != cache_size:
         raise fail(f"--cache-size must be 0 or more GiB, got {cache_size:g}")
     config = DaemonConfig(
@@ -63,6 +71,7 @@ def serve(
         allow_remote=allow_remote,
         cache_max_bytes=int(cache_size * 1024**3),
         media_roots=roots,
+        max_attempts=max_attempts,
     )
     try:
         serve_forever(config)
