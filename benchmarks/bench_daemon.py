@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from v2vz_engine.run import run_job
 
     root = Path(tempfile.mkdtemp(prefix="v2vz-bd-", dir="/tmp"))
-    options = EditOptions(steps=args.steps, size=args.size)
+    options = EditOptions(steps=args.steps, size=args.size, inversion="null-text")  # the figures in docs/benchmarks.md
     if args.null_steps:
         options = options.replace(null_inner_steps=args.null_steps)
     print(

@@ -1,15 +1,19 @@
-"""Engine benchmarks: cross-frame attention memory and time, pipeline phase times, CLI wall time and engine overhead.
+"""Engine benchmarks: cross-frame attention, pipeline phases, the three inversions, CLI wall time and overhead.
 
-    python benchmarks/bench_engine.py [--quick] [--device auto|cpu|cuda] [--sections attention,phases,cli]
+    python benchmarks/bench_engine.py [--quick] [--device auto|cpu|cuda] [--sections attention,phases,inversions,cli]
 
 Sections
 - attention: dense cross-frame attention folded into one `scaled_dot_product_attention` call (`mode="dense"`) vs.
   the published implementation that repeats K/V for every frame (`mode="dense_kv_repeat"`): time and peak memory.
 - phases: seconds per pipeline stage (encode, inversion, null-text, edit, decode) for `tiny` and `sd15-random`.
+- inversions: null-text, direct and negative-prompt inversion (EditOptions.inversion) for `tiny` and `sd15-random`:
+  cold edit and re-prompt (inversion from a saved file) times, each one's reconstruction error with target == source,
+  and what each stores per window at 512x512; targets on the ratios (issue 13).
 - cli: wall time of a whole `v2vz edit --local` subprocess, and the share of the engine's time that is not the
   models' own compute (UNet / VAE / text encoder forwards plus the null-text backward passes).
 
-`--quick` is a reduced run (small attention cases, `tiny` phases at 10 steps, no sd15-random, no CLI) for smoke tests.
+`--quick` is a reduced run (small attention cases, `tiny` phases and inversions at 10 steps, no sd15-random, no CLI)
+for smoke tests.
 Built-in models are read from (and built into, on first use) --cache-dir, $V2VZ_CACHE or ~/.cache/v2vz; building
 sd15-random writes about 4 GB of float32 weights once. On a shared machine, check the "other processes used ... cores"
 line printed after each section: other work on the CPUs skews every timing.
@@ -41,9 +45,10 @@ from typing import Any
 
 import torch
 
-SECTIONS = ("attention", "phases", "cli")
+SECTIONS = ("attention", "phases", "inversions", "cli")
 SOURCE_PROMPT = "a red ball on green grass"
 TARGET_PROMPT = "a blue ball on green grass"
+RETARGET_PROMPT = "a green ball on green grass"  # the re-prompt of the inversions section
 CLIP_SIZE = 256  # the synthetic clip is square, so --size S gives an S x S working size everywhere
 CLIP_FRAMES = 24
 EDIT_FRAMES = 8
@@ -53,6 +58,11 @@ TARGET_CLI_SECONDS = 30.0
 TARGET_OVERHEAD_PERCENT = 10.0
 TARGET_FOLD_RATIO_FRAMES = 16
 TARGET_FOLD_RATIO = 4.0  # folded peak <= 1/4 of the kv-repeat peak
+TARGET_DIRECT_COLD = 2.0  # a direct cold edit at least 2x faster than a null-text one (1 inner step)
+TARGET_DIRECT_REPROMPT = 1.25  # a direct re-prompt at least 1.25x faster than a null-text one (3 vs 4 frame groups)
+TARGET_CACHED_REPROMPT = 5.0  # a re-prompt from the cache at least 5x faster than a null-text cold edit
+INVERSIONS = ("null-text", "direct", "negative-prompt")
+IDENTITY_FRAMES = 4  # frames of the target == source reconstruction (its own, shorter run)
 
 CLI_RUNS = 2  # the CLI subprocess runs this often; the fastest counts
 ATTENTION_REPEATS = 3  # timed calls per case at most
@@ -532,8 +542,8 @@ def bench_phases(report: Report, device: torch.device, args: argparse.Namespace,
         cases.append(("sd15-random", sd15_size, sd15_steps))
     report.heading("2. Pipeline phases (pipeline.edit -> EditResult.timings)")
     report.line(
-        f"{EDIT_FRAMES} frames of the synthetic sample clip ({CLIP_SIZE}x{CLIP_SIZE}), null-text on, default "
-        f"EditOptions (dense attention, joint GroupNorm, 1 null-text inner step); prompts '{SOURCE_PROMPT}' -> "
+        f"{EDIT_FRAMES} frames of the synthetic sample clip ({CLIP_SIZE}x{CLIP_SIZE}), inversion='null-text', default "
+        f"EditOptions otherwise (dense attention, joint GroupNorm, 1 null-text inner step); '{SOURCE_PROMPT}' -> "
         f"'{TARGET_PROMPT}'. Each model is warmed up with a 2-step edit first; 'load' is load_model()."
     )
     if not args.quick and not cuda and sd15_steps != 50:
@@ -548,10 +558,10 @@ def bench_phases(report: Report, device: torch.device, args: argparse.Namespace,
         load_s = time.perf_counter() - start
         pipeline = VideoEditPipeline(model)
         frames = clip_frames(clip, size)
-        pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, EditOptions(steps=2))  # warm-up
+        pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, EditOptions(steps=2, inversion="null-text"))  # warm-up
         synchronize(device)
         start = time.perf_counter()
-        result = pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, EditOptions(steps=steps))
+        result = pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, EditOptions(steps=steps, inversion="null-text"))
         synchronize(device)
         wall = time.perf_counter() - start
         timings = dict(result.timings)
@@ -573,7 +583,153 @@ def bench_phases(report: Report, device: torch.device, args: argparse.Namespace,
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 3. CLI wall time and engine overhead
+# 3. Inversions: null-text, direct, negative-prompt
+
+
+def timed(device: torch.device, function: Callable[[], Any]) -> tuple[float, Any]:
+    synchronize(device)
+    start = time.perf_counter()
+    result = function()
+    synchronize(device)
+    return time.perf_counter() - start, result
+
+
+def stored_bytes(folder: Path) -> dict[str, int]:
+    """File size of each inversion as stored for one window of 8 frames at 512x512 with SD 1.5 (50 steps)."""
+    from v2vz_engine.inversion import Inversion
+
+    steps, latent = 50, (EDIT_FRAMES, 4, 64, 64)
+    z_T = torch.zeros(latent)
+    entries = {
+        "null-text": Inversion(z_T, torch.zeros(steps, 77, 768), {}, torch.zeros(steps, 2, dtype=torch.float64)),
+        "direct": Inversion(z_T, trajectory=torch.zeros(steps + 1, *latent)),
+        "negative-prompt": Inversion(z_T),
+    }
+    return {name: entry.save(folder / f"{name}-512.inv").stat().st_size for name, entry in entries.items()}
+
+
+def measure_inversions(pipeline, frames, steps: int, runs: int, workdir: Path) -> dict[str, dict[str, Any]]:
+    """Cold edit and re-prompt from the saved inversion of each inversion, interleaved run by run (so that a burst
+    of other work on a shared machine hits them all alike), the fastest of `runs` each; then the target == source
+    reconstruction of each."""
+    from v2vz.api.job import EditOptions
+    from v2vz_engine.inversion import Inversion
+
+    device = pipeline.model.device
+    results: dict[str, dict[str, Any]] = {m: {"cold": float("inf"), "reprompt": float("inf")} for m in INVERSIONS}
+    for _ in range(runs):
+        for method, figures in results.items():
+            options = EditOptions(steps=steps, inversion=method)
+            cold_s, cold = timed(device, lambda o=options: pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, o))
+            if cold_s < figures["cold"]:
+                figures.update(cold=cold_s, timings=cold.timings)
+            path = cold.inversion.save(workdir / f"{pipeline.model.name}-{method}.inv")
+            figures["file"] = path.stat().st_size
+            again = lambda o=options, p=path: pipeline.edit(  # noqa: E731
+                frames, SOURCE_PROMPT, RETARGET_PROMPT, o, inversion=Inversion.load(p)
+            )
+            figures["reprompt"] = min(figures["reprompt"], timed(device, again)[0])
+            free_memory(device)
+    for method, figures in results.items():
+        options = EditOptions(steps=steps, inversion=method)
+        z0 = pipeline.encode_frames(frames[:IDENTITY_FRAMES], options)
+        inversion, _ = pipeline.invert(z0, SOURCE_PROMPT, options)
+        both = pipeline.sample(inversion, SOURCE_PROMPT, SOURCE_PROMPT, options, keep_source=True).latents
+        figures["edit_error"] = ((both[IDENTITY_FRAMES:] - z0).norm() / z0.norm()).item()
+        figures["source_error"] = ((both[:IDENTITY_FRAMES] - z0).norm() / z0.norm()).item()
+        free_memory(device)
+    return results
+
+
+def bench_inversions(report: Report, device: torch.device, args: argparse.Namespace, workdir: Path) -> dict:
+    from v2vz.api.job import EditOptions
+    from v2vz_engine.models import load_model
+    from v2vz_engine.pipeline import VideoEditPipeline
+
+    cuda = device.type == "cuda"
+    tiny_steps = 10 if args.quick else 50
+    sd15_steps = args.steps or (50 if cuda else 10)
+    sd15_size = args.sd15_size or (512 if cuda else 64)
+    cases = [("tiny", 64, tiny_steps, 1 if args.quick else 3)]
+    if not args.quick:
+        cases.append(("sd15-random", sd15_size, sd15_steps, 3 if cuda else 2))
+    retarget = RETARGET_PROMPT
+    report.heading("3. Inversions: null-text, direct, negative-prompt (EditOptions.inversion)")
+    report.line(
+        f"{EDIT_FRAMES} frames of the synthetic clip, default options but the inversion (null-text: 1 inner step, as "
+        f"published). cold = pipeline.edit() from frames (encode, inversion [, null-text], edit, decode); re-prompt "
+        f"= Inversion.load() of the cold run's saved inversion + pipeline.edit('{retarget}') (what a cache hit "
+        f"costs). Times are the best of n runs, the inversions taking turns, after a 2-step warm-up of each. "
+        f"Reconstruction: ||z - z_0|| / ||z_0|| with target == source at guidance 7.5 on the first {IDENTITY_FRAMES} "
+        "frames, for the edit branch (the output of an identity edit) and the source branch (whose maps steer it)."
+    )
+    figures: dict[str, dict] = {}
+    for name, size, steps, runs in cases:
+        model = load_model(name, device, args.cache_dir)
+        pipeline = VideoEditPipeline(model)
+        frames = clip_frames(sample_clip(workdir), size)
+        for method in INVERSIONS:
+            pipeline.edit(frames, SOURCE_PROMPT, TARGET_PROMPT, EditOptions(steps=2, inversion=method))
+        results = measure_inversions(pipeline, frames, steps, runs, workdir)
+        figures[name] = results
+        rows = [
+            [
+                method,
+                fmt_s(r["cold"]),
+                ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items()),
+                fmt_s(r["reprompt"]),
+                f"{results['null-text']['cold'] / r['reprompt']:.2f}x",
+                f"{r['edit_error']:.4f}",
+                f"{r['source_error']:.3g}",
+                fmt_bytes(r["file"]),
+            ]
+            for method, r in results.items()
+        ]
+        report.table(
+            f"{name} {frames.shape[2]}x{frames.shape[1]}, {steps} steps, n={runs}",
+            [
+                "inversion",
+                "cold s",
+                "cold stages (s)",
+                "re-prompt s",
+                "null-text cold / re-prompt",
+                "recon. edit branch",
+                "recon. source branch",
+                "stored",
+            ],
+            rows,
+            right={1, 3, 4, 5, 6, 7},
+        )
+        null_text, direct = results["null-text"], results["direct"]
+        checks = [
+            ("direct cold edit vs null-text cold edit", null_text["cold"] / direct["cold"], TARGET_DIRECT_COLD),
+            (
+                "direct re-prompt vs null-text re-prompt",
+                null_text["reprompt"] / direct["reprompt"],
+                TARGET_DIRECT_REPROMPT,
+            ),
+            (
+                "direct re-prompt from the cache vs null-text cold edit",
+                null_text["cold"] / direct["reprompt"],
+                TARGET_CACHED_REPROMPT,
+            ),
+        ]
+        for label, ratio, target in checks:
+            report.line(f"target: {label} >= {target}x: {ratio:.2f}x -> {verdict(ratio >= target)}")
+        del pipeline, model
+        free_memory(device)
+    sizes = stored_bytes(workdir)
+    report.line(
+        "stored per window of 8 frames at 512x512, SD 1.5, 50 steps (Inversion.save of tensors of those shapes): "
+        + ", ".join(f"{method} {fmt_bytes(size)}" for method, size in sizes.items())
+        + f" (direct: {fmt_bytes(sizes['direct'] / EDIT_FRAMES)} per frame)"
+    )
+    figures["stored_512"] = sizes
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. CLI wall time and engine overhead
 
 
 class ComputeTimer:
@@ -656,6 +812,8 @@ def cli_command(clip: Path, out: Path, device: torch.device, cache_dir: Path, st
         str(steps),
         "--size",
         "64",
+        "--inversion",
+        "null-text",
         "--out",
         str(out),
         "--source-prompt",
@@ -677,7 +835,7 @@ def bench_cli(report: Report, device: torch.device, args: argparse.Namespace, wo
 
     steps = 10 if args.quick else 50
     clip = sample_clip(workdir)
-    report.heading("3. CLI wall time and engine overhead (tiny, 64x64, 8 frames)")
+    report.heading("4. CLI wall time and engine overhead (tiny, 64x64, 8 frames, null-text)")
     command = cli_command(clip, workdir / "cli-out.mp4", device, args.cache_dir, steps)
     shown = ["v2vz" if c.endswith("/v2vz") else c for c in command]
     report.line("CLI: " + " ".join(f"'{c}'" if " " in c else c for c in shown))
@@ -701,11 +859,11 @@ def bench_cli(report: Report, device: torch.device, args: argparse.Namespace, wo
         prompt=TARGET_PROMPT,
         source_prompt=SOURCE_PROMPT,
         frames=EDIT_FRAMES,
-        options=EditOptions(steps=steps, size=64),
+        options=EditOptions(steps=steps, size=64, inversion="null-text"),
         out_mp4=workdir / "engine-out.mp4",
         model="tiny",
     )
-    run_job(dataclasses.replace(job, options=EditOptions(steps=2, size=64)), pipeline)  # warm-up
+    run_job(dataclasses.replace(job, options=EditOptions(steps=2, size=64, inversion="null-text")), pipeline)  # warm
     runs = []
     for _ in range(1 if args.quick else 2):  # the faster of two runs: less exposed to other work on the machine
         pipeline._prompt_cache.clear()  # so each measured job encodes its prompts, as the CLI's does
@@ -831,7 +989,12 @@ def main(argv: list[str] | None = None) -> int:
         sections = [s for s in sections if s != "cli"]
     with tempfile.TemporaryDirectory(prefix="v2vz-bench-") as tmp:
         workdir = Path(tmp)
-        benches = {"attention": bench_attention, "phases": bench_phases, "cli": bench_cli}
+        benches = {
+            "attention": bench_attention,
+            "phases": bench_phases,
+            "inversions": bench_inversions,
+            "cli": bench_cli,
+        }
         for section in sections:
             with others_during(report, section):
                 benches[section](report, device, args, workdir)

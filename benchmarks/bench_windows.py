@@ -58,7 +58,12 @@ def child(spec: dict) -> dict:
     device = torch.device(spec["device"])
     pipeline = VideoEditPipeline(load_model(spec["model"], spec["device"], Path(spec["cache_dir"])))
     options = EditOptions(
-        steps=spec["steps"], size=spec["size"], window=spec["window"], anchors=spec["anchors"], null_inner_steps=1
+        steps=spec["steps"],
+        size=spec["size"],
+        window=spec["window"],
+        anchors=spec["anchors"],
+        inversion="null-text",  # the figures in docs/benchmarks.md
+        null_inner_steps=1,
     )
     out = Path(spec["out"])
 

@@ -705,13 +705,13 @@ def test_edit_with_a_progress_bar(tcp_daemon: FakeDaemon, tmp_path: Path) -> Non
     assert lines(result.stderr)[-1].startswith("wrote /daemon/out/x.mp4, 1 PNG frames in /daemon/out: 8 frames in")
 
 
-def test_edit_with_another_model_notes_the_daemons(tcp_daemon: FakeDaemon, tmp_path: Path) -> None:
+def test_edit_with_another_model_sends_it_with_the_job(tcp_daemon: FakeDaemon, tmp_path: Path) -> None:
+    """Issue 14: the job names its model (the daemon loads it); it no longer edits with its own behind a note."""
     args = ["edit", str(tmp_path / "c.mp4"), "-p", "a", "-s", "b", "--model", "sd15-random", "-q"]
     result = invoke(args)
     assert result.exit_code == 0, result.output
-    said = squeeze(result.stderr)
-    assert "thedaemoneditswithitsmodeltiny" in said and "--modelsd15-randomappliesto--localonly" in said
-    assert tcp_daemon.editor.submitted, "the note does not stop the edit"
+    assert "applies to --local only" not in result.stderr
+    assert [request.model for request in tcp_daemon.editor.submitted] == ["sd15-random"]
 
 
 @pytest.mark.parametrize(

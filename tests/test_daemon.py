@@ -72,7 +72,8 @@ def test_two_clients_and_reattach_after_disconnect(daemon, root):
 
 def test_cancel_mid_job_then_the_next_job_runs(daemon, root):
     stub, md = connect(daemon)
-    slow = stub.SubmitEdit(request(root / "slow", options={"steps": "40"}), metadata=md).job_id
+    slow_job = request(root / "slow", options={"steps": "40", "inversion": "null-text"})
+    slow = stub.SubmitEdit(slow_job, metadata=md).job_id
     after = stub.SubmitEdit(request(root / "next"), metadata=md).job_id
     seen = []
     for event in stub.WatchJob(pb.WatchJobRequest(job_id=slow), metadata=md, timeout=120):
@@ -165,7 +166,7 @@ def test_tokens_are_required_except_for_health(daemon, root):
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
     stub, md = connect(daemon)
     info = stub.GetInfo(pb.GetInfoRequest(), metadata=md)
-    assert info.ready and info.protocol_version == 3 and info.device == "cpu" and info.versions["torch"]
+    assert info.ready and info.protocol_version == 4 and info.device == "cpu" and info.versions["torch"]
     endpoint = daemon.config.endpoint_file
     assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
     assert stat.S_IMODE(endpoint.parent.stat().st_mode) == 0o700
@@ -218,7 +219,7 @@ def test_a_running_job_is_requeued_after_a_crash(root, pipeline):
     first.start()
     first.wait_ready(30)
     stub, md = connect(first)
-    job_id = stub.SubmitEdit(request(root, options={"steps": "30"}), metadata=md).job_id
+    job_id = stub.SubmitEdit(request(root, options={"steps": "30", "inversion": "null-text"}), metadata=md).job_id
     for event in stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=md, timeout=120):
         if event.WhichOneof("kind") == "progress" and event.progress.stage == "null-text":
             break
@@ -343,13 +344,17 @@ def documented(pattern: str) -> set[str]:
     return set(re.findall(r"`([a-z-]+)`", line.split("|")[3] if line.startswith("|") else line))
 
 
-def test_the_stages_and_states_sent_are_exactly_the_documented_ones(daemon, root):
+def test_the_stages_and_states_sent_are_exactly_the_documented_ones(daemon, root, model_cache):
     """docs/events.md, the contract's enums and what a real daemon sends name the same stages, types and states."""
+    from v2vz_engine.models import ensure_builtin
+
     stub, md = connect(daemon)
-    two_windows = {"steps": "2", "window": "2"}
+    two_windows = {"steps": "2", "window": "2", "inversion": "null-text"}
     first = watch(stub, md, stub.SubmitEdit(request(root / "a", frames=4, options=two_windows), metadata=md).job_id)
     again = watch(stub, md, stub.SubmitEdit(request(root / "b", frames=4, options=two_windows), metadata=md).job_id)
-    events = first + again
+    tiny_folder = str(ensure_builtin("tiny", model_cache))  # another model than the daemon's: it is loaded first
+    other = request(root / "c", frames=1, options={"steps": "1"}, model=tiny_folder)
+    events = first + again + watch(stub, md, stub.SubmitEdit(other, metadata=md).job_id)
     sent_stages = {e.progress.stage for e in events if e.WhichOneof("kind") == "progress"}
     assert sent_stages == set(Stage) == documented(r"^\| `stage`")
     assert any(e.progress.cached for e in again if e.WhichOneof("kind") == "progress")  # the cached inversion too

@@ -74,7 +74,7 @@ def test_a_journal_disk_that_fills_up_fails_the_job_once_it_can_be_recorded(root
             stub, md = connect(server)
             serving = health_pb2.HealthCheckResponse.SERVING
             assert health(server) == serving
-            long_job = request(root / "a", options={"steps": "40", "null_inner_steps": "3"})
+            long_job = request(root / "a", options={"steps": "40", "inversion": "null-text", "null_inner_steps": "3"})
             job_id = stub.SubmitEdit(long_job, metadata=md).job_id
             events = iter(stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=md, timeout=120))
             while next(events).WhichOneof("kind") != "progress":  # the job is running

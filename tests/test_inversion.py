@@ -15,18 +15,26 @@ from v2vz_engine.inversion import Inversion, ddim_invert, optimize_nulls
 from v2vz_engine.schedule import DdimSchedule
 
 SOURCE = "a rabbit standing in a green meadow"
-RECONSTRUCT = dict(attention="per_frame", joint_groupnorm=False, null_early_stop=False)
+RECONSTRUCT = dict(attention="per_frame", joint_groupnorm=False, null_early_stop=False, inversion="null-text")
 
 
 def relative_error(z: torch.Tensor, reference: torch.Tensor) -> float:
     return ((z - reference).norm() / reference.norm()).item()
 
 
-def reconstruct(pipeline, z0, options: EditOptions) -> tuple[float, Inversion]:
-    """Invert z0, sample back with target == source; the error of the source branch."""
-    inversion, _ = pipeline.invert(z0, SOURCE, options)
+def reconstruct(pipeline, z0, options: EditOptions, inversion: Inversion | None = None) -> tuple[float, Inversion]:
+    """Invert z0 (unless given the inversion), sample back with target == source; the error of the source branch."""
+    if inversion is None:
+        inversion, _ = pipeline.invert(z0, SOURCE, options)
     sampled = pipeline.sample(inversion, SOURCE, SOURCE, options, keep_source=True).latents
     return relative_error(sampled[: z0.shape[0]], z0), inversion
+
+
+def plain_ddim(pipeline, z0, options: EditOptions) -> Inversion:
+    """DDIM inversion with "" as every null: the baseline null-text improves on."""
+    direct, _ = pipeline.invert(z0, SOURCE, options.replace(inversion="direct"))
+    empty = pipeline.encode_prompt("")[0].float().expand(options.steps, -1, -1)
+    return Inversion(direct.z_T, empty.clone())
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +43,7 @@ def z0(pipeline, clip_frames):
 
 
 def test_ddim_inversion_round_trips_at_guidance_1(pipeline, z0):
-    options = EditOptions(steps=20, guidance=1.0, fast=True, fast_mode="empty", **RECONSTRUCT)
+    options = EditOptions(steps=20, guidance=1.0, **{**RECONSTRUCT, "inversion": "negative-prompt"})
     error, inversion = reconstruct(pipeline, z0, options)
     assert error < 0.1, error
     assert inversion.z_T.shape == z0.shape
@@ -60,7 +68,7 @@ def test_inversion_keeps_every_latent_and_ends_in_z_T(pipeline, z0):
 
 def test_null_text_beats_plain_inversion_and_improves_with_inner_steps(pipeline, z0):
     base = EditOptions(steps=10, null_lr=0.1, **RECONSTRUCT)
-    plain, _ = reconstruct(pipeline, z0, base.replace(fast=True, fast_mode="empty"))
+    plain, _ = reconstruct(pipeline, z0, base, plain_ddim(pipeline, z0, base))
     one, _ = reconstruct(pipeline, z0, base.replace(null_inner_steps=1))
     four, _ = reconstruct(pipeline, z0, base.replace(null_inner_steps=4))
     assert one < plain * 0.8, (plain, one)
@@ -135,15 +143,40 @@ def test_inversion_saves_and_loads(tmp_path, pipeline, z0):
     assert torch.equal(loaded.z_T, inversion.z_T)
     assert torch.equal(loaded.nulls, inversion.nulls)
     assert torch.equal(loaded.step_losses, inversion.step_losses)
+    assert loaded.trajectory is None
     assert loaded.meta == inversion.meta
     assert loaded.meta["source_prompt"] == SOURCE and loaded.meta["steps"] == 3
     assert [p.name for p in path.parent.iterdir()] == ["clip.inv"]  # no temporary file left behind
+    direct, _ = pipeline.invert(z0, SOURCE, EditOptions(steps=3))
+    again = Inversion.load(direct.save(tmp_path / "direct.inv"))
+    assert torch.equal(again.trajectory, direct.trajectory) and again.nulls is None and again.steps == 3
+    assert again.meta["inversion"] == "direct"
 
 
-def test_fast_modes_need_no_optimization(pipeline, z0):
-    options = EditOptions(steps=3, fast=True, **RECONSTRUCT)
-    negative, _ = pipeline.invert(z0, SOURCE, options)
-    empty, _ = pipeline.invert(z0, SOURCE, options.replace(fast_mode="empty"))
-    assert negative.step_losses is None
-    torch.testing.assert_close(negative.nulls[1], pipeline.encode_prompt(SOURCE)[0].float())
-    torch.testing.assert_close(empty.nulls[2], pipeline.encode_prompt("")[0].float())
+def test_direct_and_negative_prompt_need_no_optimization(pipeline, z0):
+    options = EditOptions(steps=3, **{**RECONSTRUCT, "inversion": "negative-prompt"})
+    negative, timings = pipeline.invert(z0, SOURCE, options)
+    assert negative.nulls is None and negative.step_losses is None and negative.trajectory is None
+    assert set(timings) == {"inversion"} and negative.steps is None
+    # It edits with the source prompt's embedding as the unconditional one, at every step.
+    source = pipeline.encode_prompt(SOURCE)[0].float().expand(3, -1, -1)
+    explicit = pipeline.sample(Inversion(negative.z_T, source.clone()), SOURCE, "a tiger", options).latents
+    torch.testing.assert_close(pipeline.sample(negative, SOURCE, "a tiger", options).latents, explicit)
+    direct, _ = pipeline.invert(z0, SOURCE, options.replace(inversion="direct"))
+    assert direct.nulls is None and direct.trajectory.shape[0] == 4
+    torch.testing.assert_close(direct.z_T, negative.z_T, rtol=0, atol=0)  # the same DDIM inversion
+
+
+@pytest.mark.parametrize(("rule", "last"), [("published", 1e-2 * (1 - 9 / 100)), ("steps", 1e-2 * (1 - 9 / 20))])
+def test_the_learning_rate_rule_reaches_adam(pipeline, z0, monkeypatch, rule, last):
+    """10 steps: the published 1e-2 * (1 - i/100) ends at 0.91e-2, ours 1e-2 * (1 - i/20) at 0.55e-2."""
+    seen: list[float] = []
+    adam = torch.optim.Adam
+
+    def spy(params, lr, **kwargs):
+        seen.append(lr)
+        return adam(params, lr=lr, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    pipeline.invert(z0[:1], SOURCE, EditOptions(steps=10, null_lr_decay=rule, **RECONSTRUCT))
+    assert len(seen) == 10 and seen[0] == pytest.approx(1e-2) and seen[-1] == pytest.approx(last)

@@ -43,6 +43,30 @@ def test_put_then_get_round_trips_every_tensor_and_the_meta(tmp_path):
     assert cache.size_bytes() == path.stat().st_size > 0
 
 
+def direct_inversion(seed: int = 0, frames: int = 2, steps: int = 4) -> Inversion:
+    trajectory = torch.randn(steps + 1, frames, 4, 8, 8, generator=torch.Generator().manual_seed(seed))
+    return Inversion(trajectory[0], meta={"inversion": "direct", "frames": frames}, trajectory=trajectory)
+
+
+def test_a_direct_inversion_round_trips_its_trajectory_and_costs_what_it_holds(tmp_path):
+    cache = InversionCache(tmp_path / "cache")
+    original = direct_inversion(3)
+    path = cache.put(key_for("direct"), original)
+    loaded = cache.get(key_for("direct"))
+    assert torch.equal(loaded.trajectory, original.trajectory) and torch.equal(loaded.z_T, original.z_T)
+    assert loaded.nulls is None and loaded.step_losses is None and loaded.meta == original.meta
+    payload = 5 * 2 * 4 * 8 * 8 * 4  # the trajectory in float32; z_T is its first latent, not stored again
+    assert payload <= path.stat().st_size < payload + 1024  # plus the safetensors header and the meta
+
+
+def test_an_entry_with_a_malformed_trajectory_is_a_miss(tmp_path):
+    cache = InversionCache(tmp_path)
+    broken = direct_inversion()
+    broken.trajectory = broken.trajectory.flatten(0, 1)  # 4-D: frames and steps run together
+    path = cache.put(key_for("a"), broken)
+    assert cache.get(key_for("a")) is None and not path.exists()
+
+
 def test_lru_eviction_drops_the_least_recently_used_and_get_protects(tmp_path):
     probe = InversionCache(tmp_path / "probe")
     entry_size = probe.put(key_for("probe"), make_inversion()).stat().st_size

@@ -67,17 +67,25 @@ def test_every_input_changes_the_key(frames, change):
 def test_every_inversion_option_reaches_the_key(frames):
     for options in (
         EditOptions(steps=5),
-        EditOptions(steps=4, guidance=7.0),
         EditOptions(steps=4, size=256),
-        EditOptions(steps=4, fast=True),
+        EditOptions(steps=4, inversion="null-text"),
+        EditOptions(steps=4, inversion="negative-prompt"),
         EditOptions(steps=4, inversion_prompt="empty"),
-        EditOptions(steps=4, null_inner_steps=2),
-        EditOptions(steps=4, null_lr=1e-3),
-        EditOptions(steps=4, null_early_stop=False),
         EditOptions(steps=4, joint_groupnorm=False),
         EditOptions(steps=4, vae_encode="sample"),
     ):
         assert base_key(frames, inversion_options=options.inversion_key()) != base_key(frames), options
+    null_text = EditOptions(steps=4, inversion="null-text")
+    reference = base_key(frames, inversion_options=null_text.inversion_key())
+    for changes in (
+        {"guidance": 7.0},
+        {"null_inner_steps": 2},
+        {"null_lr": 1e-3},
+        {"null_lr_decay": "published"},
+        {"null_early_stop": False},
+    ):
+        changed = null_text.replace(**changes).inversion_key()
+        assert base_key(frames, inversion_options=changed) != reference, changes
 
 
 def test_frames_digest_sees_one_pixel_shape_and_dtype(frames):

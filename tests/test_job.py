@@ -13,22 +13,31 @@ from v2vz.api.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions, parse
 from v2vz.api.wire import job_from_request, job_to_request
 
 PUBLISHED = {
+    "inversion": "null-text",
     "inversion_prompt": "empty",
     "null_inner_steps": 1,
+    "null_lr_decay": "published",
     "null_start": 0.5,
     "attention": "published",
     "joint_groupnorm": True,
     "refine_cross_replace": 0.4,
+    "cross_replace_cutoff": "published",
+    "refine_padding": "identity",
     "vae_encode": "sample",
 }
 # Where our default deliberately differs from the published code: the table of docs/method-differences.md.
 DEFAULT_DIFFERS = {
+    "inversion": "direct",
     "inversion_prompt": "source",
+    "null_lr_decay": "steps",
     "null_start": 0.0,
     "attention": "dense",
     "refine_cross_replace": 0.8,
+    "cross_replace_cutoff": "nearest",
+    "refine_padding": "aligned",
     "vae_encode": "mean",
 }
+METHOD_DIFFERENCES = Path(__file__).resolve().parents[1] / "docs" / "method-differences.md"
 # method.md section 1: SD v1-4 set-up shared by both.
 SHARED = {"steps": 50, "guidance": 7.5, "seed": 33, "cross_replace": 0.8, "null_inner_steps": 1}
 
@@ -70,6 +79,32 @@ def test_default_differs_from_published_exactly_where_documented() -> None:
     assert default["size"] is None and default["fast"] is False and default["joint_groupnorm"] is True
 
 
+def test_every_difference_has_its_row_in_method_differences() -> None:
+    table = [line for line in METHOD_DIFFERENCES.read_text().splitlines() if line.startswith("| ")]
+    for name in DEFAULT_DIFFERS:
+        rows = [line for line in table if f"(`{name}`)" in line]
+        assert len(rows) == 1, name
+        assert rows[0].count("|") >= 5 and len(rows[0].split("|")[4].strip()) > 40, rows[0]  # it says why
+
+
+def test_fast_is_the_old_name_of_direct_inversion() -> None:
+    assert EditOptions(fast=True) == EditOptions(inversion="direct")
+    published = EditOptions.preset("published", fast=True)
+    assert published.inversion == "direct" and published.fast is False
+    assert published.replace(inversion="null-text").inversion == "null-text"  # fast does not stick
+    with pytest.raises(InvalidArgument, match="fast is the old name of inversion = direct"):
+        EditOptions(fast=True, inversion="negative-prompt")
+
+
+def test_journal_records_of_older_versions_still_load() -> None:
+    old = job().to_dict()
+    old["options"] = {**old["options"], "fast": True, "fast_mode": "negative_prompt"}
+    del old["options"]["inversion"]
+    loaded = EditJob.from_dict(old)
+    assert loaded.options == EditOptions(inversion="direct")
+    assert EditJob.from_dict(job().to_dict()) == job()
+
+
 def test_presets_tuple_names_every_preset() -> None:
     for name in PRESETS:
         EditOptions.preset(name).validate()
@@ -77,9 +112,9 @@ def test_presets_tuple_names_every_preset() -> None:
 
 
 def test_overrides_apply_on_top_of_the_preset_and_none_keeps_the_preset_value() -> None:
-    options = EditOptions.preset("published", steps=7, guidance=3.0, attention="dense", size=256, fast=None)
+    options = EditOptions.preset("published", steps=7, guidance=3.0, attention="dense", size=256, inversion=None)
     assert (options.steps, options.guidance, options.attention, options.size) == (7, 3.0, "dense", 256)
-    assert options.fast is False  # None means "not given"
+    assert options.inversion == "null-text"  # None means "not given"
     assert options.vae_encode == "sample" and options.null_start == 0.5  # the rest stays published
     again = EditOptions.preset("published", attention=None, seed=None)
     assert again == EditOptions.preset("published")
@@ -137,7 +172,10 @@ def test_unknown_option_names_are_invalid_argument_not_type_error(preset: str) -
         ("refine_cross_replace", -1.0),
         ("attention", "sideways"),
         ("inversion_prompt", "target"),
-        ("fast_mode", "turbo"),
+        ("inversion", "fast"),
+        ("null_lr_decay", "linear"),
+        ("cross_replace_cutoff", "floor"),
+        ("refine_padding", "shifted"),
         ("vae_encode", "mode"),
     ],
 )
@@ -164,7 +202,9 @@ def test_validate_rejects_each_out_of_range_field(field: str, bad) -> None:
         {"null_start": 0.0, "cross_replace": 1.0, "refine_cross_replace": 0.0},
         {"null_start": 1.0},
         *({"attention": layout} for layout in ATTENTION_LAYOUTS),
-        {"inversion_prompt": "empty", "fast_mode": "empty", "vae_encode": "sample", "fast": True},
+        {"inversion_prompt": "empty", "vae_encode": "sample", "fast": True},
+        *({"inversion": method} for method in ("direct", "null-text", "negative-prompt")),
+        {"null_lr_decay": "published", "cross_replace_cutoff": "published", "refine_padding": "identity"},
     ],
 )
 def test_validate_accepts_the_edges(changes: dict) -> None:
@@ -225,6 +265,8 @@ def test_inversion_key_ignores_everything_that_only_affects_the_edit() -> None:
         {"cross_replace": 0.3},
         {"refine_cross_replace": 0.1},
         {"null_start": 0.5},
+        {"cross_replace_cutoff": "published"},
+        {"refine_padding": "identity"},
         {"window": 4},  # windows are cached one by one under their own frames (run.py), so the window size
         {"anchors": 0},  # and the anchors (edit only) never change what one window's inversion is
     ):
@@ -234,20 +276,26 @@ def test_inversion_key_ignores_everything_that_only_affects_the_edit() -> None:
     assert not any("prompt" in name and name != "inversion_prompt" for name in key)
 
 
+NULL_TEXT = {"inversion": "null-text"}
+
+
 @pytest.mark.parametrize(
     "base, changes",
     [
         ({}, {"steps": 10}),
-        ({}, {"guidance": 5.0}),
-        ({}, {"fast": True}),
+        (NULL_TEXT, {"guidance": 5.0}),
+        ({}, {"inversion": "null-text"}),
+        ({}, {"inversion": "negative-prompt"}),
+        (NULL_TEXT, {"inversion": "direct"}),
         ({}, {"inversion_prompt": "empty"}),
-        ({}, {"null_inner_steps": 3}),
-        ({}, {"null_lr": 0.1}),
-        ({}, {"null_early_stop": False}),
+        (NULL_TEXT, {"null_inner_steps": 3}),
+        (NULL_TEXT, {"null_lr": 0.1}),
+        (NULL_TEXT, {"null_lr_decay": "published"}),
+        (NULL_TEXT, {"null_early_stop": False}),
         ({}, {"vae_encode": "sample"}),
         ({"vae_encode": "sample"}, {"seed": 7}),
-        ({"fast": True}, {"fast_mode": "empty"}),
-        ({"fast": True}, {"steps": 20}),
+        ({"inversion": "negative-prompt"}, {"steps": 20}),
+        ({}, {"joint_groupnorm": False}),
     ],
 )
 def test_inversion_key_changes_with_the_inversion_settings(base: dict, changes: dict) -> None:
@@ -259,8 +307,14 @@ def test_inversion_key_changes_with_the_inversion_settings(base: dict, changes: 
     "base, changes",
     [
         ({}, {"seed": 7}),  # the VAE mean does not use the seed
-        ({"fast": True}, {"null_inner_steps": 5, "null_lr": 0.5, "null_early_stop": False}),  # no null-text
-        ({}, {"fast_mode": "empty"}),  # fast_mode only matters when fast
+        *(
+            ({"inversion": method}, {"null_inner_steps": 5, "null_lr": 0.5, "null_early_stop": False})
+            for method in ("direct", "negative-prompt")  # no null-text optimization
+        ),
+        ({}, {"null_lr_decay": "published"}),
+        ({}, {"guidance": 5.0}),  # direct inversion is plain DDIM inversion: guidance acts in the edit only
+        ({"inversion": "negative-prompt"}, {"guidance": 5.0}),
+        ({}, {"fast": True}),  # the default is direct already
     ],
 )
 def test_inversion_key_ignores_settings_that_are_not_used(base: dict, changes: dict) -> None:

@@ -15,16 +15,17 @@ from v2vz_engine.run import run_job
 from .conftest import CLIPS
 
 SOURCE, TARGET = "a rabbit standing in a green meadow", "a tiger standing in a snowy meadow"
-FAST = EditOptions(steps=4)
+FAST = EditOptions(steps=4)  # the default: direct inversion
+PAIRED = EditOptions(steps=4, inversion="null-text")  # both branches denoised from z_T, null-text stage
 
 
 def test_identical_prompts_give_identical_branches(pipeline, clip_frames):
-    z0 = pipeline.encode_frames(clip_frames, FAST)
-    inversion, _ = pipeline.invert(z0, SOURCE, FAST)
-    both = pipeline.sample(inversion, SOURCE, SOURCE, FAST, keep_source=True).latents
+    z0 = pipeline.encode_frames(clip_frames, PAIRED)
+    inversion, _ = pipeline.invert(z0, SOURCE, PAIRED)
+    both = pipeline.sample(inversion, SOURCE, SOURCE, PAIRED, keep_source=True).latents
     frames = clip_frames.shape[0]
     torch.testing.assert_close(both[:frames], both[frames:], rtol=0, atol=1e-6)
-    edited = pipeline.sample(inversion, SOURCE, TARGET, FAST, keep_source=True).latents
+    edited = pipeline.sample(inversion, SOURCE, TARGET, PAIRED, keep_source=True).latents
     torch.testing.assert_close(edited[:frames], both[:frames], rtol=0, atol=1e-6)  # the source branch is the same
     assert (edited[frames:] - both[frames:]).abs().max() > 1e-3  # the edit branch follows the new prompt
 
@@ -34,7 +35,7 @@ def test_progress_reports_every_stage_in_order_and_one_unet_call_per_edit_step(p
     calls = []
     hook = pipeline.model.unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     try:
-        result = pipeline.edit(clip_frames, SOURCE, TARGET, FAST, progress=lambda *e: events.append(e))
+        result = pipeline.edit(clip_frames, SOURCE, TARGET, PAIRED, progress=lambda *e: events.append(e))
     finally:
         hook.remove()
     stages = [e[0] for e in events]
@@ -47,20 +48,20 @@ def test_progress_reports_every_stage_in_order_and_one_unet_call_per_edit_step(p
     assert set(result.timings) == {"encode", "inversion", "null-text", "edit", "decode"}
 
 
-def test_cancel_stops_within_one_step(pipeline, clip_frames):
+@pytest.mark.parametrize(("options", "stage", "step"), [(PAIRED, "null-text", 2), (FAST, "edit", 3)])
+def test_cancel_stops_within_one_step(pipeline, clip_frames, options, stage, step):
     events: list[tuple[str, int, int]] = []
-    with pytest.raises(Cancelled, match="null-text at step 2/4"):
+
+    def progress(*event) -> None:
+        events.append(event)
+
+    with pytest.raises(Cancelled, match=f"{stage} at step {step}/4"):
         pipeline.edit(
-            clip_frames,
-            SOURCE,
-            TARGET,
-            FAST,
-            progress=lambda *e: events.append(e),
-            cancel=lambda: events[-1][:2] == ("null-text", 2),
+            clip_frames, SOURCE, TARGET, options, progress=progress, cancel=lambda: events[-1][:2] == (stage, step)
         )
-    assert events[-1] == ("null-text", 2, 4)
+    assert events[-1] == (stage, step, 4)
     # The pipeline is still usable for the next job.
-    assert pipeline.edit(clip_frames, SOURCE, TARGET, FAST).frames.shape == clip_frames.shape
+    assert pipeline.edit(clip_frames, SOURCE, TARGET, options).frames.shape == clip_frames.shape
 
 
 def test_a_saved_inversion_reproduces_the_edit(tmp_path, pipeline, clip_frames):
@@ -84,6 +85,46 @@ def test_spatial_regularization_and_layout_change_the_result(pipeline, clip_fram
     published = pipeline.sample(inversion, SOURCE, TARGET, FAST.replace(attention="published")).latents
     assert (steered - free).abs().max() > 1e-4
     assert (steered - published).abs().max() > 1e-4
+
+
+def test_the_optimized_nulls_start_at_the_published_step(pipeline, clip_frames):
+    """null_start 0.5 of 5 steps: "" while i < 2.5, so steps 0, 1, 2 never read nulls[2] and step 3 reads nulls[3]
+    (banker's rounding, round(2.5) = 2, would have used nulls[2])."""
+    options = EditOptions(steps=5, inversion="null-text", null_start=0.5)
+    z_T = pipeline.encode_frames(clip_frames, options)  # any latents will do as z_T here
+    empty = pipeline.encode_prompt("")[0].float()
+    noise = torch.randn(empty.shape, generator=torch.Generator().manual_seed(0))
+
+    def edit_with(changed: int | None) -> torch.Tensor:
+        nulls = empty.expand(5, -1, -1).clone()
+        if changed is not None:
+            nulls[changed] += noise
+        return pipeline.sample(Inversion(z_T, nulls), SOURCE, TARGET, options).latents
+
+    plain = edit_with(None)
+    torch.testing.assert_close(edit_with(2), plain, rtol=0, atol=0)
+    assert (edit_with(3) - plain).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "steps", "differs"),
+    [
+        (SOURCE, TARGET, 9, True),  # replace, 0.8: int(0.8 * 10) = 8 steps published, round(7.2) = 7 ours
+        (SOURCE, TARGET, 5, False),  # int(4.8) = 4 = round(4.0)
+        ("a rabbit in a meadow", "a small rabbit in a green meadow", 5, True),  # refine: the padding maps differ
+    ],
+)
+def test_the_published_cutoff_and_padding_rules_reach_the_edit(pipeline, clip_frames, source, target, steps, differs):
+    options = EditOptions(steps=steps, refine_cross_replace=0.8)
+    z0 = pipeline.encode_frames(clip_frames, options)
+    inversion, _ = pipeline.invert(z0, source, options)
+    ours = pipeline.sample(inversion, source, target, options).latents
+    published = options.replace(cross_replace_cutoff="published", refine_padding="identity")
+    theirs = pipeline.sample(inversion, source, target, published).latents
+    if differs:
+        assert (theirs - ours).abs().max() > 1e-4
+    else:
+        assert torch.equal(theirs, ours)  # the same computation, bit for bit
 
 
 def test_published_preset_is_seeded(pipeline, clip_frames):
@@ -120,7 +161,7 @@ def test_end_to_end_on_real_clips(tmp_path, pipeline, clip, start, frames, size,
     assert all(p.exists() for p in result.frame_paths)
     long_side = size or 64
     assert max(result.working_size) == long_side and all(s % 8 == 0 for s in result.working_size)
-    assert {"read", "encode", "inversion", "null-text", "edit", "decode", "write"} <= set(result.timings)
+    assert {"read", "encode", "inversion", "edit", "decode", "write"} == set(result.timings)  # direct: no null-text
 
 
 def test_bad_input_gets_clear_errors(tmp_path, pipeline):

@@ -243,6 +243,33 @@ def test_refine_deleted_word_clips_padding(tok: CLIPTokenizer) -> None:
     assert index[7:].tolist() == [*range(8, 77), 76]
 
 
+def test_published_refine_padding_maps_each_position_to_itself(tok: CLIPTokenizer) -> None:
+    """The published mapper (--preset published): target padding j takes source position j, whatever the lengths."""
+    # target longer: BOS a cap y bara car on the road EOS (10 tokens) against the 7 of "a car on the road"
+    index, alpha = refine_mapper("a car on the road", "a capybara car on the road", tok, padding="identity")
+    assert index[:10].tolist() == [0, 1, 2, 3, 4, 2, 3, 4, 5, 6]  # the aligned part is the same as ours
+    assert alpha[:10].tolist() == [1, 1, 0, 0, 0, 1, 1, 1, 1, 1]
+    assert index[10:].tolist() == list(range(10, 77))  # ours: 7, 8, ... (source padding in order)
+    assert torch.equal(alpha[10:], torch.ones(L - 10))
+    # target shorter: its padding 7, 8, 9 take the source's "the", "road" and EOS; ours takes the source padding
+    index, alpha = refine_mapper("a capybara car on the road", "a car on the road", tok, padding="identity")
+    assert index[:7].tolist() == [0, 1, 5, 6, 7, 8, 9]
+    assert index[7:].tolist() == list(range(7, 77)) and torch.equal(alpha, torch.ones(L))
+    ours, _ = refine_mapper("a capybara car on the road", "a car on the road", tok)
+    assert ours[7:].tolist() == [*range(10, 77), 76, 76, 76]
+    with pytest.raises(InvalidArgument, match="aligned or identity"):
+        refine_mapper("a car", "a red car", tok, padding="shifted")  # type: ignore[arg-type]
+
+
+def test_published_and_aligned_padding_agree_for_prompts_of_equal_token_count(tok: CLIPTokenizer) -> None:
+    # 4 words against 5 (refine), 7 tokens each: the 2-token "zebras" against the two words "red car"
+    assert len(tok("a zebras on road").input_ids) == len(tok("a red car on road").input_ids) == 7
+    a = refine_mapper("a zebras on road", "a red car on road", tok, padding="identity")
+    b = refine_mapper("a zebras on road", "a red car on road", tok)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert a[0][7:].tolist() == list(range(7, 77))
+
+
 # --- applying the mappers -----------------------------------------------------------------------------------
 
 

@@ -97,7 +97,8 @@ def test_odd_requests_get_a_status_not_a_traceback(daemon, root):
 
 def test_a_cancel_is_honoured_inside_the_null_text_inner_loop(daemon, root):
     stub, md = connect(daemon)
-    options = {"steps": "3", "null_inner_steps": "100", "null_early_stop": "false", "window": "4"}
+    options = {"steps": "3", "inversion": "null-text", "null_inner_steps": "100", "null_early_stop": "false"}
+    options["window"] = "4"
     job_id = stub.SubmitEdit(request(root, frames=4, options=options), metadata=md).job_id
     events = iter(stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=md, timeout=120))
     for event in events:

@@ -42,7 +42,8 @@ def test_settings_are_typed_per_key():
 @pytest.mark.parametrize(
     "data, words",
     [
-        ({"stepz": 3}, ["a.toml", "unknown option", "stepz", "steps", "prompt, source_prompt"]),
+        ({"stepz": 3}, ["a.toml", "unknown option", "stepz", "did you mean `steps`?"]),
+        ({"zzzz": 3}, ["a.toml", "unknown option", "zzzz", "prompt, source_prompt"]),
         ({"prompt": 3}, ["a.toml", "prompt must be a string in quotes", 'prompt = "..."']),
         ({"frames": 2.5}, ["a.toml", "frames must be a whole number", "2.5"]),
         ({"frames": True}, ["a.toml", "frames must be a whole number"]),

@@ -26,7 +26,7 @@ from v2vz_engine.windows import (
 )
 
 SOURCE, TARGET = "a red ball on green grass", "a blue ball on green grass"
-QUICK = EditOptions(steps=3, size=64, fast=True)  # 64x64 working size, no null-text: seconds per 40 frames
+QUICK = EditOptions(steps=3, size=64, inversion="direct")  # 64x64 working size, no null-text: seconds per 40 frames
 
 
 def write_lossless_clip(path: Path, frames: np.ndarray, fps: Fraction = Fraction(24)) -> Path:
@@ -135,9 +135,10 @@ def test_options_refuse_bad_window_and_anchor_counts():
 def test_anchor_trajectories_reproduce_the_unwindowed_sparse_causal_edit(pipeline):
     """With sparse-causal attention ([first, previous] frame) and per-frame norms, a 4-frame clip edited as windows
     [0, 1] and [2, 3] (anchors 0 and 1) attends to exactly what the unwindowed edit does, so the frames must match:
-    the anchors' latents enter each step at the right place, in the right branch."""
+    the anchors' latents enter each step at the right place, in the right branch (the paired branches here;
+    test_direct.py checks direct inversion's)."""
     frames = media.resize_frames(moving_ball_frames(4), 64, 64)
-    options = QUICK.replace(attention="sparse_causal", joint_groupnorm=False, steps=4)
+    options = QUICK.replace(attention="sparse_causal", joint_groupnorm=False, steps=4, inversion="negative-prompt")
     whole = pipeline.edit(frames, SOURCE, TARGET, options)
     first = pipeline.edit(frames[:2], SOURCE, TARGET, options, link=AnchorLink(record=(0, 1)))
     assert first.trajectories.shape == (4, 2, 2, 4, 8, 8)
@@ -150,16 +151,20 @@ def test_anchor_trajectories_reproduce_the_unwindowed_sparse_causal_edit(pipelin
     assert np.abs(alone.frames.astype(int) - whole.frames[2:]).max() > 8  # without anchors frame 2 has no past
 
 
-def test_anchors_are_not_edited_again_and_join_every_unet_call(pipeline):
+@pytest.mark.parametrize(("inversion", "groups"), [("negative-prompt", [4, 4, 4]), ("direct", [3, 3, 2])])
+def test_anchors_are_not_edited_again_and_join_every_unet_call(pipeline, inversion, groups):
+    """The edit's calls: [uncond, cond] x [src, edit] x (2 anchors + 3 frames); with direct inversion there is no
+    uncond-src, and the source branch leaves after the cross-replace cutoff (round(0.8 * 3) = 2 steps)."""
     frames = media.resize_frames(moving_ball_frames(6), 64, 64)
-    first = pipeline.edit(frames[:3], SOURCE, TARGET, QUICK, link=AnchorLink(record=(0, 2)))
+    options = QUICK.replace(inversion=inversion)
+    first = pipeline.edit(frames[:3], SOURCE, TARGET, options, link=AnchorLink(record=(0, 2)))
     batches = []
     hook = pipeline.model.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
     try:
-        second = pipeline.edit(frames[3:], SOURCE, TARGET, QUICK, link=AnchorLink(anchors=first.trajectories))
+        second = pipeline.edit(frames[3:], SOURCE, TARGET, options, link=AnchorLink(anchors=first.trajectories))
     finally:
         hook.remove()
-    assert batches[-3:] == [4 * (2 + 3)] * 3  # the edit's calls: [uncond, cond] x [src, edit] x (2 anchors + 3)
+    assert batches[-3:] == [n * (2 + 3) for n in groups]
     assert second.frames.shape == (3, 64, 64, 3)
 
 
@@ -241,7 +246,7 @@ def test_a_change_in_frame_0_reaches_the_last_window(pipeline, long_clip, tmp_pa
 def test_each_window_is_cached_and_a_cancelled_job_keeps_its_finished_windows(pipeline, long_clip, tmp_path):
     source, _ = long_clip
     cache = InversionCache(tmp_path / "cache")
-    options = QUICK.replace(window=8, fast=False, null_inner_steps=1)
+    options = QUICK.replace(window=8, inversion="null-text", null_inner_steps=1)
     started: list[int] = []
 
     def progress(stage: str, step: int, total: int) -> None:

@@ -49,6 +49,7 @@ ALLOWED_OPTIONS = {
     "--preset": True,
     "--attention": True,
     "--null-steps": True,
+    "--inversion": True,
     "--fast": False,
 }
 REFUSED_TYPES = ("compound", "generator", "title", "timeline", "fusion", "multicam", "adjustment")

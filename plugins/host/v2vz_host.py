@@ -33,6 +33,7 @@ class Stage:
     """The `stage` of a `progress` event (v2vz.api.events.Stage), in the order they come."""
 
     START = "start"
+    LOAD_MODEL = "load-model"  # the job's model is loaded onto the daemon's device
     WINDOW = "window"
     INVERSION = "inversion"
     NULL_TEXT = "null-text"

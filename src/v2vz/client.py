@@ -184,7 +184,11 @@ class Client:
 
     def cancel(self, job_id: str) -> str:
         """Cancel a job; returns its state afterwards (cancelled, or done/failed when it had already ended)."""
-        return self._unary(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), job_id=job_id).state
+        return self.cancel_job(job_id).state
+
+    def cancel_job(self, job_id: str) -> pb.CancelJobReply:
+        """Cancel a job named by its id or any unique start of it; the reply has its state and its whole id."""
+        return self._unary(self._stub.CancelJob, pb.CancelJobRequest(job_id=job_id), job_id=job_id)
 
     def jobs(self, limit: int = 50) -> list[pb.JobSummary]:
         """The newest `limit` jobs, newest first, asked for a page at a time (a page stays small)."""

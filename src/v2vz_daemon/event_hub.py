@@ -63,7 +63,8 @@ def to_wire(event: EventRecord, stream_frames: bool) -> Iterator[pb.JobEvent]:
     payload = event.payload
     if event.kind == EventType.QUEUED:
         # The journal counts from 1 (1: next to run); the wire counts the queued jobs ahead (0: next to run).
-        yield pb.JobEvent(**base, queued=pb.Queued(position=max(0, payload.get("position", 1) - 1)))
+        position = max(0, payload.get("position", 1) - 1)
+        yield pb.JobEvent(**base, queued=pb.Queued(position=position, requeued=bool(payload.get("recovered"))))
     elif event.kind == EventType.PROGRESS:
         yield pb.JobEvent(**base, progress=pb.Progress(**payload))
     elif event.kind == EventType.FRAME:
@@ -86,6 +87,8 @@ def to_wire(event: EventRecord, stream_frames: bool) -> Iterator[pb.JobEvent]:
                 frame_paths=payload.get("frame_paths", []),
                 timings=payload.get("timings", {}),
                 inversion_cached=payload.get("inversion_cached", False),
+                seconds=payload.get("seconds", 0.0),
+                frames=payload.get("frames", len(payload.get("frame_paths", []))),
             ),
         )
     elif event.kind == EventType.FAILED:

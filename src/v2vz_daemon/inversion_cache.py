@@ -15,6 +15,7 @@ megabytes, so a cache of a few GiB holds at most hundreds of files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -29,6 +30,16 @@ log = logging.getLogger(__name__)
 _KEY_META = "v2vz_cache_key"  # written into each file's meta: a file renamed or copied to another key is refused
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _STALE_TEMP_SECONDS = 3600  # Inversion.save's temporary files older than this were left by a killed process
+
+
+def _well_formed(inversion: Inversion) -> bool:
+    """z_T (F, 4, h, w); null-text's nulls (steps, 77, D) and direct's trajectory (steps + 1, F, 4, h, w) if there."""
+    z_T, nulls, trajectory = inversion.z_T, inversion.nulls, inversion.trajectory
+    return (
+        z_T.ndim == 4
+        and (nulls is None or nulls.ndim == 3)
+        and (trajectory is None or (trajectory.ndim == 5 and trajectory.shape[1:] == z_T.shape))
+    )
 
 
 class InversionCache:
@@ -61,7 +72,7 @@ class InversionCache:
         try:
             inversion = Inversion.load(path)
             stored_key = inversion.meta.pop(_KEY_META, None)
-            if stored_key != key or inversion.z_T.ndim != 4 or inversion.nulls.ndim != 3:
+            if stored_key != key or not _well_formed(inversion):
                 raise ValueError(f"the file holds {'another entry' if stored_key != key else 'malformed tensors'}")
         except FileNotFoundError:
             return self._count(None)
@@ -82,7 +93,7 @@ class InversionCache:
         An entry larger than max_bytes on its own is kept and everything else is evicted.
         """
         path = self.path(key)
-        stored = Inversion(inversion.z_T, inversion.nulls, {**inversion.meta, _KEY_META: key}, inversion.step_losses)
+        stored = dataclasses.replace(inversion, meta={**inversion.meta, _KEY_META: key})
         try:
             stored.save(path)
         except OSError as error:  # a full disk: the job goes on, its re-prompts just miss the cache

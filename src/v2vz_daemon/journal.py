@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -38,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from v2vz.api.errors import JournalFull
+from v2vz.api.errors import AmbiguousJob, JobNotFound, JournalFull
 from v2vz.api.events import FINISHED_STATES, EventType
 from v2vz.api.job import EditJob
 
@@ -261,6 +262,32 @@ class Journal:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE state = 'running' ORDER BY seq").fetchall()
         return [_record(row) for row in rows]
 
+    def resolve(self, prefix: str) -> str:
+        """The job id that `prefix` starts (ids are 12 hex digits; any unique prefix names a job).
+
+        JobNotFound when none does, AmbiguousJob (one line listing them) when several do.
+        """
+        prefix = prefix.strip().lower()
+        if not prefix or len(prefix) > 32 or not _HEX.fullmatch(prefix):
+            raise JobNotFound(f"no job {prefix[:40]!r}: `v2vz jobs` lists the known ones")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY seq DESC LIMIT 6",
+                (len(prefix), prefix),
+            ).fetchall()
+        if not rows:
+            raise JobNotFound(f"no job {prefix!r}: `v2vz jobs` lists the known ones")
+        if len(rows) > 1:
+            more = ", ..." if len(rows) > 5 else ""
+            matches = ", ".join(row[0] for row in rows[:5]) + more
+            raise AmbiguousJob(f"{prefix!r} starts more than one job id ({matches}): give more of it")
+        return rows[0][0]
+
+    def count(self, state: str) -> int:
+        """How many jobs are in `state`."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0]
+
     def queue_position(self, job_id: str) -> int:
         """1-based place among queued jobs in submission order (1 = runs next); 0 if the job is not queued."""
         with self._lock:
@@ -435,6 +462,7 @@ class Journal:
         return EventRecord(job_id, sequence, now, kind, json.loads(payload_json))
 
 
+_HEX = re.compile(r"[0-9a-f]+")
 _COLUMNS = (
     "job_id, state, job, submitted, started, finished, attempts, reason, client, stream_frames, result, "
     "cancel_requested"

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from v2vz.api.errors import V2vzError
+from v2vz.api.events import Stage
 
 log = logging.getLogger("v2vz.daemon")
 
@@ -20,38 +21,71 @@ PipelineFactory = Callable[[], Any]  # () -> a VideoEditPipeline; tests pass the
 
 
 class ModelSlot:
-    """One pipeline, loading or loaded: `ready` is set once jobs can run, `error` says why they never will."""
+    """The one model on the device: the daemon's default, loaded at start on a thread of its own, then whichever
+    model the next job names (the one before is evicted first: one model is resident at a time).
+
+    `ready` is set once jobs can run, `error` says why the default model never will.
+    """
 
     def __init__(self, model: str, device: str, cache_dir: Path, factory: PipelineFactory | None = None) -> None:
-        self.model = model
+        self.default = model
+        self.model = model  # the resident model (or the one loading)
         self._device_spec = device
         self._cache_dir = cache_dir
-        self._factory = factory or self._load_pipeline
+        self._factory = factory  # tests: () -> the default model's pipeline
         self.pipeline = None
         self.error: str | None = None
         self.device = "loading"
         self.dtype = ""
         self.ready = threading.Event()
 
-    def _load_pipeline(self):
+    def _load_pipeline(self, spec: str):
         from v2vz_engine.models import load_model
         from v2vz_engine.pipeline import VideoEditPipeline
 
-        return VideoEditPipeline(load_model(self.model, self._device_spec, self._cache_dir))
+        if spec == self.default and self._factory is not None:
+            return self._factory()
+        return VideoEditPipeline(load_model(spec, self._device_spec, self._cache_dir))
 
     def load(self) -> bool:
-        """Load the pipeline (on the caller's thread); False, with `error` set, when it cannot be loaded."""
+        """Load the default model (on the caller's thread); False, with `error` set, when it cannot be loaded."""
         try:
-            self.pipeline = self._factory()
+            self.pipeline = self._load_pipeline(self.default)
         except Exception as exc:  # noqa: BLE001 - any load failure is reported, never a silent NOT_SERVING forever
             self.error = str(exc) if isinstance(exc, V2vzError) else f"{type(exc).__name__}: {exc}"
             log.error("the model could not be loaded: %s", self.error)
             return False
+        self._describe()
+        self.ready.set()
+        return True
+
+    def pipeline_for(self, spec: str, progress: Callable[..., None] | None = None):
+        """The pipeline of model `spec` (empty: the default), loaded now if another one is resident.
+
+        A model that cannot be loaded raises (the job fails with the reason); the slot is then empty and the next
+        job loads what it needs.
+        """
+        spec = spec or self.default
+        if spec == self.model and self.pipeline is not None:
+            return self.pipeline
+        from v2vz_engine.run import free_device_memory
+
+        if progress:
+            progress(Stage.LOAD_MODEL, 0, 1)
+        log.info("loading model %s (evicting %s)", spec, self.model if self.pipeline is not None else "nothing")
+        self.pipeline = None
+        free_device_memory()
+        self.model = spec
+        self.pipeline = self._load_pipeline(spec)
+        self._describe()
+        if progress:
+            progress(Stage.LOAD_MODEL, 1, 1)
+        return self.pipeline
+
+    def _describe(self) -> None:
         model = self.pipeline.model
         self.device, self.dtype = describe_device(model.device), str(model.dtype).removeprefix("torch.")
-        self.ready.set()
         log.info("model %s ready on %s (%s)", model.name, self.device, self.dtype)
-        return True
 
 
 def import_engine() -> dict[str, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import logging.handlers
 import os
 import re
 import secrets
@@ -31,23 +32,30 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from v2vz import __version__
-from v2vz.api.endpoint import Endpoint, endpoint_path, remove_endpoint_if_mine, write_endpoint
+from v2vz.api.endpoint import (
+    DAEMON_LOG_NAME,
+    STATE_FOLDER,
+    Endpoint,
+    endpoint_path,
+    remove_endpoint_if_mine,
+    write_endpoint,
+)
 from v2vz.api.errors import (
     ERROR_METADATA_KEY,
     Busy,
     InvalidArgument,
-    JobNotFound,
     MediaNotFound,
     ModelUnavailable,
+    PathNotAllowed,
     V2vzError,
     status_of,
 )
-from v2vz.api.events import TERMINAL_TYPES, JobState
+from v2vz.api.events import FINISHED_STATES, TERMINAL_TYPES, JobState
 from v2vz.api.files import temporary_beside
 from v2vz.api.job import MAX_PATH_CHARS, MAX_PROMPT_CHARS
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz.api.v1 import editor_pb2_grpc
-from v2vz.api.wire import job_from_request
+from v2vz.api.wire import changed_options, job_from_request
 from v2vz_daemon import security
 from v2vz_daemon.event_hub import EventHub, to_wire
 from v2vz_daemon.inversion_cache import InversionCache
@@ -57,7 +65,7 @@ from v2vz_daemon.worker import Worker
 
 log = logging.getLogger("v2vz.daemon")
 
-PROTOCOL_VERSION = 3  # 2: Progress.window / windows; 3: ListJobs pages
+PROTOCOL_VERSION = 4  # 2: Progress.window / windows; 3: ListJobs pages; 4: status, notes, job details
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Editor"].full_name
 MAX_SEND = 64 * 1024 * 1024
 MAX_RECEIVE = 8 * 1024 * 1024  # requests are small; uploads come in 1 MiB chunks
@@ -79,10 +87,11 @@ class DaemonConfig:
     workers: int = 32  # gRPC threads; an event stream holds one while it is open
     max_streams: int = 24  # open WatchJob streams at most: the other threads always answer unary calls and health
     media_roots: tuple[Path, ...] = ()  # with allow_remote: the only folders remote clients may name
+    allowed_models: tuple[str, ...] = ()  # what remote clients may name besides the default model
 
     @property
     def state_dir(self) -> Path:
-        return self.cache_dir / "daemon"
+        return self.cache_dir / STATE_FOLDER
 
 
 class Daemon:
@@ -106,6 +115,8 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.versions: dict[str, str] = {}
         self.streams = threading.BoundedSemaphore(config.max_streams)
+        self.log_file = config.state_dir / DAEMON_LOG_NAME  # a line per job transition; 5 MiB x 4 files
+        self._log_handler: logging.Handler | None = None
 
     @property
     def pipeline(self):
@@ -118,6 +129,7 @@ class Daemon:
     def start(self) -> str:
         """Bind, start serving (NOT_SERVING until the model is loaded), write the endpoint file; returns the address."""
         security.refuse_second_daemon(self.config.endpoint_file)
+        self._log_handler = open_log(self.log_file)
         self.versions = import_engine()
         for record in self.journal.running():
             sweep_temporaries(record.job)  # what the interrupted attempt was writing when the daemon died
@@ -145,7 +157,8 @@ class Daemon:
         self.address = address
         self.server.start()
         security.private_folder(self.config.endpoint_file.parent)
-        write_endpoint(self.config.endpoint_file, Endpoint(address, self.token, os.getpid(), __version__))
+        endpoint = Endpoint(address, self.token, os.getpid(), __version__, str(self.log_file))
+        write_endpoint(self.config.endpoint_file, endpoint)
         for target, name in ((self._load, "v2vz-loader"), (self.worker.run, "v2vz-worker")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -166,6 +179,10 @@ class Daemon:
             if thread.name == "v2vz-worker":  # the loader may be stuck in a slow load: it is a daemon thread
                 thread.join(timeout=grace + 30)
         remove_endpoint_if_mine(self.config.endpoint_file, self.token)
+        if self._log_handler is not None:
+            log.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
 
     def _load(self) -> None:
         if self.slot.load():
@@ -208,11 +225,19 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
         info = pb.DaemonInfo(
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
-            model=daemon.config.model,
+            model=slot.model,
+            default_model=daemon.config.model,
+            allowed_models=list(daemon.config.allowed_models),
             device=slot.device if slot.error is None else f"failed: {slot.error}",
             dtype=slot.dtype,
             ready=slot.pipeline is not None,
+            queued_jobs=daemon.journal.count(JobState.QUEUED),
+            journal_writable=daemon.journal.writable,
+            address=daemon.address,
         )
+        running = daemon.worker.running
+        if running is not None:
+            info.running_job, info.running_stage = running
         info.versions.update(daemon.versions)
         info.memory_total_bytes, info.memory_allocated_bytes = memory()
         return info
@@ -262,6 +287,14 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
             job = job_from_request(request, daemon.config.model, source)
             if self._remote(context):
                 self._confine(job, request)
+                allowed = (daemon.config.model, *daemon.config.allowed_models)
+                if job.model not in allowed:
+                    raise PathNotAllowed(
+                        f"model {job.model[:100]!r} is not one this daemon offers remote clients: {', '.join(allowed)}"
+                    )
+            from v2vz_engine.model_source import locate
+
+            locate(job.model)  # a model that is nowhere fails now, in milliseconds, not when the job starts
             job, _ = media.resolve(job)  # the real frame count, and outputs that never touch the source
         except V2vzError as exc:
             _abort(context, exc)
@@ -271,7 +304,20 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
         except V2vzError as exc:  # a full disk: nothing was recorded
             _abort(context, exc)
         daemon.hub.notify()
-        return pb.SubmitEditReply(job_id=record.job_id, queue_position=ahead)
+        log.info(
+            "job %s submitted by %s: frames %d..%d of %s, %r -> %r",
+            record.job_id,
+            request.client or "a client",
+            job.start,
+            job.start + job.frames - 1,
+            job.source,
+            job.source_prompt,
+            job.prompt,
+        )
+        from v2vz_engine.prompt_length import prompt_note
+
+        notes = [note for note in (prompt_note(name, text) for name, text in _prompts(job)) if note]
+        return pb.SubmitEditReply(job_id=record.job_id, queue_position=ahead, notes=notes)
 
     def _remote(self, context: grpc.ServicerContext) -> bool:
         """A call that did not come through the Unix socket, to a daemon that listens beyond loopback."""
@@ -290,9 +336,11 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
 
     def WatchJob(self, request, context) -> Iterator[pb.JobEvent]:
         daemon, hub = self.daemon, self.daemon.hub
-        record = daemon.journal.get(request.job_id)
-        if record is None:
-            _abort(context, _no_job(request.job_id))
+        try:
+            job_id = daemon.journal.resolve(request.job_id)
+        except V2vzError as exc:
+            _abort(context, exc)
+        record = daemon.journal.get(job_id)
         if not daemon.streams.acquire(blocking=False):
             _abort(
                 context,
@@ -303,15 +351,15 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
             )
         try:
             if request.cancel_on_disconnect:
-                context.add_callback(lambda: _cancel_if_unfinished(daemon, request.job_id))
+                context.add_callback(lambda: _cancel_if_unfinished(daemon, job_id))
             last = min(request.after_sequence, MAX_SEQUENCE)
-            final = hub.final_event(request.job_id)
+            final = hub.final_event(job_id)
             if final is not None and final.sequence <= last:
                 yield from to_wire(final, record.stream_frames)  # attached past the end: say how it ended, and stop
                 return
             while True:
                 seen = hub.version
-                for event in daemon.journal.events_after(request.job_id, last):
+                for event in daemon.journal.events_after(job_id, last):
                     yield from to_wire(event, record.stream_frames)
                     last = event.sequence
                     if event.kind in TERMINAL_TYPES:
@@ -323,13 +371,18 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
             daemon.streams.release()
 
     def CancelJob(self, request, context) -> pb.CancelJobReply:
+        journal = self.daemon.journal
         try:
-            state = self.daemon.worker.request_cancel(request.job_id)
-        except KeyError:
-            _abort(context, _no_job(request.job_id))
-        except V2vzError as exc:  # a full disk
+            job_id = journal.resolve(request.job_id)
+            had_ended = journal.get(job_id).state in FINISHED_STATES
+            state = self.daemon.worker.request_cancel(job_id)
+        except V2vzError as exc:  # no such job, an ambiguous prefix, a full disk
             _abort(context, exc)
-        return pb.CancelJobReply(state=state)
+        if state == JobState.CANCELLED and journal.get(job_id).started is None:
+            log.info("job %s cancelled while queued", job_id)
+        elif state == JobState.RUNNING:
+            log.info("job %s: cancel asked for; it stops at its next step", job_id)
+        return pb.CancelJobReply(state=state, job_id=job_id, had_ended=had_ended)
 
     def ListJobs(self, request, context) -> pb.ListJobsReply:
         journal = self.daemon.journal
@@ -352,13 +405,19 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
                     finished_unix=record.finished or 0.0,
                     reason=record.reason,
                     attempts=record.attempts,
+                    started_unix=record.started or 0.0,
+                    out_mp4=str(record.job.out_mp4 or ""),
+                    out_frames_dir=str(record.job.out_frames_dir or ""),
+                    model=record.job.model,
+                    options=changed_options(record.job.options),
+                    client=record.client,
                 )
             )
         return reply
 
 
-def _no_job(job_id: str) -> JobNotFound:
-    return JobNotFound(f"no job {job_id[:40]!r}: `v2vz jobs` lists the known ones")
+def _prompts(job) -> list[tuple[str, str]]:
+    return [("prompt", job.prompt), ("source prompt", job.source_prompt)]
 
 
 def sweep_temporaries(job) -> None:
@@ -387,6 +446,17 @@ def _cancel_if_unfinished(daemon: Daemon, job_id: str) -> None:
     if record is not None and record.state in (JobState.QUEUED, JobState.RUNNING):
         log.info("watcher of %s went away with cancel_on_disconnect: cancelling", job_id)
         daemon.worker.request_cancel(job_id)
+
+
+def open_log(path: Path) -> logging.Handler:
+    """The daemon's rotating log file (private, like the rest of the state folder), attached to its logger."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 * 1024**2, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
 
 
 def serve_forever(config: DaemonConfig) -> None:

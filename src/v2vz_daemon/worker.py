@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from v2vz.api.errors import Cancelled, JournalFull, status_of
@@ -35,6 +36,7 @@ class Worker:
         self.stopping = stopping
         self._cancel: set[str] = set()
         self._unrecorded: tuple[str, str, dict] | None = None  # an outcome the journal could not take yet
+        self.running: tuple[str, str] | None = None  # (job id, what it does now) while a job runs: for GetInfo
 
     def run(self) -> None:
         """The worker thread's loop: it survives any exception, and a journal that cannot be written."""
@@ -78,15 +80,23 @@ class Worker:
     def run_job(self, record: JobRecord) -> None:
         from v2vz_engine.run import as_resource_error, free_device_memory, run_job
 
-        job_id = record.job_id
+        job_id, job = record.job_id, record.job
         if self.journal.cancel_requested(job_id):
             self.finish(job_id, JobState.CANCELLED, {"reason": "cancelled before it started"})
             return
+        attempt = f" (attempt {record.attempts}, after a restart)" if record.attempts > 1 else ""
+        log.info(
+            "job %s started%s: frames %d..%d of %s", job_id, attempt, job.start, job.start + job.frames - 1, job.source
+        )
+        began = time.monotonic()
         window = {"window": 0, "windows": 0}  # which window the engine is on: sent with every progress event
 
         def progress(stage: str, step: int, total: int, cached: bool = False) -> None:
             if stage == Stage.WINDOW:
                 window.update(window=step, windows=total)
+            if cached:
+                log.info("job %s: window %d/%d inverted from the cache", job_id, window["window"], window["windows"])
+            self.running = (job_id, describe_step(stage, step, total, cached, **window))
             payload = {"stage": stage, "step": step, "total": total, "cached": cached, **window}
             self.hub.emit(job_id, EventType.PROGRESS, payload)
 
@@ -97,8 +107,10 @@ class Worker:
             self.hub.emit(job_id, EventType.FRAME, {"index": index, "path": str(path)})
 
         try:
+            self.running = (job_id, Stage.START.value)
             self.hub.emit(job_id, EventType.PROGRESS, {"stage": Stage.START, "step": 0, "total": 1, "cached": False})
-            result = run_job(record.job, self.slot.pipeline, progress, cancel, cache=self.cache, on_frame=on_frame)
+            pipeline = self.slot.pipeline_for(job.model, progress)
+            result = run_job(job, pipeline, progress, cancel, cache=self.cache, on_frame=on_frame)
         except Cancelled as exc:
             if self.stopping.is_set() and job_id not in self._cancel:
                 log.info("job %s interrupted by shutdown; it runs again at the next start", job_id)
@@ -120,9 +132,12 @@ class Worker:
                 "frame_paths": [str(p) for p in result.frame_paths],
                 "timings": result.timings,
                 "inversion_cached": result.inversion_cached,
+                "seconds": round(time.monotonic() - began, 3),
+                "frames": sum(len(span) for span in result.windows),
             }
             self.finish(job_id, JobState.DONE, payload)
         finally:
+            self.running = None
             self._cancel.discard(job_id)
             free_device_memory()
 
@@ -134,7 +149,29 @@ class Worker:
             log.warning("job %s ended %s but cannot be recorded yet: %s", job_id, state, exc)
             self._unrecorded = (job_id, state, payload)
             return
+        log_outcome(job_id, state, payload)
         self.hub.notify()
+
+
+def log_outcome(job_id: str, state: str, payload: dict) -> None:
+    """The daemon log's line for a job that ended: done with its outputs and time, failed with the reason."""
+    if state == JobState.DONE:
+        outputs = [payload["out_mp4"]] if payload.get("out_mp4") else []
+        if payload.get("frame_paths"):
+            outputs.append(f"{len(payload['frame_paths'])} PNG frames in {Path(payload['frame_paths'][0]).parent}")
+        cached = " (inversion from the cache)" if payload.get("inversion_cached") else ""
+        seconds = payload.get("seconds", 0.0)
+        log.info("job %s done in %.1f s: %s%s", job_id, seconds, ", ".join(outputs) or "no outputs", cached)
+    elif state == JobState.FAILED:
+        log.warning("job %s failed (%s): %s", job_id, payload.get("code", ""), payload.get("reason", ""))
+    else:
+        log.info("job %s %s: %s", job_id, state, payload.get("reason", ""))
+
+
+def describe_step(stage: str, step: int, total: int, cached: bool, window: int, windows: int) -> str:
+    """What a job does now in a few words, e.g. `edit 12/50 (window 1/2)`, for `v2vz status`."""
+    text = f"{stage} {step}/{total}" + (" (cached)" if cached else "")
+    return text + (f" (window {window}/{windows})" if windows > 1 and stage != Stage.WINDOW else "")
 
 
 def _result(payload: dict) -> dict:

@@ -2,6 +2,10 @@
 
 The result, an `Inversion`, depends only on the clip, its range and size, the model, the source prompt and the
 inversion settings - never on the target prompt - so it is saved and reused for every re-prompt of a clip.
+What it holds depends on how the edit ties its source branch to the clip (EditOptions.inversion):
+- null-text: z_T and one optimized null embedding per step;
+- direct: z_T and the whole DDIM inversion trajectory, which the source branch is set to at every step (direct.py);
+- negative-prompt: z_T only (the source prompt's embedding is the unconditional one).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -20,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from v2vz.api.files import atomic_path
 from v2vz_engine.schedule import DdimSchedule
+from v2vz_engine.step_rules import LrDecay, null_lr
 
 NoisePredictor = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]  # (z, t, text embedding per frame) -> eps
 StepCallback = Callable[[int, int], None]  # (step done, total); raises Cancelled to stop
@@ -27,20 +32,27 @@ StepCallback = Callable[[int, int], None]  # (step done, total); raises Cancelle
 
 @dataclass
 class Inversion:
-    """z_T, one null embedding per edit step (shared by all frames), and what they were computed from."""
+    """z_T, then what the edit needs per step (see the module doc), and what they were computed from."""
 
     z_T: torch.Tensor  # (frames, 4, h, w) float32
-    nulls: torch.Tensor  # (steps, 77, D) float32; nulls[i] serves the edit step with timestep timesteps[i]
+    nulls: torch.Tensor | None = None  # null-text: (steps, 77, D) float32; nulls[i] serves timesteps[i]
     meta: dict[str, Any] = field(default_factory=dict)
     step_losses: torch.Tensor | None = None  # (steps, 2): each step's loss before and after its optimization
+    trajectory: torch.Tensor | None = None  # direct: (steps + 1, frames, 4, h, w), [i] enters edit step i, [-1] z_0
+
+    TENSORS: ClassVar[tuple[str, ...]] = ("z_T", "nulls", "step_losses", "trajectory")
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temporary name, then rename): a crash never leaves a half-written cache entry."""
+        """Write atomically (temporary name, then rename): a crash never leaves a half-written cache entry.
+
+        A trajectory's first latent is z_T: it is stored once.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {"z_T": self.z_T.contiguous().cpu(), "nulls": self.nulls.contiguous().cpu()}
-        if self.step_losses is not None:
-            tensors["step_losses"] = self.step_losses.contiguous().cpu()
+        names = [name for name in self.TENSORS if getattr(self, name) is not None]
+        if self.trajectory is not None:
+            names.remove("z_T")
+        tensors = {name: getattr(self, name).contiguous().cpu() for name in names}
         with atomic_path(path, mode=0o600) as temp:
             save_file(tensors, str(temp), metadata={"meta": json.dumps(self.meta, sort_keys=True)})
         return path
@@ -52,7 +64,16 @@ class Inversion:
         with safe_open(str(path), framework="pt") as handle:
             meta = json.loads(handle.metadata().get("meta", "{}"))
         tensors = load_file(str(path))
-        return cls(tensors["z_T"], tensors["nulls"], meta, tensors.get("step_losses"))
+        if "trajectory" in tensors:
+            tensors["z_T"] = tensors["trajectory"][0]
+        return cls(meta=meta, **{name: tensors.get(name) for name in cls.TENSORS})
+
+    @property
+    def steps(self) -> int | None:
+        """The edit steps it serves (None for negative-prompt, which holds nothing per step)."""
+        if self.trajectory is not None:
+            return self.trajectory.shape[0] - 1
+        return None if self.nulls is None else self.nulls.shape[0]
 
 
 class InversionStore(Protocol):
@@ -64,7 +85,8 @@ class InversionStore(Protocol):
 
 
 # Part of every key: bump it when the inversion's algorithm or file layout changes, so old entries are never served.
-CACHE_FORMAT = 1
+# 2: the inversion method in the key, direct inversion's trajectory, the null-text learning-rate rule.
+CACHE_FORMAT = 2
 
 
 def frames_digest(frames: np.ndarray) -> str:
@@ -142,12 +164,14 @@ def optimize_nulls(
     early_stop: bool = True,
     on_step: StepCallback | None = None,
     before_inner: StepCallback | None = None,
+    lr_decay: LrDecay = "steps",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Null-text optimization made video-level: ONE null embedding per step for the whole clip.
 
     For edit step i (timestep t), starting from z_T and warm-starting from step i-1's optimum, Adam moves the null
     embedding so that a guided DDIM step from the current latent lands on the inversion's latent at t - stride.
-    `cond` is the source prompt's embedding per frame; `null_init` is (1, 77, D).
+    `cond` is the source prompt's embedding per frame; `null_init` is (1, 77, D). The learning rate of step i is
+    `step_rules.null_lr(lr, i, steps, lr_decay)`.
     Returns the nulls (steps, 77, D) in float32 and each step's loss before and after (steps, 2).
     `before_inner(step, inner)` runs before every inner iteration (one UNet call and its backward), so a cancel is
     honoured within one UNet call however many inner steps there are.
@@ -160,7 +184,7 @@ def optimize_nulls(
     for i, t in enumerate(schedule.timesteps):
         target = latents[steps - i - 1]
         null = null.clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([null], lr=lr * (1 - i / (2 * steps)))  # 1e-2 * (1 - i/100) at 50 steps
+        optimizer = torch.optim.Adam([null], lr=null_lr(lr, i, steps, lr_decay))
         with torch.no_grad():
             eps_cond = predict(z_cur, t, cond)
         before = None

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
+from v2vz.api.endpoint import cache_root  # noqa: F401 - models.cache_root, as its callers know it
 from v2vz.api.errors import InvalidArgument, ModelUnavailable
+from v2vz_engine.model_source import default_model, locate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"  # the published set-up; override with V2VZ_MODEL or --model
 BUILTIN_VERSION = "v1"  # bump when a built-in model's architecture or weights change, so stale caches are rebuilt
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
@@ -30,10 +31,6 @@ SCHEDULER_CONFIG = dict(
     set_alpha_to_one=False,
     steps_offset=1,
     timestep_spacing="leading",
-)
-HOW_TO_POINT = (
-    "pass --model with a diffusers Stable Diffusion folder, a hub id already in your Hugging Face cache, "
-    "or a built-in model: " + ", ".join(("tiny", "sd15-random"))
 )
 OUTPUT_SCALE = 0.02  # random UNets predict noise far too large for DDIM to round-trip (method.md section 8)
 
@@ -63,17 +60,6 @@ class LoadedModel:
     @property
     def latent_scale(self) -> float:
         return float(self.vae.config.scaling_factor)
-
-
-def default_model() -> str:
-    return os.environ.get("V2VZ_MODEL", DEFAULT_MODEL)
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """Where built-in models (and the daemon's state) live: --cache-dir, V2VZ_CACHE, or ~/.cache/v2vz."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    return Path(os.environ.get("V2VZ_CACHE", Path.home() / ".cache" / "v2vz"))
 
 
 def resolve_device(device: str | None = None) -> torch.device:
@@ -216,11 +202,6 @@ def ensure_builtin(name: str, cache_dir: str | Path | None = None) -> Path:
 # Loading
 
 
-def _looks_like_hub_id(spec: str) -> bool:
-    """'owner/name' or 'name': not an absolute, home or dot-relative path, at most one slash."""
-    return not spec.startswith(("/", ".", "~", "\\")) and spec.count("/") <= 1 and ":" not in spec
-
-
 def _quiet_libraries() -> None:
     """Our own progress bar is the one a user sees: silence the libraries' bars and info chatter."""
     import warnings
@@ -241,28 +222,19 @@ def load_model(
     device: str | torch.device | None = None,
     cache_dir: str | Path | None = None,
 ) -> LoadedModel:
-    """Load a built-in model, a diffusers folder, or a hub id (HF cache and HF_HUB_OFFLINE honoured)."""
+    """Load a built-in model, a diffusers folder, or a hub id already in the Hugging Face cache (`v2vz models
+    pull` fetches one): model_source.locate finds it first, so nothing waits on the network."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     _quiet_libraries()
     spec = spec or default_model()
+    located = locate(spec)  # built-in, a folder, or a hub model already cached: never a wait on the network
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     dtype = compute_dtype(dev)
-    if spec in BUILTIN_MODELS:
-        source: str | Path = ensure_builtin(spec, cache_dir)
-        local_only = True
-    else:
-        source = Path(spec).expanduser() if Path(spec).expanduser().exists() else spec
-        local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        if isinstance(source, Path) and not (source / "unet").is_dir():
-            raise ModelUnavailable(
-                f"{source} is not a diffusers Stable Diffusion folder (no unet/ inside); {HOW_TO_POINT}"
-            )
-        if isinstance(source, str) and not _looks_like_hub_id(source):
-            raise ModelUnavailable(f"model folder {source} does not exist; {HOW_TO_POINT}")
+    source = ensure_builtin(spec, cache_dir) if located.kind == "builtin" else located.path
     try:
-        kwargs = dict(local_files_only=local_only)
+        kwargs = dict(local_files_only=True)
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype, **kwargs)
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32, **kwargs)
         text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=dtype, **kwargs)
@@ -272,7 +244,10 @@ def load_model(
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if len(reason) > 160:
             reason = reason[:157].rsplit(" ", 1)[0] + "..."
-        raise ModelUnavailable(f"model {spec!r} is not available ({reason}); {HOW_TO_POINT}") from exc
+        raise ModelUnavailable(
+            f"model {spec!r} cannot be loaded from {source} ({reason}): pass --model another folder, a hub id or a "
+            f"built-in model ({', '.join(BUILTIN_MODELS)})"
+        ) from exc
     # DDIM exactly as the method uses it, whatever scheduler the model folder ships.
     scheduler = DDIMScheduler.from_config(
         scheduler.config,

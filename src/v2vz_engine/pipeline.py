@@ -1,8 +1,8 @@
 """The edit pipeline: frames + source prompt + target prompt -> edited frames (method.md sections 1-4).
 
 Stages, each callable on its own so it can be tested and reused (a cached inversion skips the first two):
-  encode (VAE) -> invert (DDIM) -> optimize nulls (null-text) -> edit (both branches, cross-frame attention,
-  spatial regularization) -> decode (VAE).
+  encode (VAE) -> invert (DDIM; then null-text optimization with inversion="null-text") -> edit (both branches,
+  cross-frame attention, spatial regularization; direct.py with inversion="direct") -> decode (VAE).
 Each stage takes values and returns values: nothing is left on the pipeline between calls but the prompt cache.
 Progress is reported as (stage, step, total); a cancel check runs between steps and raises Cancelled.
 """
@@ -26,14 +26,18 @@ from v2vz_engine.cross_frame import (
     install_frame_joint_groupnorm,
     layout_modes,
 )
+from v2vz_engine.direct import sample_direct, trajectory_of
 from v2vz_engine.inversion import Inversion, ddim_invert, optimize_nulls
 from v2vz_engine.models import LoadedModel
 from v2vz_engine.schedule import DdimSchedule
 from v2vz_engine.spatial_regularization import (
+    BRANCHES,
+    DIRECT_BRANCHES,
     PromptControl,
     SpatialRegularizationProcessor,
     cross_attention_names,
 )
+from v2vz_engine.step_rules import first_null_step
 
 CancelFn = Callable[[], bool]
 Timings = dict[str, float]  # seconds per stage
@@ -169,7 +173,10 @@ class VideoEditPipeline:
         progress: ProgressFn | None = None,
         cancel: CancelFn | None = None,
     ) -> tuple[Inversion, Timings]:
-        """DDIM inversion plus null-text optimization (or a fast substitute) from latents z_0; and their timings."""
+        """DDIM inversion from latents z_0, then what options.inversion needs of it; and the stages' timings.
+
+        null-text optimizes the nulls (its own stage); direct keeps the whole trajectory; negative-prompt only z_T.
+        """
         frames = z0.shape[0]
         schedule = DdimSchedule.from_scheduler(self.model.scheduler, options.steps)
         self._install(options, frames, control=None)
@@ -185,33 +192,29 @@ class VideoEditPipeline:
             self._stepper(Stage.INVERSION, progress, cancel),
         )
         timings = {"inversion": time.perf_counter() - mark}
-        mark = time.perf_counter()
-        losses = None
-        if options.fast:
-            # Negative-prompt inversion uses the source prompt as the unconditional embedding; "empty" plain DDIM.
-            null = source if options.fast_mode == "negative_prompt" else empty
-            nulls = null.float().expand(schedule.steps, -1, -1).clone()
-        else:
-            nulls, losses = optimize_nulls(
-                self.predict_noise,
-                schedule,
-                latents,
-                source.expand(frames, -1, -1),
-                empty,
-                options.guidance,
-                options.null_inner_steps,
-                options.null_lr,
-                options.null_early_stop,
-                self._stepper(Stage.NULL_TEXT, progress, cancel),
-                self._inner_check(cancel, schedule.steps),
-            )
-        timings["null-text"] = time.perf_counter() - mark
         meta = {
             "source_prompt": source_prompt,
             "model": self.model.name,
             "frames": frames,
             **options.inversion_key(),
         }
+        if options.inversion == "direct":
+            return Inversion(latents[-1], meta=meta, trajectory=trajectory_of(latents)), timings
+        if options.inversion == "negative-prompt":  # the source prompt serves as the unconditional embedding
+            return Inversion(latents[-1], meta=meta), timings
+        mark = time.perf_counter()
+        settings = {
+            "guidance": options.guidance,
+            "inner_steps": options.null_inner_steps,
+            "lr": options.null_lr,
+            "early_stop": options.null_early_stop,
+            "lr_decay": options.null_lr_decay,
+            "on_step": self._stepper(Stage.NULL_TEXT, progress, cancel),
+            "before_inner": self._inner_check(cancel, schedule.steps),
+        }
+        cond = source.expand(frames, -1, -1)
+        nulls, losses = optimize_nulls(self.predict_noise, schedule, latents, cond, empty, **settings)
+        timings["null-text"] = time.perf_counter() - mark
         return Inversion(latents[-1], nulls, meta, losses), timings
 
     def sample(
@@ -230,17 +233,20 @@ class VideoEditPipeline:
 
         With keep_source the latents are both branches (2F, ...) - the source branch is the reconstruction.
         With a link, its anchors join every UNet call and the trajectories of its `record` positions are returned.
+        An inversion with a trajectory (direct) puts the source branch on it (direct.py); otherwise both branches
+        are denoised with the inversion's nulls (null-text) or the source prompt (negative-prompt) as unconditional.
         """
         schedule = DdimSchedule.from_scheduler(self.model.scheduler, options.steps)
-        if inversion.nulls.shape[0] != schedule.steps:
-            raise ValueError(f"the inversion has {inversion.nulls.shape[0]} nulls for a {schedule.steps}-step edit")
-        z_T = inversion.z_T.to(self.model.device, torch.float32)
-        frames = z_T.shape[0]
-        anchors, record = link.anchors, list(link.record)
+        if inversion.steps not in (None, schedule.steps):
+            raise ValueError(f"the inversion serves {inversion.steps} steps, not a {schedule.steps}-step edit")
+        direct = inversion.trajectory is not None
+        frames = inversion.z_T.shape[0]
+        anchors, record = link.anchors, tuple(link.record)
         if anchors is not None and anchors.shape[:2] != (schedule.steps, 2):
             raise ValueError(f"anchor trajectories {tuple(anchors.shape)} do not match a {schedule.steps}-step edit")
-        extra = 0 if anchors is None else anchors.shape[2]
-        batch = extra + frames  # frames per branch in every UNet call
+        if anchors is not None:
+            anchors = anchors.to(self.model.device, torch.float32)
+        batch = frames + (0 if anchors is None else anchors.shape[2])  # frames per branch in every UNet call
         control = PromptControl.for_prompts(
             source_prompt,
             target_prompt,
@@ -250,37 +256,72 @@ class VideoEditPipeline:
             len(self._attn2_names),
             options.cross_replace,
             options.refine_cross_replace,
+            cutoff=options.cross_replace_cutoff,
+            refine_padding=options.refine_padding,
+            branches=DIRECT_BRANCHES if direct else BRANCHES,
         )
         self._install(options, batch, control)
-        source, target = self.encode_prompt(source_prompt), self.encode_prompt(target_prompt)
-        empty = self.encode_prompt("")
-        cond = torch.cat([source.expand(batch, -1, -1), target.expand(batch, -1, -1)])
-        first_null_step = round(options.null_start * schedule.steps)
-        nulls = inversion.nulls.to(self.model.device)
-        if anchors is not None:
-            anchors = anchors.to(self.model.device, torch.float32)
+        texts = (self.encode_prompt(""), self.encode_prompt(source_prompt), self.encode_prompt(target_prompt))
         on_step = self._stepper(Stage.EDIT, progress, cancel)
+        if direct:
+            trajectory = inversion.trajectory.to(self.model.device, torch.float32)
+            z, recorded = sample_direct(
+                self.predict_noise, schedule, trajectory, texts, options.guidance, control, anchors, record, on_step
+            )
+        else:
+            if inversion.nulls is None:  # negative-prompt: the source prompt's embedding at every step
+                nulls = texts[1].float().expand(schedule.steps, -1, -1)
+            else:
+                nulls = inversion.nulls.to(self.model.device)
+            z_T = inversion.z_T.to(self.model.device, torch.float32)
+            first = first_null_step(options.null_start, schedule.steps)
+            z, recorded = self._sample_paired(
+                schedule, z_T, nulls, first, texts, options.guidance, anchors, record, on_step
+            )
+        if control.calls != schedule.steps * control.layers:
+            raise RuntimeError(f"expected one UNet call per step, counted {control.calls / control.layers:.2f}")
+        return Sampled(z if keep_source else z[frames:], recorded)
+
+    def _sample_paired(
+        self,
+        schedule: DdimSchedule,
+        z_T: torch.Tensor,
+        nulls: torch.Tensor,
+        first_null: int,
+        texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        guidance: float,
+        anchors: torch.Tensor | None,
+        record: tuple[int, ...],
+        on_step: Callable[[int, int], None],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Both branches from z_T, batch [uncond-src, uncond-edit, cond-src, cond-edit]; nulls[i] from step first_null.
+
+        Returns both branches' z_0 (2F, ...) and the recorded latents (steps, 2, R, ...) or None.
+        """
+        frames = z_T.shape[0]
+        extra = 0 if anchors is None else anchors.shape[2]
+        batch = extra + frames
+        empty, source, target = texts
+        cond = torch.cat([source.expand(batch, -1, -1), target.expand(batch, -1, -1)])
         recorded = []
         z = torch.cat([z_T, z_T])
         with torch.no_grad():
             for i, t in enumerate(schedule.timesteps):
                 branches = z.view(2, frames, *z.shape[1:])
                 if record:
-                    recorded.append(branches[:, record].clone())
+                    recorded.append(branches[:, list(record)].clone())
                 # [anchors, frames] per branch; the anchors' latents are their recorded ones at this step
                 z_in = z if anchors is None else torch.cat([anchors[i], branches], dim=1).flatten(0, 1)
-                null = nulls[i : i + 1] if i >= first_null_step else empty
+                null = nulls[i : i + 1] if i >= first_null else empty
                 uncond = null.to(cond.dtype).expand(2 * batch, -1, -1)
                 text = torch.cat([uncond, cond])
                 eps_uncond, eps_cond = self.predict_noise(torch.cat([z_in, z_in]), t, text).chunk(2)
-                eps = eps_uncond + options.guidance * (eps_cond - eps_uncond)
+                eps = eps_uncond + guidance * (eps_cond - eps_uncond)
                 if anchors is not None:
                     eps = eps.view(2, batch, *eps.shape[1:])[:, extra:].flatten(0, 1)  # anchors are not stepped
                 z = schedule.step(eps, t, z)
                 on_step(i + 1, schedule.steps)
-        if control.calls != schedule.steps * control.layers:
-            raise RuntimeError(f"expected one UNet call per step, counted {control.calls / control.layers:.2f}")
-        return Sampled(z if keep_source else z[frames:], torch.stack(recorded) if record else None)
+        return z, torch.stack(recorded) if record else None
 
     def edit(
         self,

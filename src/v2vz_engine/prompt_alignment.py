@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 EditMode = Literal["replace", "refine"]
+RefinePadding = Literal["aligned", "identity"]
 
 
 def _word_tokens(prompt: str, tokenizer: PreTrainedTokenizerBase, max_len: int) -> list[list[int]]:
@@ -148,7 +149,11 @@ def global_align(
 
 
 def refine_mapper(
-    source: str, target: str, tokenizer: PreTrainedTokenizerBase, max_len: int = 77
+    source: str,
+    target: str,
+    tokenizer: PreTrainedTokenizerBase,
+    max_len: int = 77,
+    padding: RefinePadding = "aligned",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-level mapper for prompts of different word counts: ``(index, alpha)``, a LongTensor and a float32
     tensor of shape (max_len,), with ``edit_map[..., t] = alpha[t] * source_map[..., index[t]]
@@ -156,9 +161,11 @@ def refine_mapper(
 
     The unpadded token ids (BOS and EOS included) are aligned globally (match +1, mismatch -1, gap 0). A
     target token aligned to an equal source token takes that token's map (alpha 1); inserted or mismatched
-    tokens keep their own (alpha 0, index t). Padding after the target's EOS takes the source's padding in
-    order, clipped to the last position, so both branches' padding maps (much of the attention mass) stay
-    tied.
+    tokens keep their own (alpha 0, index t). Padding after the target's EOS (alpha 1):
+    - "aligned" (ours): takes the source's padding in order, clipped to the last position, so the two
+      branches' padding maps (much of the attention mass) stay tied to padding;
+    - "identity" (the published mapper): position j takes the source's position j, which is a source word or
+      its EOS when the target is the shorter prompt.
     """
     if max_len < 2:
         raise InvalidArgument(f"max_len must be at least 2 (BOS and EOS), got {max_len}")
@@ -171,6 +178,9 @@ def refine_mapper(
             index[j] = i
             alpha[j] = 1.0
     pad = torch.arange(len(y), max_len)
-    index[pad] = (pad - len(y) + len(x)).clamp(max=max_len - 1)
+    if padding == "aligned":
+        index[pad] = (pad - len(y) + len(x)).clamp(max=max_len - 1)
+    elif padding != "identity":
+        raise InvalidArgument(f"refine padding must be aligned or identity, got {padding!r}")
     alpha[pad] = 1.0
     return index, alpha

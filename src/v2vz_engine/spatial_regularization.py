@@ -1,9 +1,11 @@
 """Spatial regularization (method.md section 4): the source branch's cross-attention maps steer the edit branch.
 
 Both branches are denoised together, one UNet call per step, batch order
-`[uncond-src, uncond-edit, cond-src, cond-edit] x frames`. In every cross-attention (attn2) layer the attention
-probabilities are computed explicitly and, for the conditional half only, the edit branch's maps are replaced by
-the source branch's, frame by frame and head by head, for the first part of the schedule (prompt-to-prompt).
+`[uncond-src, uncond-edit, cond-src, cond-edit] x frames`; with direct inversion the source branch needs no
+unconditional pass, so the order is `[uncond-edit, cond-src, cond-edit]` (direct.py). In every cross-attention
+(attn2) layer the attention probabilities are computed explicitly and, for the conditional pair only (the last two
+groups), the edit branch's maps are replaced by the source branch's, frame by frame and head by head, for the first
+part of the schedule (prompt-to-prompt). After the cutoff the processor never looks at the batch layout.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass, field
 import torch
 
 from v2vz_engine.attention_io import enter, leave
-from v2vz_engine.prompt_alignment import edit_mode, refine_mapper, replace_mapper
+from v2vz_engine.prompt_alignment import RefinePadding, edit_mode, refine_mapper, replace_mapper
+from v2vz_engine.step_rules import CutoffRule, cross_replace_cutoff
 
 BRANCHES = 4  # uncond-src, uncond-edit, cond-src, cond-edit
+DIRECT_BRANCHES = 3  # uncond-edit, cond-src, cond-edit
 
 
 @dataclass
@@ -29,6 +33,7 @@ class PromptControl:
     frames: int
     cutoff_step: int  # the source maps are used for steps < cutoff_step
     layers: int  # attn2 layers per UNet call
+    branches: int = BRANCHES  # groups of `frames` per UNet call while replacing; the last two are cond-src, cond-edit
     replace_matrix: torch.Tensor | None = None  # (77, 77): edit[t] = sum_s src[s] * M[s, t]
     refine_index: torch.Tensor | None = None  # (77,)
     refine_alpha: torch.Tensor | None = None  # (77,)
@@ -45,20 +50,30 @@ class PromptControl:
         layers: int,
         cross_replace: float,
         refine_cross_replace: float,
+        *,
+        cutoff: CutoffRule = "nearest",
+        refine_padding: RefinePadding = "aligned",
+        branches: int = BRANCHES,
     ) -> PromptControl:
         """Replace when the prompts have the same word count, refine otherwise (prompt-to-prompt's rule)."""
         mode = edit_mode(source, target)
         fraction = cross_replace if mode == "replace" else refine_cross_replace
-        control = cls(mode=mode, frames=frames, cutoff_step=round(fraction * steps), layers=layers)
+        cutoff_step = cross_replace_cutoff(fraction, steps, cutoff)
+        control = cls(mode=mode, frames=frames, cutoff_step=cutoff_step, layers=layers, branches=branches)
         if mode == "replace":
             control.replace_matrix = replace_mapper(source, target, tokenizer)
         else:
-            control.refine_index, control.refine_alpha = refine_mapper(source, target, tokenizer)
+            mapped = refine_mapper(source, target, tokenizer, padding=refine_padding)
+            control.refine_index, control.refine_alpha = mapped
         return control
 
     @property
     def step(self) -> int:
         return self.calls // self.layers
+
+    def replacing(self, step: int) -> bool:
+        """Whether edit step `step` uses the source's maps (so the source branch must be in that UNet call)."""
+        return step < self.cutoff_step
 
     def edit_maps(self, source: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """The edit branch's maps `(..., tokens)` given the source branch's maps and its own."""
@@ -86,7 +101,7 @@ class SpatialRegularizationProcessor:
         **kwargs,
     ) -> torch.Tensor:
         control = self.control
-        active = control.step < control.cutoff_step
+        active = control.replacing(control.step)
         control.calls += 1
         entered = enter(attn, hidden_states, temb)
         hidden_states = entered.hidden_states
@@ -99,11 +114,11 @@ class SpatialRegularizationProcessor:
         k = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
         v = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
         if active:
-            probs = attn.get_attention_scores(q, k, attention_mask)  # (4*F*heads, N, tokens)
+            probs = attn.get_attention_scores(q, k, attention_mask)  # (branches*F*heads, N, tokens)
             total, pixels, tokens = probs.shape
-            maps = probs.view(BRANCHES, control.frames, attn.heads, pixels, tokens)
-            edit = control.edit_maps(maps[2], maps[3])
-            probs = torch.cat([maps[:3], edit.unsqueeze(0)]).view(total, pixels, tokens)
+            maps = probs.view(control.branches, control.frames, attn.heads, pixels, tokens)
+            edit = control.edit_maps(maps[-2], maps[-1])
+            probs = torch.cat([maps[:-1], edit.unsqueeze(0)]).view(total, pixels, tokens)
             out = torch.bmm(probs, v)
         else:
             out = torch.nn.functional.scaled_dot_product_attention(q, k, v)

@@ -59,12 +59,19 @@ def free_memory_bytes(device: torch.device) -> int | None:
         return None
 
 
+def estimated_bytes(frames: int, width: int, height: int, dtype_bytes: int = 2) -> float:
+    """The peak memory a window of `frames` frames is expected to need above the model's weights (the heaviest
+    stage's estimate that `auto_window` fits into the free memory; benchmarks/gpu_check.py measures it)."""
+    tokens = max(1, (width // 8) * (height // 8))
+    return frames * BYTES_PER_FRAME_TOKEN * tokens * dtype_bytes / 2
+
+
 def auto_window(width: int, height: int, free_bytes: int | None, dtype_bytes: int = 2) -> int:
     """The default window for a working size (pixels) and free memory: the token budget, capped by memory."""
     tokens = max(1, (width // 8) * (height // 8))
     window = max(MIN_AUTO_WINDOW, min(MAX_AUTO_WINDOW, TOKEN_BUDGET // tokens))
     if free_bytes is not None:
-        per_frame = BYTES_PER_FRAME_TOKEN * tokens * dtype_bytes / 2
+        per_frame = estimated_bytes(1, width, height, dtype_bytes)
         window = min(window, int(free_bytes * MEMORY_SHARE // per_frame))
     return max(1, window)
 

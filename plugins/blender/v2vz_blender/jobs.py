@@ -39,7 +39,8 @@ class EditRequest:
     guidance: float = 0.0  # 0: default
     seed: int = -1  # -1: default
     size: int = 0  # 0: the model's own
-    fast: bool = False
+    fast: bool = False  # the client's old name of inversion "direct"
+    inversion: str = ""  # direct, null-text or negative-prompt; "": the preset's
     preset: str = "default"
     window: int = 0  # frames edited together; 0: the daemon chooses (long strips arrive window by window)
 
@@ -59,6 +60,8 @@ class EditRequest:
             args += ["--size", str(self.size)]
         if self.window > 0:
             args += ["--window", str(self.window)]
+        if self.inversion:
+            args += ["--inversion", self.inversion]
         if self.fast:
             args.append("--fast")
         return v2vz_host.events_command(client, args)
@@ -152,6 +155,7 @@ def start_job(context, strip, options: dict) -> ActiveJob:
         seed=int(options.get("seed", -1)),
         size=int(options.get("size", 0)),
         fast=bool(options.get("fast", False)),
+        inversion="" if options.get("inversion", "preset") == "preset" else str(options["inversion"]),
         preset=str(options.get("preset", "default")),
         window=int(options.get("window", 0)),
     )

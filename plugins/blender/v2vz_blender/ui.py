@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import compat
 from .jobs import JOBS, LAST_REPORT, ensure_timer, find_client, job_line, run_in_background, set_report, start_job
@@ -43,7 +43,17 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
     guidance: FloatProperty(name="Guidance", description="Guidance scale (0: default, 7.5)", default=0.0, min=0.0)
     seed: IntProperty(name="Seed", description="Seed (-1: default)", default=-1, min=-1)
     size: IntProperty(name="Size", description="Working long side in pixels (0: the model's own)", default=0, min=0)
-    fast: BoolProperty(name="Fast", description="Skip null-text optimization", default=False)
+    inversion: EnumProperty(
+        name="Inversion",
+        description="How the edit stays on the strip's frames",
+        items=(
+            ("preset", "Preset's", "What the preset uses: direct for Default, null-text for Published"),
+            ("direct", "Direct", "Exact and fast: the source branch follows the strip's inversion"),
+            ("null-text", "Null-text", "The published null-text optimization (slower)"),
+            ("negative-prompt", "Negative prompt", "The source prompt as the unconditional embedding (fastest)"),
+        ),
+        default="preset",
+    )
     window: IntProperty(
         name="Window",
         description="Frames edited together; longer strips go window by window (0: chosen from size and memory)",
@@ -62,7 +72,7 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
         return active_strip(context) is not None
 
     def edit_options(self) -> dict:
-        names = ("prompt", "source_prompt", "steps", "guidance", "seed", "size", "fast", "preset", "window")
+        names = ("prompt", "source_prompt", "steps", "guidance", "seed", "size", "inversion", "preset", "window")
         return {name: getattr(self, name) for name in names}
 
     def invoke(self, context, event):
@@ -85,7 +95,7 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
         row.prop(self, "size")
         row = layout.row()
         row.prop(self, "window")
-        row.prop(self, "fast")
+        row.prop(self, "inversion", text="")
         layout.prop(self, "preset", text="")
 
     def execute(self, context):

@@ -15,6 +15,15 @@ from v2vz.api.errors import DaemonUnavailable, one_line
 from v2vz.api.files import write_atomic
 
 START_HINT = "start one with `v2vz serve`, or pass --local"
+STATE_FOLDER = "daemon"  # the daemon's state inside the cache folder: journal, inversions, uploads, log
+DAEMON_LOG_NAME = "daemon.log"
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where built-in models and the daemon's state live: --cache-dir, $V2VZ_CACHE, or ~/.cache/v2vz."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    return Path(os.environ.get("V2VZ_CACHE") or Path.home() / ".cache" / "v2vz").expanduser()
 
 
 def endpoint_path() -> Path:
@@ -39,6 +48,7 @@ class Endpoint:
     token: str
     pid: int | None = None
     version: str | None = None
+    log_file: str | None = None  # the daemon's log (`v2vz logs` reads it)
 
 
 def read_endpoint(path: Path | None = None) -> Endpoint:
@@ -69,18 +79,21 @@ def read_endpoint(path: Path | None = None) -> Endpoint:
     pid = data.get("pid")
     if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool)):
         raise DaemonUnavailable(f"{broken} ('pid' is not an integer): {fix}")
-    version = data.get("version")
+    version, log_file = data.get("version"), data.get("log")
     return Endpoint(
         address=data["address"].strip(),
         token=data["token"].strip(),
         pid=pid,
         version=version if isinstance(version, str) else None,
+        log_file=log_file if isinstance(log_file, str) else None,
     )
 
 
 def write_endpoint(path: Path, endpoint: Endpoint) -> None:
     """Write the endpoint file atomically, readable by its user only (it holds the token)."""
     data = {"address": endpoint.address, "token": endpoint.token, "pid": endpoint.pid, "version": endpoint.version}
+    if endpoint.log_file:
+        data["log"] = endpoint.log_file
     write_atomic(path, json.dumps(data), mode=0o600)
 
 

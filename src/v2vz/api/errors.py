@@ -76,6 +76,10 @@ class JobNotFound(V2vzError):
     status = "NOT_FOUND"
 
 
+class AmbiguousJob(InvalidArgument):
+    """A job id prefix that starts more than one id: the message lists them."""
+
+
 class ResourceExhausted(V2vzError):
     """The device ran out of memory (or another resource): not the input's fault, so a failed job exits 1."""
 
@@ -149,6 +153,7 @@ ERROR_CLASSES: dict[str, type[V2vzError]] = {
         OutputUnwritable,
         PathNotAllowed,
         JobNotFound,
+        AmbiguousJob,
         ResourceExhausted,
         Busy,
         DiskFull,

@@ -22,9 +22,10 @@ class Stage(StrEnum):
     """The stages of a job, in the order they come (`window` ... `edit` once per window)."""
 
     START = "start"  # the job left the queue
+    LOAD_MODEL = "load-model"  # the job's model is loaded onto the device (the one there before is evicted)
     WINDOW = "window"  # a window of frames starts (step: the window, total: the windows)
     INVERSION = "inversion"  # DDIM inversion of the window (cached: from the daemon's cache, complete at once)
-    NULL_TEXT = "null-text"  # null-text optimization (none with a cached inversion or --fast)
+    NULL_TEXT = "null-text"  # null-text optimization (only with inversion null-text, and not from the cache)
     EDIT = "edit"  # the edit's diffusion steps
     WRITE = "write"  # the outputs are finished
 
@@ -81,6 +82,8 @@ def event_to_dict(event: pb.JobEvent) -> dict[str, Any]:
     }
     if kind == EventType.QUEUED:
         data["position"] = event.queued.position
+        if event.queued.requeued:  # only then: the line stays what it was for the usual case
+            data["requeued"] = True
     elif kind == EventType.PROGRESS:
         progress = event.progress
         data.update(stage=progress.stage, step=progress.step, total=progress.total, cached=progress.cached)
@@ -94,6 +97,8 @@ def event_to_dict(event: pb.JobEvent) -> dict[str, Any]:
             frame_paths=list(done.frame_paths),
             timings={name: done.timings[name] for name in sorted(done.timings)},
             inversion_cached=done.inversion_cached,
+            seconds=done.seconds,
+            frames=done.frames,
         )
     elif kind == EventType.FAILED:
         data.update(reason=event.failed.reason, code=event.failed.code)

@@ -15,11 +15,17 @@ from typing import Any, Literal
 from v2vz.api.errors import InvalidArgument, RangeError
 
 AttentionLayout = Literal["dense", "published", "sparse_causal", "per_frame"]
+InversionMethod = Literal["direct", "null-text", "negative-prompt"]
 InversionPrompt = Literal["source", "empty"]
-FastMode = Literal["negative_prompt", "empty"]
 VaeEncode = Literal["mean", "sample"]
+RefinePadding = Literal["aligned", "identity"]
+CutoffRule = Literal["nearest", "published"]
+LrDecay = Literal["steps", "published"]
 
 ATTENTION_LAYOUTS: tuple[str, ...] = ("dense", "published", "sparse_causal", "per_frame")
+INVERSIONS: tuple[str, ...] = ("direct", "null-text", "negative-prompt")
+# Option names older versions wrote into journals; a record that has them still loads (EditOptions.from_record).
+RETIRED_OPTIONS = frozenset({"fast_mode"})
 PRESETS: tuple[str, ...] = ("default", "published")
 MAX_WINDOW = 256
 MAX_ANCHORS = 16
@@ -55,20 +61,38 @@ class EditOptions:
     guidance: float = 7.5
     seed: int = 33
     size: int | None = None  # long side of the working size; None: the model's native resolution
-    fast: bool = False  # skip null-text optimization
-    fast_mode: FastMode = "negative_prompt"
+    inversion: InversionMethod = "direct"  # how the source branch is tied to the clip (docs/method-differences.md)
+    fast: bool = False  # the old name of inversion="direct": True sets it (and reads back False)
     inversion_prompt: InversionPrompt = "source"
     null_inner_steps: int = 1
     null_lr: float = 1e-2
+    null_lr_decay: LrDecay = "steps"  # "published": 1 - i/100 whatever the step count
     null_early_stop: bool = True
     null_start: float = 0.0  # fraction of the edit steps before the optimized nulls are used
     attention: AttentionLayout = "dense"
     joint_groupnorm: bool = True
     cross_replace: float = 0.8  # fraction of steps with the source's cross-attention maps (replace mode)
     refine_cross_replace: float = 0.8  # the same for refine mode (the published code uses 0.4)
+    cross_replace_cutoff: CutoffRule = "nearest"  # "published": int(fraction * (steps + 1)) steps
+    refine_padding: RefinePadding = "aligned"  # "identity": the published refine mapper's padding j -> j
     vae_encode: VaeEncode = "mean"
     window: int = 0  # frames edited together (attention spans them); 0: chosen from the working size and memory
     anchors: int = 2  # frames of the previous window every window also attends to (besides the clip's first)
+
+    def __post_init__(self) -> None:
+        """`fast` is kept so that old sidecars, clients and journal records still mean what they meant."""
+        if self.fast:
+            if self.inversion == "negative-prompt":
+                raise InvalidArgument(
+                    "fast is the old name of inversion = direct; it cannot go with inversion = negative-prompt"
+                )
+            object.__setattr__(self, "inversion", "direct")
+            object.__setattr__(self, "fast", False)
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> EditOptions:
+        """Options from a journal record, which may be older than this version (retired names are dropped)."""
+        return cls(**{name: value for name, value in data.items() if name not in RETIRED_OPTIONS})
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> EditOptions:
@@ -77,13 +101,17 @@ class EditOptions:
             base = cls()
         elif name == "published":
             base = cls(
+                inversion="null-text",
                 inversion_prompt="empty",
                 null_inner_steps=1,
+                null_lr_decay="published",
                 null_start=0.5,
                 attention="published",
                 joint_groupnorm=True,
                 cross_replace=0.8,
                 refine_cross_replace=0.4,
+                cross_replace_cutoff="published",
+                refine_padding="identity",
                 vae_encode="sample",
             )
         else:
@@ -114,8 +142,11 @@ class EditOptions:
                 raise InvalidArgument(f"{name} must be between {low} and {high}{unit}")
         choices = {
             "attention": ATTENTION_LAYOUTS,
+            "inversion": INVERSIONS,
             "inversion_prompt": ("source", "empty"),
-            "fast_mode": ("negative_prompt", "empty"),
+            "null_lr_decay": ("steps", "published"),
+            "cross_replace_cutoff": ("nearest", "published"),
+            "refine_padding": ("aligned", "identity"),
             "vae_encode": ("mean", "sample"),
         }
         for name, allowed in choices.items():
@@ -123,18 +154,23 @@ class EditOptions:
                 raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
     def inversion_key(self) -> dict[str, Any]:
-        """The options an inversion depends on (never the target prompt): part of its cache key."""
+        """The options an inversion depends on (never the target prompt): part of its cache key.
+
+        Only null-text optimization uses the guidance and the null_* settings; direct and negative-prompt
+        inversions are plain DDIM inversions, whatever guidance the edit then uses.
+        """
+        null_text = self.inversion == "null-text"
         return {
             "size": self.size,
             "joint_groupnorm": self.joint_groupnorm,
             "steps": self.steps,
-            "guidance": self.guidance,
-            "fast": self.fast,
-            "fast_mode": self.fast_mode if self.fast else None,
+            "inversion": self.inversion,
             "inversion_prompt": self.inversion_prompt,
-            "null_inner_steps": None if self.fast else self.null_inner_steps,
-            "null_lr": None if self.fast else self.null_lr,
-            "null_early_stop": None if self.fast else self.null_early_stop,
+            "guidance": self.guidance if null_text else None,
+            "null_inner_steps": self.null_inner_steps if null_text else None,
+            "null_lr": self.null_lr if null_text else None,
+            "null_lr_decay": self.null_lr_decay if null_text else None,
+            "null_early_stop": self.null_early_stop if null_text else None,
             "vae_encode": self.vae_encode,
             "seed": self.seed if self.vae_encode == "sample" else None,
         }
@@ -185,7 +221,7 @@ class EditJob:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EditJob:
         fields = dict(data)
-        fields["options"] = EditOptions(**fields.get("options", {}))
+        fields["options"] = EditOptions.from_record(fields.get("options", {}))
         for name in ("source", "out_mp4", "out_frames_dir"):
             fields[name] = None if fields.get(name) is None else Path(fields[name])
         if fields.get("source_fps") is not None:

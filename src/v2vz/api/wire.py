@@ -7,13 +7,15 @@ daemon parses each value with the type of the EditOptions field of that name and
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from v2vz.api.errors import InvalidArgument
-from v2vz.api.job import EditJob, EditOptions, parse_fps
+from v2vz.api.job import RETIRED_OPTIONS, EditJob, EditOptions, parse_fps
 from v2vz.api.v1 import editor_pb2 as pb
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -28,7 +30,7 @@ def parse_option(name: str, text: str) -> Any:
     """A string from the wire -> the value of EditOptions.<name>, or InvalidArgument naming the option."""
     types_by_name = _field_types()
     if name not in types_by_name:
-        raise InvalidArgument(f"unknown option {name!r}; known: {', '.join(sorted(types_by_name))}")
+        raise InvalidArgument(unknown_option(name, types_by_name))
     kind = types_by_name[name]
     if get_origin(kind) in (types.UnionType, typing.Union):  # int | None: empty string means None
         if text.strip().lower() in ("", "none"):
@@ -50,6 +52,15 @@ def parse_option(name: str, text: str) -> Any:
         raise InvalidArgument(f"option {name} must be {expected}, got {text!r}") from None
 
 
+def unknown_option(name: str, known: Iterable[str]) -> str:
+    """`unknown option 'stepz': did you mean `steps`?`, or the known names when none is close."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown option {name[:40]!r}: did you mean `{close[0]}`?"
+    return f"unknown option {name[:40]!r}; the options are {', '.join(known)}"
+
+
 def options_to_map(options: EditOptions) -> dict[str, str]:
     """Every option of a job, as strings (the daemon gets the whole resolved set, not a preset name)."""
     return {
@@ -59,8 +70,10 @@ def options_to_map(options: EditOptions) -> dict[str, str]:
 
 
 def options_from_map(values: dict[str, str]) -> EditOptions:
-    """Options from the wire: "preset" first, then each named field on top; validated."""
-    values = dict(values)
+    """Options from the wire: "preset" first, then each named field on top; validated.
+
+    Retired options (an older client sends its whole set) are dropped: they no longer change anything."""
+    values = {name: text for name, text in values.items() if name not in RETIRED_OPTIONS}
     preset = values.pop("preset", "default") or "default"
     parsed = {name: parse_option(name, text) for name, text in values.items()}
     options = dataclasses.replace(EditOptions.preset(preset), **parsed)
@@ -81,6 +94,7 @@ def job_to_request(job: EditJob, *, stream_frames: bool = False, client: str = "
         stream_frames=stream_frames,
         client=client,
         source_fps=str(job.source_fps) if job.source_fps is not None else "",
+        model=job.model,
     )
 
 
@@ -102,7 +116,9 @@ def check_request(request: pb.SubmitEditRequest) -> None:
 
 
 def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | None = None) -> EditJob:
-    """The typed job of a request (source given when the daemon resolved an uploaded media id); validated."""
+    """The typed job of a request (source given when the daemon resolved an uploaded media id); validated.
+
+    model: the daemon's own, for a request that names none."""
     check_request(request)
     if source is None:
         if not request.source_path:
@@ -117,11 +133,17 @@ def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | N
         options=options_from_map(dict(request.options)),
         out_mp4=Path(request.out_mp4) if request.out_mp4 else None,
         out_frames_dir=Path(request.out_frames_dir) if request.out_frames_dir else None,
-        model=model,
+        model=request.model or model,
         source_fps=parse_fps(request.source_fps) if request.source_fps else None,
     )
     job.validate()
     return job
+
+
+def changed_options(options: EditOptions) -> dict[str, str]:
+    """The options that differ from the defaults, as wire strings: what `v2vz jobs` shows of a job's settings."""
+    defaults = options_to_map(EditOptions())
+    return {name: value for name, value in options_to_map(options).items() if defaults[name] != value}
 
 
 def summary_to_dict(job: pb.JobSummary) -> dict[str, Any]:
@@ -137,4 +159,11 @@ def summary_to_dict(job: pb.JobSummary) -> dict[str, Any]:
         "finished": job.finished_unix or None,
         "reason": job.reason,
         "attempts": job.attempts,
+        "started": job.started_unix or None,
+        "seconds": round(job.finished_unix - job.started_unix, 3) if job.finished_unix and job.started_unix else None,
+        "model": job.model,
+        "out_mp4": job.out_mp4 or None,
+        "out_frames_dir": job.out_frames_dir or None,
+        "options": dict(sorted(job.options.items())),
+        "client": job.client,
     }

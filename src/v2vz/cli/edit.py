@@ -10,17 +10,34 @@ from typing import Annotated
 
 import typer
 
-from v2vz.api.errors import EXIT_INTERRUPTED, V2vzError
-from v2vz.api.job import ATTENTION_LAYOUTS, PRESETS, EditJob, EditOptions, parse_fps
+from v2vz.api.errors import EXIT_INTERRUPTED, InvalidArgument, V2vzError
+from v2vz.api.job import ATTENTION_LAYOUTS, INVERSIONS, PRESETS, EditJob, EditOptions, parse_fps
 from v2vz.cli.follow import EventsOption, follow
 from v2vz.cli.output import StageBars, emit_json, err, fail, refuse, say
 
+# Extensions that name a media file, which --out does not write (yet): refused rather than taken for a folder name.
+VIDEO_SUFFIXES = {".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf", ".gif", ".wav", ".mp3"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".dpx"}
+MEDIA_SUFFIXES = frozenset(VIDEO_SUFFIXES | IMAGE_SUFFIXES)
 
-def split_output(out: Path | None, source: Path) -> tuple[Path | None, Path | None]:
-    """`--out x.mp4` writes an MP4, any other path a folder of numbered PNG frames."""
-    if out is None:
+
+def split_output(given: str | None, source: Path) -> tuple[Path | None, Path | None]:
+    """`--out x.mp4` writes an MP4; a path without an extension, or ending in `/`, a folder of numbered PNG frames.
+
+    Any other media extension is refused (InvalidArgument), so that `--out x.mov` never quietly writes a folder.
+    """
+    if given is None:
         return Path.cwd() / f"{source.stem}-v2vz.mp4", None
-    return (out, None) if out.suffix.lower() == ".mp4" else (None, out)
+    out = Path(given).expanduser()
+    suffix = out.suffix.lower()
+    if suffix == ".mp4":
+        return out, None
+    if suffix in MEDIA_SUFFIXES and not given.endswith(("/", "\\")):
+        raise InvalidArgument(
+            f"--out {out}: v2vz writes .mp4 files or a folder of PNG frames (a path without an extension, or "
+            f"ending in /), not {suffix} files"
+        )
+    return None, out
 
 
 def edit(
@@ -32,11 +49,13 @@ def edit(
         ),
     ],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What the edited clip should show.")],
-    source_prompt: Annotated[str, typer.Option("--source-prompt", "-s", help="What the clip shows now.")] = "",
+    source_prompt: Annotated[
+        str, typer.Option("--source-prompt", "-s", help="What the clip shows now (required).")
+    ] = "",
     start: Annotated[int, typer.Option(help="First source frame (0-based).")] = 0,
     frames: Annotated[int, typer.Option(help="Number of frames to edit; 0: through the end of the clip.")] = 8,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Output: an .mp4 file, or a folder for PNG frames. Default ./NAME-v2vz.mp4"),
     ] = None,
     png_dir: Annotated[Path | None, typer.Option(help="Also write numbered PNG frames here.")] = None,
@@ -46,8 +65,9 @@ def edit(
     model: Annotated[
         str | None,
         typer.Option(
-            help="A diffusers folder, a hub id, or a built-in model (tiny, sd15-random). Default: $V2VZ_MODEL "
-            "or CompVis/stable-diffusion-v1-4. With --local; the daemon edits with its own."
+            help="A diffusers folder, a hub id in the local cache, or a built-in model (tiny, sd15-random); "
+            "`v2vz models` lists them. Default: the daemon's model (--local: $V2VZ_MODEL or "
+            "CompVis/stable-diffusion-v1-4)."
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help=f"Engine settings: {', '.join(PRESETS)}.")] = "default",
@@ -55,9 +75,14 @@ def edit(
     guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (7.5).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (used when the VAE encoding is sampled).")] = None,
     size: Annotated[int | None, typer.Option(help="Working long side in pixels (default: the model's own).")] = None,
-    fast: Annotated[
-        bool, typer.Option("--fast", help="Skip null-text optimization (negative-prompt inversion).")
-    ] = False,
+    inversion: Annotated[
+        str | None,
+        typer.Option(
+            help=f"How the edit stays on the clip: {', '.join(INVERSIONS)} (default: the preset's; "
+            "docs/method-differences.md)."
+        ),
+    ] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="The same as --inversion direct.")] = False,
     attention: Annotated[
         str | None, typer.Option(help=f"Cross-frame attention layout: {', '.join(ATTENTION_LAYOUTS)}.")
     ] = None,
@@ -84,13 +109,15 @@ def edit(
     The job goes to the running daemon (`v2vz serve`); --local runs it in this process instead.
     """
     try:
+        if fast and inversion not in (None, "direct"):
+            raise InvalidArgument(f"--fast is --inversion direct: drop --fast or --inversion {inversion}")
         options = EditOptions.preset(
             preset,
             steps=steps,
             guidance=guidance,
             seed=seed,
             size=size,
-            fast=fast or None,
+            inversion="direct" if fast else inversion,
             attention=attention,
             null_inner_steps=null_steps,
             window=window,
@@ -117,7 +144,7 @@ def edit(
                 raise fail("--events reports the daemon's job events: drop --local to use it")
             run_local(job, device, cache_dir, quiet)
         else:
-            run_remote(job, model, events is not None, quiet)
+            run_remote(job, events is not None, quiet)
     except V2vzError as exc:
         raise refuse(exc, events is not None) from None
     except KeyboardInterrupt:
@@ -127,14 +154,22 @@ def edit(
 def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) -> None:
     """Load the engine in-process and run the job with a rich progress bar."""
     began = time.perf_counter()
+    from v2vz_engine.model_source import default_model, locate
+
+    located = locate(job.model or default_model())  # a wrong name fails in milliseconds, before torch loads
     from v2vz_engine import media
     from v2vz_engine.models import load_model
     from v2vz_engine.pipeline import VideoEditPipeline
+    from v2vz_engine.prompt_length import prompt_note
     from v2vz_engine.run import as_resource_error, run_job
 
     job, _ = media.resolve(job)  # fail fast, before the model loads
+    for name, text in (("prompt", job.prompt), ("source prompt", job.source_prompt)):
+        note = prompt_note(name, text)
+        if note:
+            say(f"note: {note}")
     with err.status("loading model", spinner="dots") if not quiet else contextlib.nullcontext():
-        pipeline = VideoEditPipeline(load_model(job.model or None, device, cache_dir))
+        pipeline = VideoEditPipeline(load_model(located.spec, device, cache_dir))
 
     with StageBars(quiet) as bars:
         try:
@@ -158,18 +193,20 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
     )
 
 
-def run_remote(job: EditJob, model: str | None, jsonl: bool, quiet: bool) -> None:
+def run_remote(job: EditJob, jsonl: bool, quiet: bool) -> None:
     """Submit the job to the daemon, then follow it to its end."""
     from v2vz.client import Client, absolute_paths
 
     began = time.perf_counter()
     job = absolute_paths(job)
     with Client() as client:
-        if model:
-            served = client.info().model
-            if served and served != model:
-                say(f"note: the daemon edits with its model {served}; --model {model} applies to --local only")
         reply = client.submit(job)
-        if jsonl:
-            emit_json({"type": "submitted", "job_id": reply.job_id, "position": reply.queue_position})
+        if jsonl:  # stderr stays for errors: what a person reads comes in the `submitted` line
+            submitted = {"type": "submitted", "job_id": reply.job_id, "position": reply.queue_position}
+            emit_json(submitted | ({"notes": list(reply.notes)} if reply.notes else {}))
+        else:
+            ahead = f", {reply.queue_position} job(s) ahead of it" if reply.queue_position else ""
+            say(f"job {reply.job_id} accepted{ahead}: `v2vz attach {reply.job_id}` follows it from anywhere")
+            for note in reply.notes:
+                say(f"note: {note}")
         follow(client, reply.job_id, 0, jsonl, quiet, began=began, frames=job.frames)

@@ -70,8 +70,10 @@ def follow_with_bars(client: Client, job_id: str, after: int, quiet: bool) -> pb
         for last in client.follow(job_id, after):  # noqa: B007 - the last event is the outcome
             kind = last.WhichOneof("kind")
             if kind == EventType.QUEUED:
+                if last.queued.requeued:
+                    bars.note(f"the daemon restarted while job {job_id} ran: it runs again from its start")
                 position = last.queued.position
-                bars.status(f"queued (position {position})" if position else "queued (next)")
+                bars.queued(position)
             elif kind == EventType.PROGRESS:
                 step = last.progress
                 bars.step(step.stage, step.step, step.total, step.cached)
@@ -81,12 +83,14 @@ def follow_with_bars(client: Client, job_id: str, after: int, quiet: bool) -> pb
 
 
 def wrote_line(done: pb.Done, began: float | None, frames: int | None) -> str:
-    """`wrote OUT: N frames in S s`, the last line of a job that is done."""
+    """`wrote OUT: N frames in S s`, the last line of a job that is done: the same for `edit` and `attach`, since
+    both take the job's own run time from the daemon (older daemons: the time followed, or the stages' sum)."""
     outputs = [done.out_mp4] if done.out_mp4 else []
     if done.frame_paths:
         outputs.append(f"{len(done.frame_paths)} PNG frames in {Path(done.frame_paths[0]).parent}")
-    count = frames or len(done.frame_paths)
-    seconds = time.perf_counter() - began if began is not None else sum(done.timings.values())
+    count = done.frames or frames or len(done.frame_paths)
+    followed = time.perf_counter() - began if began is not None else sum(done.timings.values())
+    seconds = done.seconds or followed
     line = f"wrote {', '.join(outputs) or 'nothing'}: " + (f"{count} frames " if count else "")
     line += f"in {seconds:.1f} s"
     return line + (" (inversion from the cache)" if done.inversion_cached else "")

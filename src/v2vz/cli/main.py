@@ -6,10 +6,15 @@ Nothing here imports torch: only `edit --local`, `serve` and `sample-clip` load 
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
+from typer.core import TyperOption
 
-from v2vz.cli import edit, jobs, plugins, sample, serve, watch
+from v2vz import __version__
+from v2vz.api.errors import EXIT_INTERRUPTED, EXIT_USER
+from v2vz.cli import edit, jobs, logs, models, plugins, sample, serve, status, watch
+from v2vz.cli.output import fail
 
 app = typer.Typer(
     help="v2vz: text-driven video editing with a pretrained image diffusion model (vid2vid-zero).",
@@ -18,18 +23,66 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"v2vz {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """v2vz: text-driven video editing with a pretrained image diffusion model (vid2vid-zero)."""
+
+
 app.command()(edit.edit)
+app.command()(status.status)
+app.command()(jobs.jobs)
 app.command()(jobs.attach)
 app.command()(jobs.cancel)
-app.command()(jobs.jobs)
+app.command()(logs.logs)
 app.command("sample-clip")(sample.sample_clip)
 app.command()(serve.serve)
-app.add_typer(plugins.plugin_app, name="plugin")
 app.command()(watch.watch)
+app.add_typer(models.models_app, name="models")
+app.add_typer(plugins.plugin_app, name="plugin")
 
 
-def main() -> None:  # pragma: no cover - console entry point convenience
-    sys.exit(app())
+def _flags_take_no_value() -> None:
+    """typer 0.29 prints `<bool>` beside a flag in --help, as if it took a value: show nothing there."""
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
+
+
+def main() -> None:
+    """The console entry point: a usage error (an unknown option, a missing value) is one `error:` line, exit 2."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer.exceptions import Abort
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as error:  # `v2vz` or `v2vz plugin` alone: the help, as typer shows it
+        error.show()
+        raise SystemExit(EXIT_USER) from None
+    except UsageError as error:
+        hint = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
+        raise SystemExit(fail(error.format_message() + hint, EXIT_USER).exit_code) from None
+    except ClickException as error:
+        raise SystemExit(fail(error.format_message(), error.exit_code).exit_code) from None
+    except Abort:
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from v2vz.api.endpoint import cache_root
 from v2vz.api.errors import V2vzError
 from v2vz.cli.output import fail, refuse
 
@@ -42,6 +43,10 @@ def serve(
     cache_size: Annotated[
         float, typer.Option(help="Inversion cache cap in GiB (least recently used goes first).")
     ] = 4.0,
+    allow_model: Annotated[
+        list[str] | None,
+        typer.Option("--allow-model", help="With --allow-remote: a model remote clients may name too (repeatable)."),
+    ] = None,
     max_attempts: Annotated[
         int,
         typer.Option(
@@ -50,12 +55,16 @@ def serve(
     ] = 3,
 ) -> None:
     """Run the daemon: it loads the model once and runs edits one at a time, in order, surviving restarts."""
-    from v2vz_daemon.server import DaemonConfig, serve_forever
-    from v2vz_engine.models import cache_root, default_model
+    from v2vz_engine.model_source import default_model, locate
+
+    try:
+        located = locate(model or default_model())  # before torch is imported: a wrong name fails in milliseconds
+    except V2vzError as exc:
+        raise refuse(exc) from None
 
     roots = tuple(Path(root).expanduser().resolve() for root in media_root or ())
-    if roots and not allow_remote:
-        raise fail("--media-root confines remote clients: it needs --allow-remote (local clients reach every path)")
+    if (roots or allow_model) and not allow_remote:
+        raise fail("--media-root and --allow-model are for remote clients: they need --allow-remote")
     for root in roots:
         if not root.is_dir():
             raise fail(f"--media-root {root} is not a folder")
@@ -63,8 +72,10 @@ def serve(
         raise fail(f"--max-attempts must be 1 or more, got {max_attempts}")
     if cache_size < 0 or cache_size != cache_size:
         raise fail(f"--cache-size must be 0 or more GiB, got {cache_size:g}")
+    from v2vz_daemon.server import DaemonConfig, serve_forever
+
     config = DaemonConfig(
-        model=model or default_model(),
+        model=located.spec,
         cache_dir=cache_root(cache_dir),
         device=device,
         listen=listen,
@@ -72,6 +83,7 @@ def serve(
         cache_max_bytes=int(cache_size * 1024**3),
         media_roots=roots,
         max_attempts=max_attempts,
+        allowed_models=tuple(allow_model or ()),
     )
     try:
         serve_forever(config)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from v2vz.api.errors import InvalidArgument, one_line
-from v2vz.api.job import EditJob, EditOptions
-from v2vz.api.wire import parse_option
+from v2vz.api.job import RETIRED_OPTIONS, EditJob, EditOptions
+from v2vz.api.wire import parse_option, unknown_option
 from v2vz.watchfolder.naming import free_output
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf"})
@@ -61,12 +61,13 @@ def read_toml(path: Path) -> dict[str, Any] | None:
 
 def check_settings(file_name: str, data: dict[str, Any]) -> dict[str, Any]:
     """Typed values of one settings file, or InvalidArgument naming the file, the key and what it must be."""
+    data = {key: value for key, value in data.items() if key not in RETIRED_OPTIONS}  # old sidecars still work
     unknown = sorted(key for key in data if key not in JOB_KEYS and key not in OPTION_NAMES)
     if unknown:
-        try:
-            EditOptions().replace(**dict.fromkeys(unknown))
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{file_name}: {exc}, {', '.join(JOB_KEYS)}") from None
+        message = unknown_option(unknown[0], [*JOB_KEYS, *OPTION_NAMES])
+        if "did you mean" not in message:
+            message = f"unknown option {unknown[0][:40]!r}: a sidecar holds {', '.join(JOB_KEYS)} and edit options"
+        raise InvalidArgument(f"{file_name}: {message} (`v2vz edit --help` lists the options)")
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key in ("prompt", "source_prompt", "preset"):

@@ -11,7 +11,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DaemonInfo(_message.Message):
-    __slots__ = ("version", "protocol_version", "model", "device", "dtype", "versions", "memory_total_bytes", "memory_allocated_bytes", "ready")
+    __slots__ = ("version", "protocol_version", "model", "device", "dtype", "versions", "memory_total_bytes", "memory_allocated_bytes", "ready", "queued_jobs", "running_job", "running_stage", "journal_writable", "address", "default_model", "allowed_models")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,13 @@ class DaemonInfo(_message.Message):
     MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_ALLOCATED_BYTES_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_JOBS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_JOB_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_STAGE_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
     version: str
     protocol_version: int
     model: str
@@ -37,7 +44,14 @@ class DaemonInfo(_message.Message):
     memory_total_bytes: int
     memory_allocated_bytes: int
     ready: bool
-    def __init__(self, version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., memory_total_bytes: _Optional[int] = ..., memory_allocated_bytes: _Optional[int] = ..., ready: _Optional[bool] = ...) -> None: ...
+    queued_jobs: int
+    running_job: str
+    running_stage: str
+    journal_writable: bool
+    address: str
+    default_model: str
+    allowed_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., memory_total_bytes: _Optional[int] = ..., memory_allocated_bytes: _Optional[int] = ..., ready: _Optional[bool] = ..., queued_jobs: _Optional[int] = ..., running_job: _Optional[str] = ..., running_stage: _Optional[str] = ..., journal_writable: _Optional[bool] = ..., address: _Optional[str] = ..., default_model: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MediaChunk(_message.Message):
     __slots__ = ("filename", "data")
@@ -58,7 +72,7 @@ class UploadedMedia(_message.Message):
     def __init__(self, media_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class SubmitEditRequest(_message.Message):
-    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "out_mp4", "out_frames_dir", "stream_frames", "client", "source_fps")
+    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "out_mp4", "out_frames_dir", "stream_frames", "client", "source_fps", "model")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +92,7 @@ class SubmitEditRequest(_message.Message):
     STREAM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FPS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     source_path: str
     media_id: str
     start: int
@@ -90,15 +105,18 @@ class SubmitEditRequest(_message.Message):
     stream_frames: bool
     client: str
     source_fps: str
-    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., out_mp4: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ..., source_fps: _Optional[str] = ...) -> None: ...
+    model: str
+    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., out_mp4: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ..., source_fps: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SubmitEditReply(_message.Message):
-    __slots__ = ("job_id", "queue_position")
+    __slots__ = ("job_id", "queue_position", "notes")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     queue_position: int
-    def __init__(self, job_id: _Optional[str] = ..., queue_position: _Optional[int] = ...) -> None: ...
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_id: _Optional[str] = ..., queue_position: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
     __slots__ = ("job_id", "after_sequence", "cancel_on_disconnect")
@@ -133,10 +151,12 @@ class JobEvent(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., sequence: _Optional[int] = ..., time_unix: _Optional[float] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., frame: _Optional[_Union[FrameReady, _Mapping]] = ..., done: _Optional[_Union[Done, _Mapping]] = ..., failed: _Optional[_Union[Failed, _Mapping]] = ..., cancelled: _Optional[_Union[Cancelled, _Mapping]] = ...) -> None: ...
 
 class Queued(_message.Message):
-    __slots__ = ("position",)
+    __slots__ = ("position", "requeued")
     POSITION_FIELD_NUMBER: _ClassVar[int]
+    REQUEUED_FIELD_NUMBER: _ClassVar[int]
     position: int
-    def __init__(self, position: _Optional[int] = ...) -> None: ...
+    requeued: bool
+    def __init__(self, position: _Optional[int] = ..., requeued: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "step", "total", "cached", "window", "windows")
@@ -169,7 +189,7 @@ class FrameReady(_message.Message):
     def __init__(self, index: _Optional[int] = ..., path: _Optional[str] = ..., png: _Optional[bytes] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
 
 class Done(_message.Message):
-    __slots__ = ("out_mp4", "frame_paths", "timings", "inversion_cached")
+    __slots__ = ("out_mp4", "frame_paths", "timings", "inversion_cached", "seconds", "frames")
     class TimingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,11 +201,15 @@ class Done(_message.Message):
     FRAME_PATHS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     INVERSION_CACHED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
     out_mp4: str
     frame_paths: _containers.RepeatedScalarFieldContainer[str]
     timings: _containers.ScalarMap[str, float]
     inversion_cached: bool
-    def __init__(self, out_mp4: _Optional[str] = ..., frame_paths: _Optional[_Iterable[str]] = ..., timings: _Optional[_Mapping[str, float]] = ..., inversion_cached: _Optional[bool] = ...) -> None: ...
+    seconds: float
+    frames: int
+    def __init__(self, out_mp4: _Optional[str] = ..., frame_paths: _Optional[_Iterable[str]] = ..., timings: _Optional[_Mapping[str, float]] = ..., inversion_cached: _Optional[bool] = ..., seconds: _Optional[float] = ..., frames: _Optional[int] = ...) -> None: ...
 
 class Failed(_message.Message):
     __slots__ = ("reason", "code")
@@ -208,10 +232,14 @@ class CancelJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class CancelJobReply(_message.Message):
-    __slots__ = ("state",)
+    __slots__ = ("state", "job_id", "had_ended")
     STATE_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    HAD_ENDED_FIELD_NUMBER: _ClassVar[int]
     state: str
-    def __init__(self, state: _Optional[str] = ...) -> None: ...
+    job_id: str
+    had_ended: bool
+    def __init__(self, state: _Optional[str] = ..., job_id: _Optional[str] = ..., had_ended: _Optional[bool] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("limit", "page_token")
@@ -222,7 +250,14 @@ class ListJobsRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class JobSummary(_message.Message):
-    __slots__ = ("job_id", "state", "source", "prompt", "start", "frames", "submitted_unix", "finished_unix", "reason", "attempts")
+    __slots__ = ("job_id", "state", "source", "prompt", "start", "frames", "submitted_unix", "finished_unix", "reason", "attempts", "started_unix", "out_mp4", "out_frames_dir", "model", "options", "client")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +268,12 @@ class JobSummary(_message.Message):
     FINISHED_UNIX_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    OUT_MP4_FIELD_NUMBER: _ClassVar[int]
+    OUT_FRAMES_DIR_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: str
     source: str
@@ -243,7 +284,13 @@ class JobSummary(_message.Message):
     finished_unix: float
     reason: str
     attempts: int
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., source: _Optional[str] = ..., prompt: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., submitted_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
+    started_unix: float
+    out_mp4: str
+    out_frames_dir: str
+    model: str
+    options: _containers.ScalarMap[str, str]
+    client: str
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., source: _Optional[str] = ..., prompt: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., submitted_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_unix: _Optional[float] = ..., out_mp4: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., model: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., client: _Optional[str] = ...) -> None: ...
 
 class ListJobsReply(_message.Message):
     __slots__ = ("jobs", "next_page_token")

@@ -1,0 +1,102 @@
+"""`v2vz models`: the models this machine can edit with; `v2vz models pull ID`: fetch one from the hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from v2vz.api.endpoint import cache_root
+from v2vz.api.errors import ModelUnavailable, V2vzError
+from v2vz.cli.output import emit_json_list, fail, out, refuse, say
+
+models_app = typer.Typer(
+    help="The models v2vz can edit with here (built-in, folders, the hub cache); `pull` fetches one.",
+    invoke_without_command=True,
+)
+
+
+@models_app.callback(invoke_without_command=True)
+def models(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout instead of lines.")] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where built-in models are kept (default ~/.cache/v2vz).")
+    ] = None,
+) -> None:
+    """List the built-in models, the model folders the daemon has used, and the hub models in the local cache;
+    the one on the daemon's device is marked `*`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from v2vz_engine.model_source import BUILTIN_NAMES, cached_hub_models, default_model, hub_cache
+
+    resident, default, used = _daemon_models()
+    default = default or default_model()
+    rows = []
+    built = cache_root(cache_dir) / "models"
+    for name in BUILTIN_NAMES:
+        ready = any(built.glob(f"{name}-v*/unet/config.json"))
+        rows.append({"model": name, "kind": "built-in", "where": str(built) if ready else "built on first use"})
+    for repo in cached_hub_models():
+        rows.append({"model": repo, "kind": "hub", "where": str(hub_cache())})
+    for spec in sorted({default, *used} - {row["model"] for row in rows}):
+        if Path(spec).expanduser().is_dir():
+            rows.append({"model": spec, "kind": "folder", "where": str(Path(spec).expanduser())})
+    for row in rows:
+        row["resident"] = row["model"] == resident
+        row["default"] = row["model"] == default
+    if as_json:
+        emit_json_list(rows)
+        return
+    width = max(len(row["model"]) for row in rows)
+    for row in rows:
+        mark = "*" if row["resident"] else " "
+        note = " (the daemon's default)" if row["default"] else ""
+        out.print(
+            f"{mark} {row['model']:<{width}}  {row['kind']:<8}  {row['where']}{note}", markup=False, highlight=False
+        )
+    if not any(row["default"] for row in rows):
+        say(f"the default model {default} is not here: `v2vz models pull {default}` fetches it")
+
+
+def _daemon_models() -> tuple[str | None, str | None, set[str]]:
+    """The model on the daemon's device, its default, and the models of its recent jobs (all empty without one)."""
+    from v2vz.client import Client
+
+    try:
+        with Client(timeout=3) as client:
+            info = client.info()
+            used = {job.model for job in client.jobs(limit=200) if job.model}
+    except V2vzError:
+        return None, None, set()
+    return info.model or None, info.default_model or info.model or None, used
+
+
+@models_app.command()
+def pull(
+    repo_id: Annotated[str, typer.Argument(metavar="ID", help="A hub id, e.g. CompVis/stable-diffusion-v1-4.")],
+) -> None:
+    """Download a Stable Diffusion model from the Hugging Face hub into its cache (with a progress bar); the daemon
+    and `edit --local` then find it without the network."""
+    from v2vz_engine.model_source import COMPONENTS, cached_snapshot, looks_like_hub_id, offline
+
+    if not looks_like_hub_id(repo_id):
+        raise fail(f"{repo_id!r} is not a hub id (owner/name); a model folder needs no pull: pass it as --model")
+    if offline():
+        raise fail(f"HF_HUB_OFFLINE is set: unset it to pull {repo_id}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    patterns = ["model_index.json", *(f"{part}/*" for part in COMPONENTS)]
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=patterns)
+    except RepositoryNotFoundError:
+        raise fail(f"the hub has no model {repo_id!r} (or it needs a login: `hf auth login`)") from None
+    except LocalEntryNotFoundError:
+        raise fail(f"cannot reach the hub to pull {repo_id}: pull it on a machine with a network") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise fail(f"pulling {repo_id} failed: {str(exc).splitlines()[0]}") from None
+    if cached_snapshot(repo_id) is None:
+        raise refuse(ModelUnavailable(f"{repo_id} has no diffusers Stable Diffusion layout (unet/, vae/, ...)"))
+    say(f"pulled {repo_id} into {folder}: `v2vz edit ... --model {repo_id}`")

@@ -1,0 +1,69 @@
+"""`v2vz status`: the daemon at a glance (where, which version, model, device, memory, queue, the running job)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from v2vz import __version__
+from v2vz.api.errors import V2vzError
+from v2vz.cli.output import emit_json, out, refuse
+
+# status --json: its names <- DaemonInfo's fields
+STATUS_FIELDS = (
+    ("version", "version"),
+    ("protocol", "protocol_version"),
+    ("model", "model"),
+    ("default_model", "default_model"),
+    ("device", "device"),
+    ("dtype", "dtype"),
+    ("memory_total_bytes", "memory_total_bytes"),
+    ("memory_used_bytes", "memory_allocated_bytes"),
+    ("queued", "queued_jobs"),
+    ("running_job", "running_job"),
+    ("running_stage", "running_stage"),
+    ("journal_writable", "journal_writable"),
+)
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of lines.")] = False,
+) -> None:
+    """Show the running daemon: address, version and protocol, model, device and memory, queue, running job."""
+    from v2vz.client import Client
+
+    try:
+        with Client(timeout=5) as client:
+            info = client.info()
+            endpoint = client.endpoint
+    except V2vzError as exc:
+        raise refuse(exc) from None
+    ready = "ready" if info.ready else ("failed" if info.device.startswith("failed") else "loading")
+    data = {name: getattr(info, field) for name, field in STATUS_FIELDS}
+    data |= {"address": info.address or endpoint.address, "pid": endpoint.pid, "model_state": ready}
+    data |= {"client_version": __version__, "log": endpoint.log_file}
+    data |= {name: data[name] or None for name in ("running_job", "running_stage")}
+    if as_json:
+        emit_json(data)
+        return
+    gib = 1024**3
+    memory = f"{info.memory_allocated_bytes / gib:.1f} of {info.memory_total_bytes / gib:.1f} GiB in use"
+    pid = f" (pid {endpoint.pid})" if endpoint.pid else ""
+    version = f"v2vz {info.version}, protocol {info.protocol_version}"
+    if info.version != __version__:
+        version += f" (this client is {__version__}: restart `v2vz serve` to match)"
+    running = f"{info.running_job}: {info.running_stage}" if info.running_job else "nothing"
+    rows = [
+        ("daemon", f"{data['address']}{pid}"),
+        ("version", version),
+        ("model", f"{info.model} ({ready})"),
+        ("device", f"{info.device}, {info.dtype or 'dtype unknown'}, {memory}" if info.ready else info.device),
+        ("queue", f"{info.queued_jobs} job(s) waiting" if info.queued_jobs else "empty"),
+        ("running", running),
+        ("journal", "writable" if info.journal_writable else "the disk is full: submits are refused until it has room"),
+    ]
+    if endpoint.log_file:
+        rows.append(("log", endpoint.log_file))
+    for name, value in rows:
+        out.print(f"{name:<9}{value}", highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,110 @@
+"""Where a model comes from, found without the network and without torch: a built-in model, a diffusers folder on
+disk, or a hub model already in the Hugging Face cache.
+
+`locate` answers in milliseconds, so a wrong name fails at once with one line that says where it looked, how to get
+the model (`v2vz models pull ID` on a machine with a network) and which known name it resembles. Loading
+(models.py) starts only from what `locate` found, so it never waits on retries to a hub that cannot be reached.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from v2vz.api.errors import ModelUnavailable
+
+BUILTIN_NAMES: tuple[str, ...] = ("tiny", "sd15-random")  # built in code with random weights (models.py)
+DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"  # the published set-up; $V2VZ_MODEL or --model choose another
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # what a Stable Diffusion folder holds
+Kind = Literal["builtin", "folder", "hub"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model that can be loaded: its name as given, what kind it is, and (folder, hub) where its files are."""
+
+    spec: str
+    kind: Kind
+    path: Path | None = None
+
+
+def default_model() -> str:
+    """The model of a daemon or a local edit that names none: $V2VZ_MODEL, else the published one."""
+    return os.environ.get("V2VZ_MODEL") or DEFAULT_MODEL
+
+
+def hub_cache() -> Path:
+    """The Hugging Face hub cache ($HF_HUB_CACHE, $HF_HOME/hub, or ~/.cache/huggingface/hub)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    """'owner/name' or 'name': not an absolute, home or dot-relative path, at most one slash."""
+    return not spec.startswith(("/", ".", "~", "\\")) and spec.count("/") <= 1 and ":" not in spec and bool(spec)
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot folder of a hub model that has the diffusers layout, or None (no network is asked)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "unet/config.json")
+    if not isinstance(found, str):
+        return None
+    snapshot = Path(found).parent.parent
+    return snapshot if all((snapshot / part).is_dir() for part in ("unet", "vae", "text_encoder")) else None
+
+
+def cached_hub_models() -> list[str]:
+    """The hub ids in the cache that hold a Stable Diffusion (diffusers) model, sorted."""
+    root = hub_cache()
+    try:
+        names = sorted(entry.name for entry in root.iterdir() if entry.name.startswith("models--"))
+    except OSError:
+        return []
+    repos = ["/".join(name.removeprefix("models--").split("--")) for name in names]
+    return [repo for repo in repos if cached_snapshot(repo) is not None]
+
+
+def locate(spec: str) -> ModelSource:
+    """The model `spec` names, or ModelUnavailable with one line: where we looked, how to get it, a close name."""
+    spec = spec.strip()
+    if spec in BUILTIN_NAMES:
+        return ModelSource(spec, "builtin")
+    path = Path(spec).expanduser()
+    if path.exists():
+        missing = [part for part in COMPONENTS[:3] if not (path / part).is_dir()]
+        if missing:
+            raise ModelUnavailable(
+                f"{path} is not a diffusers Stable Diffusion folder (no {', '.join(p + '/' for p in missing)} inside): "
+                f"pass --model a folder saved with save_pretrained, a hub id, or a built-in model "
+                f"({', '.join(BUILTIN_NAMES)})"
+            )
+        return ModelSource(spec, "folder", path)
+    if looks_like_hub_id(spec):
+        snapshot = cached_snapshot(spec)
+        if snapshot is not None:
+            return ModelSource(spec, "hub", snapshot)
+    raise ModelUnavailable(unknown_model_message(spec))
+
+
+def unknown_model_message(spec: str) -> str:
+    """One line for a model that is nowhere: what was searched, the pull command, and a close known name."""
+    known = [*BUILTIN_NAMES, *cached_hub_models()]
+    close = difflib.get_close_matches(spec, known, n=1, cutoff=0.6)
+    guess = f"did you mean `{close[0]}`? " if close else ""
+    where = "no such folder" if not looks_like_hub_id(spec) else f"not a folder, and not in the hub cache {hub_cache()}"
+    pull = f"get it with `v2vz models pull {spec}` on a machine with a network; " if looks_like_hub_id(spec) else ""
+    return (
+        f"model {spec!r} is not available ({where}): {guess}{pull}"
+        f"`v2vz models` lists what --model can name here (built-in: {', '.join(BUILTIN_NAMES)})"
+    )
+
+
+def offline() -> bool:
+    """$HF_HUB_OFFLINE asks for no network at all (pulls refuse at once)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("0", "", "false", "no")
