@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             source_prompt=SOURCE,
             frames=args.frames,
             options=options,
-            out_mp4=root / f"{name}.mp4",
+            output=root / f"{name}.mp4",
             model=args.model,
         )
 

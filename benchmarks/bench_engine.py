@@ -860,7 +860,7 @@ def bench_cli(report: Report, device: torch.device, args: argparse.Namespace, wo
         source_prompt=SOURCE_PROMPT,
         frames=EDIT_FRAMES,
         options=EditOptions(steps=steps, size=64, inversion="null-text"),
-        out_mp4=workdir / "engine-out.mp4",
+        output=workdir / "engine-out.mp4",
         model="tiny",
     )
     run_job(dataclasses.replace(job, options=EditOptions(steps=2, size=64, inversion="null-text")), pipeline)  # warm

@@ -74,7 +74,7 @@ def child(spec: dict) -> dict:
             source_prompt=SOURCE_PROMPT,
             frames=frames,
             options=options.replace(steps=steps) if steps else options,
-            out_mp4=out / f"{name}.mp4" if spec["mp4"] else None,
+            output=out / f"{name}.mp4" if spec["mp4"] else None,
             out_frames_dir=out / name,
             model=spec["model"],
         )

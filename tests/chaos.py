@@ -124,7 +124,7 @@ def daemon_chaos(work: Path, model_cache: Path, kills: int, jobs: int, rng: rand
                     start=0,
                     frames=4,
                     options=EditOptions(steps=4, window=1),
-                    out_mp4=out / f"{n}.mp4",
+                    output=out / f"{n}.mp4",
                     out_frames_dir=out / f"{n}",
                 )
                 submitted.append(client.submit(job, client="chaos").job_id)

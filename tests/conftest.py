@@ -20,6 +20,24 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIPS = SHARED / "clips"
 
 
+def _listing(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")} if folder.is_dir() else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_data_untouched() -> Iterator[None]:
+    """No test may leave a file in ../shared/data (a take written beside a shared clip, for one): it is the real
+    media every session and CI share. Tests that edit it name their outputs, or set $V2VZ_TAKES_DIR. Nor a take in
+    the repository's root, beside a relative source."""
+    repo = Path(__file__).resolve().parents[1]
+    before, top = _listing(SHARED), {path.name for path in repo.iterdir()}
+    yield
+    added = sorted(_listing(SHARED) - before)
+    assert not added, f"tests left files in {SHARED}: {added[:5]}"
+    takes = sorted(path.name for path in repo.iterdir() if path.name not in top and "-v2vz-t" in path.name)
+    assert not takes, f"tests reserved takes in the repository's root (a relative source): {takes[:5]}"
+
+
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory) -> Path:
     """Built-in presets are built once per session (or reused from V2VZ_TEST_CACHE to save seconds locally)."""
@@ -67,7 +85,8 @@ def serve_tiny(model_cache: Path, prefix: str) -> Iterator[tuple[dict, Path, sub
     env = {**os.environ, "V2VZ_ENDPOINT": str(root / "run" / "endpoint.json")}
     log = open(root / "serve.log", "w")  # noqa: SIM115 - lives as long as the daemon
     process = subprocess.Popen(
-        [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache), "--device", "cpu"],
+        [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache), "--device", "cpu"]
+        + ["--state-dir", str(root / "state")],  # a journal of its own: daemons of other test modules never share it
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -88,6 +107,13 @@ def serve_tiny(model_cache: Path, prefix: str) -> Iterator[tuple[dict, Path, sub
             process.wait(30)
         log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def resolve_daemon(model_cache) -> Iterator[dict]:
+    """One `tiny` daemon for the Resolve script's two test modules (test_resolve_script, test_resolve_takes)."""
+    with serve_tiny(model_cache, "v2vz-resolve-") as (env, root, process):
+        yield env
 
 
 # ---------------------------------------------------------------------------------------------------------------

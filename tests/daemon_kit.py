@@ -35,7 +35,7 @@ def request(tmp: Path, **changes) -> pb.SubmitEditRequest:
         source_prompt="people riding bikes on a road",
         prompt="people riding horses on a road",
         options={"steps": "3", "inversion": "null-text"},  # the method's stages, null-text included
-        out_mp4=str(tmp / "out.mp4"),
+        output=str(tmp / "out.mp4"),
         out_frames_dir=str(tmp / "frames"),
     )
     fields.update(changes)

@@ -6,8 +6,18 @@
 - AppendToTimeline silently skips a clip that would overlap one already on its track.
 - hasattr() is True for every name (unknown names are callables that return None): probe with dir().
 - Timeline.GetSelectedClips exists only on FakeTimelineWithSelection (Resolve 21.0.4+).
-Folder.GetName/GetSubFolderList/GetClipList and TimelineItem.GetClipColor (also in the official scripting README)
-are here too, so that a script can reuse its bin and tests can look at the media pool.
+- Takes (TimelineItem.AddTake, GetTakesCount, GetTakeByIndex, SelectTakeByIndex, GetSelectedTakeIndex,
+  DeleteTakeByIndex, FinalizeTake) exist on the items AppendToTimeline places when the project is built with
+  takes="yes" (the default); takes="no" is a Resolve without them (not in dir()), takes="refused" one whose AddTake
+  returns False. As the README documents them: a plain item is no take selector (GetTakesCount() and
+  GetSelectedTakeIndex() are 0); its first AddTake makes it one, with the item's own clip as take 1 and the added
+  clip as take 2; indexes are 1-based; GetTakeByIndex gives {"startFrame", "endFrame", "mediaPoolItem"}; AddTake
+  does not change the selection; without startFrame/endFrame it adds the clip's full extents (endFrame exclusive
+  here, as for AppendToTimeline). The item keeps its record frame; a selected take shorter than the item shortens it.
+Folder.GetName/GetSubFolderList/GetClipList, TimelineItem.GetClipColor/DeleteMarkerAtFrame,
+Timeline.GetTrackName/DeleteClips, MediaPool.DeleteClips and MediaPoolItem.SetClipProperty/SetMetadata/GetMetadata
+(also in the official scripting README) are here too, so that a script can reuse its bin, name its clips, replace a
+clip and free a marker, and tests can look at the media pool.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ class Fake:
 class FakeMediaPoolItem(Fake):
     def __init__(self, name: str, properties: dict) -> None:
         self.name, self.properties = name, dict(properties)
+        self.properties.setdefault("Clip Name", name)
+        self.metadata: dict[str, str] = {}
 
     def GetName(self):
         return self.name
@@ -44,6 +56,26 @@ class FakeMediaPoolItem(Fake):
         if key is None:
             return dict(self.properties)
         return self.properties.get(key, "")
+
+    def SetClipProperty(self, key, value):
+        if key not in self.properties or key in ("File Path", "Frames", "Type"):
+            return False
+        self.properties[key] = str(value)
+        if key == "Clip Name":
+            self.name = str(value)
+        return True
+
+    def SetMetadata(self, key, value=None):
+        if isinstance(key, dict):
+            self.metadata.update({str(k): str(v) for k, v in key.items()})
+            return True
+        if not isinstance(key, str) or value is None:
+            return False
+        self.metadata[key] = str(value)
+        return True
+
+    def GetMetadata(self, key=None):
+        return dict(self.metadata) if key is None else self.metadata.get(key, "")
 
 
 def video_item(name: str, path: str, fps: float, frames: int, kind: str = "Video") -> FakeMediaPoolItem:
@@ -133,6 +165,78 @@ class FakeTimelineItem(Fake):
     def GetMarkers(self):
         return {frame: dict(marker) for frame, marker in self.markers.items()}
 
+    def DeleteMarkerAtFrame(self, frameNum):
+        return self.markers.pop(int(frameNum), None) is not None
+
+
+class FakeTimelineItemWithTakes(FakeTimelineItem):
+    """An item of a Resolve that has the documented take calls (a take selector once a take is added)."""
+
+    def __init__(self, *args, refuse_takes: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.takes: list[dict] = []  # empty: not a take selector
+        self.selected = 0
+        self.span = self.duration  # the selector's extent on the timeline
+        self.refuse_takes = refuse_takes
+
+    def AddTake(self, mediaPoolItem, startFrame=None, endFrame=None):
+        if self.refuse_takes or not isinstance(mediaPoolItem, FakeMediaPoolItem):
+            return False
+        frames = int(mediaPoolItem.GetClipProperty("Frames") or 0)
+        first = 0 if startFrame is None else int(startFrame)
+        end = frames if endFrame is None else int(endFrame)
+        if not 0 <= first < end <= frames:
+            return False
+        if not self.takes:  # the item becomes a take selector: its own clip is take 1
+            own = {"startFrame": self.source_start, "endFrame": self.source_start + self.duration}
+            self.takes.append({**own, "mediaPoolItem": self.media})
+            self.selected, self.span = 1, self.duration
+        self.takes.append({"startFrame": first, "endFrame": end, "mediaPoolItem": mediaPoolItem})
+        return True
+
+    def GetTakesCount(self):
+        return len(self.takes)
+
+    def GetSelectedTakeIndex(self):
+        return self.selected if self.takes else 0
+
+    def GetTakeByIndex(self, idx):
+        if not 1 <= int(idx) <= len(self.takes):
+            return None
+        return dict(self.takes[int(idx) - 1])
+
+    def SelectTakeByIndex(self, idx):
+        if not 1 <= int(idx) <= len(self.takes):
+            return False
+        self.selected = int(idx)
+        self._show(self.takes[self.selected - 1])
+        return True
+
+    def DeleteTakeByIndex(self, idx):
+        if not 1 <= int(idx) <= len(self.takes):
+            return False
+        del self.takes[int(idx) - 1]
+        if not self.takes:
+            self.selected = 0
+            return True
+        if int(idx) < self.selected or self.selected > len(self.takes):
+            self.selected -= 1
+        self._show(self.takes[self.selected - 1])
+        return True
+
+    def FinalizeTake(self):
+        if not self.takes:
+            return False
+        self._show(self.takes[self.selected - 1])
+        self.takes, self.selected = [], 0
+        return True
+
+    def _show(self, take: dict) -> None:
+        self.media, self.name = take["mediaPoolItem"], take["mediaPoolItem"].GetName()
+        self.source_start = int(take["startFrame"])
+        self.duration = min(self.span, int(take["endFrame"]) - int(take["startFrame"]))
+        self.source_end = self.source_start + self.duration
+
 
 class FakeTimeline(Fake):
     def __init__(self, name: str, start_frame: int) -> None:
@@ -171,6 +275,20 @@ class FakeTimeline(Fake):
         if not 1 <= int(index) <= self.GetTrackCount(trackType):
             return False
         self.track_names[(trackType, int(index))] = name
+        return True
+
+    def GetTrackName(self, trackType, index):
+        if not 1 <= int(index) <= self.GetTrackCount(trackType):
+            return ""
+        return self.track_names.get((trackType, int(index)), f"{trackType[:1].upper()}{int(index)}")
+
+    def DeleteClips(self, timelineItems, ripple=False):
+        items = list(timelineItems or [])
+        lanes = [lane for tracks in self.tracks.values() for lane in tracks]
+        if not items or not all(any(item in lane for lane in lanes) for item in items):
+            return False
+        for lane in lanes:
+            lane[:] = [other for other in lane if other not in items]  # no ripple here: the others stay put
         return True
 
     def GetCurrentVideoItem(self):
@@ -215,11 +333,24 @@ class FakeTimelineWithSelection(FakeTimeline):
         return list(self.selected)
 
 
+TAKES = ("yes", "no", "refused")  # the take calls: documented; absent (an older Resolve); AddTake returns False
+
+
 class FakeMediaPool(Fake):
     def __init__(self, project: FakeProject) -> None:
         self.project = project
         self.root = FakeFolder("Master")
         self.current = self.root
+
+    def DeleteClips(self, clips):
+        clips = list(clips or [])
+        folders, found = [self.root], []
+        while folders:
+            folder = folders.pop()
+            folders.extend(folder.subfolders)
+            found += [clip for clip in clips if clip in folder.clips]
+            folder.clips = [clip for clip in folder.clips if clip not in clips]
+        return bool(clips) and len(found) == len(clips)
 
     def GetRootFolder(self):
         return self.root
@@ -272,7 +403,13 @@ class FakeMediaPool(Fake):
                 continue
             lane = timeline.tracks["video"][track - 1]
             record = int(info.get("recordFrame", max((i.GetEnd() for i in lane), default=timeline.start_frame)))
-            item = FakeTimelineItem(media.GetName(), record, end - first, media, first)
+            takes = self.project.takes
+            if takes == "no":
+                item = FakeTimelineItem(media.GetName(), record, end - first, media, first)
+            else:
+                item = FakeTimelineItemWithTakes(
+                    media.GetName(), record, end - first, media, first, refuse_takes=takes == "refused"
+                )
             if any(other.start < item.GetEnd() and item.start < other.GetEnd() for other in lane):
                 continue  # Resolve skips an overlapping clip without saying so
             lane.append(item)
@@ -281,9 +418,12 @@ class FakeMediaPool(Fake):
 
 
 class FakeProject(Fake):
-    def __init__(self, fps: str, timeline: FakeTimeline) -> None:
+    def __init__(self, fps: str, timeline: FakeTimeline, takes: str = "yes") -> None:
+        if takes not in TAKES:
+            raise ValueError(f"takes is one of {TAKES}")
         self.settings = {"timelineFrameRate": fps}
         self.timeline = timeline
+        self.takes = takes
         self.media_pool = FakeMediaPool(self)
 
     def GetCurrentTimeline(self):

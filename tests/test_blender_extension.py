@@ -216,17 +216,12 @@ def served(model_cache):
         yield env, root
 
 
-@pytest.fixture(scope="module", params=list(BLENDERS), ids=[f"blender-{v}" for v in BLENDERS])
-def summary(request, served, extension, tmp_path_factory) -> dict:
-    python = bpy_python(request.param)
-    env, _ = served
-    work = tmp_path_factory.mktemp("blender")
-    script = work / "scenario.py"
-    script.write_text(SCRIPT, encoding="utf-8")
-    env = {**env, "V2VZ_CLIENT": V2VZ}
+def run_scenario(python: Path, script: Path, text: str, args: list[str], env: dict) -> dict:
+    """Run a scenario script in Blender's Python with the installed client; its last `SUMMARY {...}` line."""
+    script.write_text(text, encoding="utf-8")
     done = subprocess.run(
-        [str(python), str(script), str(extension), str(CLIP), str(work)],
-        env=env,
+        [str(python), str(script), *args],
+        env={**env, "V2VZ_CLIENT": V2VZ},
         capture_output=True,
         text=True,
         timeout=600,
@@ -234,6 +229,14 @@ def summary(request, served, extension, tmp_path_factory) -> dict:
     lines = [line for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
     assert done.returncode == 0 and lines, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return json.loads(lines[-1][len("SUMMARY ") :])
+
+
+@pytest.fixture(scope="module", params=list(BLENDERS), ids=[f"blender-{v}" for v in BLENDERS])
+def summary(request, served, extension, tmp_path_factory) -> dict:
+    python = bpy_python(request.param)
+    env, _ = served
+    work = tmp_path_factory.mktemp("blender")
+    return run_scenario(python, work / "scenario.py", SCRIPT, [str(extension), str(CLIP), str(work)], env)
 
 
 def test_runs_in_background_mode(summary):
@@ -430,18 +433,8 @@ def image_summary(request, served, extension, tmp_path_factory) -> dict:
     for index, number in enumerate(FRAME_NUMBERS):
         Image.new("RGB", (96, 64), (20 * index, 100, 200 - 20 * index)).save(frames / f"shot_{number:04d}.png")
     Image.new("RGB", (96, 64)).save(frames / "take_0012.png")  # another prefix in the folder: not in the sequence
-    script = work / "images.py"
-    script.write_text(IMAGE_SCRIPT, encoding="utf-8")
-    done = subprocess.run(
-        [str(python), str(script), str(extension), str(frames), str(work)],
-        env={**env, "V2VZ_CLIENT": V2VZ},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
-    assert done.returncode == 0 and lines, f"exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return {**json.loads(lines[-1][len("SUMMARY ") :]), "frames": str(frames)}
+    summary = run_scenario(python, work / "images.py", IMAGE_SCRIPT, [str(extension), str(frames), str(work)], env)
+    return {**summary, "frames": str(frames)}
 
 
 def test_image_strip_sends_its_first_visible_image(image_summary):
@@ -463,7 +456,7 @@ def test_image_strip_result(image_summary):
     assert (result["type"], result["channel"], result["start"], result["end"]) == ("IMAGE", 3, 22, 26)
     assert len(result["elements"]) == 4 and result["files_exist"] and result["pngs_in_folder"] == 4
     assert result["sizes"] == [[96, 64]]  # the source images' size
-    assert result["name"] == "shots v2vz" and Path(result["folder"]).parent.name == "v2vz"
+    assert result["name"] == "a blue square" and Path(result["folder"]).parent.name == "v2vz"
 
 
 def test_image_strip_source_unchanged(image_summary):
@@ -487,6 +480,312 @@ def test_image_strips_that_are_not_one_sequence_are_refused(image_summary):
         assert (report["result"], report["level"], report["added"]) == (["CANCELLED"], "ERROR", 0), (case, report)
         assert report["message"] == message, (case, report)
         assert report["error"] == "" or message in report["error"], (case, report)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Takes: every re-prompt is a new take above the source, the earlier ones muted, never overwritten; the sidebar's
+# take list and "make active"; a preview, then its final replacing it in place. One Blender (5.0): the takes code has
+# no compat branch of its own.
+
+TAKES_SCRIPT = r"""
+import hashlib, json, os, sys, time
+plugins, clip, work = sys.argv[1:4]
+sys.path.insert(0, plugins)
+import bpy
+import v2vz_blender
+from v2vz_blender import compat, takes
+
+summary = {"version": bpy.app.version_string, "via": []}
+PROMPTS = [
+    "people riding horses on a road",
+    "people riding camels on a road",
+    "a watercolor painting of people riding bicycles through a misty autumn forest at dawn",
+]
+BASE = dict(source_prompt="people riding bikes on a road", steps=3)  # SCRIPT's range and inversion: cached by now
+
+
+def call(operator, active, options, **kwargs):
+    # bpy.ops as a batch script calls it (on the active strip); the operator's logic when the headless poll refuses it
+    editor = compat.sequencer_scene().sequence_editor
+    editor.active_strip = active
+    v2vz_blender.LAST_REPORT.clear()
+    error = ""
+    try:
+        result = getattr(bpy.ops.sequencer, operator)(**options, **kwargs)
+        summary["via"].append("bpy.ops")
+    except RuntimeError as exc:
+        if "poll" in str(exc):
+            summary["via"].append("run_operator")
+            result = v2vz_blender.run_operator(None, bpy.context, active, {**options, **kwargs})
+        else:
+            result, error = {"CANCELLED"}, str(exc)
+    return {"result": sorted(result), "error": error, **v2vz_blender.LAST_REPORT}
+
+
+def editor():
+    return compat.sequencer_scene().sequence_editor
+
+
+def files_of(folder):
+    # every file of a folder with its bytes' digest (None: no folder)
+    if not os.path.isdir(folder):
+        return None
+    digest = lambda name: hashlib.sha256(open(os.path.join(folder, name), "rb").read()).hexdigest()
+    return {name: digest(name) for name in sorted(os.listdir(folder))}
+
+
+def listed(strip):
+    return takes.take_list(editor(), strip)
+
+
+def by_name(name):
+    return compat.strips_all(editor()).get(name)
+
+
+class Layout:
+    # a stand-in for the sidebar's UILayout: records what the panel shows (labels, buttons and what they act on)
+    def __init__(self, shown):
+        self.shown = shown
+
+    def label(self, text="", icon="NONE"):
+        self.shown.append(["label", text])
+
+    def operator(self, idname, text="", icon="NONE"):
+        button = type("Button", (), {})()
+        self.shown.append(["operator", idname, text, button])
+        return button
+
+    def prop(self, *args, **kwargs):
+        pass
+
+    def progress(self, factor=0.0, type="BAR", text=""):
+        self.shown.append(["progress", text])
+
+    def separator(self):
+        pass
+
+    def box(self):
+        return self
+
+    column = row = lambda self, align=False: self
+
+
+def draw_panel(active):
+    editor().active_strip = active
+    shown = []
+    panel = type("Panel", (), {"layout": Layout(shown)})()
+    v2vz_blender.ui.SEQUENCER_PT_v2vz.draw(panel, bpy.context)
+    return [item[:3] + [dict(vars(item[3]))] if item[0] == "operator" else item for item in shown]
+
+
+v2vz_blender.register()
+try:
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 25, 1.0
+    blend = os.path.join(work, "takes.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    scene = compat.sequencer_scene()
+    ed = scene.sequence_editor_create()
+    movie = compat.strips(ed).new_movie("bikes", clip, 2, 10)
+    movie.frame_offset_start = 37  # source frames 37..40 on timeline 47..50
+    movie.frame_offset_end = 209
+
+    # Three re-prompts of one strip; the frames of the earlier takes are read before and after the later ones.
+    runs, folders = [], []
+    for prompt in PROMPTS:
+        runs.append(call("v2vz_reprompt", by_name("bikes"), {**BASE, "prompt": prompt}))
+        folders.append(listed(by_name("bikes"))[-1]["folder"] if listed(by_name("bikes")) else "")
+        summary.setdefault("files_after", []).append({f: files_of(f) for f in folders})
+    summary["reprompts"] = runs
+    summary["three"] = listed(by_name("bikes"))
+    summary["source_props"] = {k: by_name("bikes").get(k) for k in (takes.SOURCE_ID, takes.TAKE_COUNTER)}
+
+    # The source renamed and moved to another channel: its takes are still its takes, listed from it or any take.
+    by_name("bikes").name = "shot A"
+    by_name("shot A").channel = 1
+    summary["after_rename"] = [t["name"] for t in listed(by_name("shot A"))]
+    summary["from_a_take"] = [t["name"] for t in listed(by_name(summary["three"][1]["name"]))]
+
+    # "Make active" on take 1: unmuted, takes 2 and 3 muted.
+    first = summary["three"][0]["name"]
+    summary["activate"] = call("v2vz_take", by_name(first), {}, strip=first)
+    summary["activated"] = [(t["take"], t["active"]) for t in listed(by_name("shot A"))]
+
+    # Saved and reopened: the takes and what they record stay.
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    summary["reopened"] = listed(by_name("shot A"))
+
+    # A preview, asked for with a take active: a preview take of the source (take 4) above it.
+    summary["preview"] = call("v2vz_preview", by_name(first), {**BASE, "prompt": "people riding zebras on a road"})
+    summary["with_preview"] = listed(by_name("shot A"))
+    preview = summary["with_preview"][-1]
+    summary["preview_files"] = files_of(preview["folder"])
+    summary["panel"] = draw_panel(by_name(preview["name"]))
+
+    # Its final with no daemon to make it: the preview stays as it was, and the user reads why.
+    endpoint = os.environ["V2VZ_ENDPOINT"]
+    os.environ["V2VZ_ENDPOINT"] = os.path.join(work, "nothing-here", "endpoint.json")
+    summary["final_failed"] = call("v2vz_make_final", by_name(preview["name"]), {}, strip=preview["name"])
+    os.environ["V2VZ_ENDPOINT"] = endpoint
+    summary["after_failed_final"] = listed(by_name("shot A"))
+    summary["preview_files_after_failure"] = files_of(preview["folder"])
+
+    # The preview trimmed by a frame at its start: the final takes the same range.
+    trimmed = by_name(preview["name"])
+    compat.set_handle_offsets(trimmed, 1, 0)
+    summary["trimmed_preview"] = {**listed(trimmed)[-1], "offsets": compat.handle_offsets(trimmed)}
+
+    # The final from the sidebar (the UI path: the timer drains it): the preview stays while it runs, then the final
+    # replaces it in place and the preview's frames folder goes.
+    active = v2vz_blender.start_final(bpy.context, by_name(preview["name"]))
+    v2vz_blender.JOBS[active.key] = active
+    summary["panel_while_final"] = draw_panel(by_name(preview["name"]))
+    seen, deadline = set(), time.monotonic() + 300
+    while v2vz_blender.drain_jobs() and time.monotonic() < deadline:
+        seen.add(by_name(preview["name"]) is not None and files_of(preview["folder"]) == summary["preview_files"])
+        time.sleep(0.02)
+    summary["preview_while_final"] = sorted(seen)
+    summary["final"] = dict(v2vz_blender.LAST_REPORT)
+    summary["with_final"] = listed(by_name("shot A"))
+    summary["preview_strip_after_final"] = by_name(preview["name"]) is not None
+    summary["preview_folder_after_final"] = files_of(preview["folder"])
+    final = summary["with_final"][-1]
+    summary["final_files"] = files_of(final["folder"])
+    summary["final_elements"] = len(by_name(final["name"]).elements) if by_name(final["name"]) else 0
+    summary["final_offsets"] = compat.handle_offsets(by_name(final["name"])) if by_name(final["name"]) else None
+    summary["files_at_end"] = {f: files_of(f) for f in folders}
+    summary["make_final_of_a_final"] = call("v2vz_make_final", by_name(final["name"]), {}, strip=final["name"])
+finally:
+    v2vz_blender.unregister()
+print("SUMMARY " + json.dumps(summary), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def takes_summary(served, extension, tmp_path_factory) -> dict:
+    python = bpy_python("5.0")
+    env, _ = served
+    work = tmp_path_factory.mktemp("blender-takes")
+    return run_scenario(python, work / "takes.py", TAKES_SCRIPT, [str(extension), str(CLIP), str(work)], env)
+
+
+def test_each_reprompt_is_a_new_take_named_after_its_prompt(takes_summary):
+    for run in takes_summary["reprompts"]:
+        assert (run["result"], run["level"]) == (["FINISHED"], "INFO"), run
+    three = takes_summary["three"]
+    assert [t["take"] for t in three] == [1, 2, 3]
+    assert [t["channel"] for t in three] == [3, 4, 5]  # each on the next free channel above the source (2)
+    assert [(t["start"], t["end"]) for t in three] == [(47, 51)] * 3
+    assert [t["name"] for t in three] == [
+        "people riding horses on a road",
+        "people riding camels on a road",
+        "a watercolor painting of people riding...",  # a long prompt is cut at a word
+    ]
+    assert [t["prompt"] for t in three] == [
+        "people riding horses on a road",
+        "people riding camels on a road",
+        "a watercolor painting of people riding bicycles through a misty autumn forest at dawn",
+    ]
+
+
+def test_a_take_records_what_made_it(takes_summary):
+    three, source = takes_summary["three"], takes_summary["source_props"]
+    assert source["v2vz_takes"] == 3 and len(source["v2vz_source_id"]) == 32, source
+    for take in three:
+        assert take["take_of"] == source["v2vz_source_id"] and take["source"] == "bikes", take
+        assert take["source_prompt"] == "people riding bikes on a road" and take["model"] == "", take
+        assert take["preview"] is False and len(take["job"]) >= 8 and len(take["time"]) == 19, take
+        assert Path(take["folder"]).parent.name == "v2vz", take  # //v2vz/<job>/ beside the saved .blend
+    assert len({t["job"] for t in three}) == 3 and len({t["folder"] for t in three}) == 3
+
+
+def test_only_the_newest_take_is_unmuted_and_the_earlier_frames_are_untouched(takes_summary):
+    assert [t["active"] for t in takes_summary["three"]] == [False, False, True]
+    after_each = takes_summary["files_after"]
+    for later in after_each[1:]:  # a take's folder after the later takes: the same files, the same bytes
+        for folder, files in after_each[0].items():
+            assert later[folder] == files and len(files) >= 4, folder
+    final = after_each[-1]
+    assert all(files is not None and sum(n.endswith(".png") for n in files) == 4 for files in final.values())
+
+
+def test_takes_follow_their_source_when_it_is_renamed_or_moved(takes_summary):
+    names = [t["name"] for t in takes_summary["three"]]
+    assert takes_summary["after_rename"] == names  # the source is now "shot A" on channel 1
+    assert takes_summary["from_a_take"] == names  # the list of a take is its source's
+
+
+def test_make_active_unmutes_the_take_and_mutes_the_others(takes_summary):
+    assert takes_summary["activate"]["result"] == ["FINISHED"], takes_summary["activate"]
+    assert takes_summary["activated"] == [[1, True], [2, False], [3, False]]
+
+
+def test_takes_survive_save_and_reopen(takes_summary):
+    reopened = takes_summary["reopened"]
+    assert [(t["take"], t["active"], t["prompt"], t["job"]) for t in reopened] == [
+        (t["take"], t["take"] == 1, t["prompt"], t["job"]) for t in takes_summary["three"]
+    ]
+
+
+def test_a_preview_is_placed_like_a_take_and_marked_as_one(takes_summary):
+    run = takes_summary["preview"]
+    assert (run["result"], run["level"]) == (["FINISHED"], "INFO"), run
+    listed = takes_summary["with_preview"]
+    preview = listed[-1]
+    # asked for with take 1 active, it is take 4 of the source; the source moved to channel 1: channel 2 is free
+    where = (preview["take"], preview["preview"], preview["channel"], preview["start"], preview["end"])
+    assert where == (4, True, 2, 47, 51), preview
+    assert preview["name"] == "people riding zebras on a road (preview)" and preview["source"] == "shot A"
+    assert [t["active"] for t in listed] == [False, False, False, True]
+    assert sorted(takes_summary["preview_files"]) == [f"frame_{i:06d}.png" for i in range(4)] + ["v2vz.json"]
+
+
+def test_the_sidebar_lists_the_takes_with_their_buttons(takes_summary):
+    shown = takes_summary["panel"]
+    labels = [item[1] for item in shown if item[0] == "label"]
+    assert "Takes of shot A" in labels
+    assert "1: people riding horses on a road" in labels and "4: people riding zebras on a road (selected)" in labels
+    times = [take["time"] for take in takes_summary["with_preview"]]
+    assert f"final | daemon model | {times[0]}" in labels and f"preview | daemon model | {times[3]}" in labels
+    buttons = [(item[1], item[3].get("strip")) for item in shown if item[0] == "operator" and "strip" in item[3]]
+    names = [take["name"] for take in takes_summary["with_preview"]]
+    assert buttons == [
+        ("sequencer.v2vz_take", names[0]),
+        ("sequencer.v2vz_take", names[1]),
+        ("sequencer.v2vz_take", names[2]),
+        ("sequencer.v2vz_make_final", names[3]),  # the active take has no "Make Active"; a preview has "Make Final"
+    ]
+    while_final = [item[1] for item in takes_summary["panel_while_final"] if item[0] == "label"]
+    assert "making its final..." in while_final and "shot A take 4 (final) -> channel 2" in while_final
+
+
+def test_a_final_that_fails_leaves_the_preview_and_says_why(takes_summary):
+    failed = takes_summary["final_failed"]
+    assert (failed["result"], failed["level"]) == (["CANCELLED"], "ERROR"), failed
+    assert "v2vz serve" in failed["message"] and "the preview stays" in failed["message"], failed
+    assert takes_summary["after_failed_final"] == takes_summary["with_preview"]
+    assert takes_summary["preview_files_after_failure"] == takes_summary["preview_files"]
+
+
+def test_the_final_replaces_its_preview_in_place(takes_summary):
+    assert takes_summary["final"]["level"] == "INFO", takes_summary["final"]
+    assert takes_summary["preview_while_final"] == [True]  # the preview and its frames stay while the final runs
+    preview, final = takes_summary["trimmed_preview"], takes_summary["with_final"][-1]
+    assert len(takes_summary["with_final"]) == 4 and not takes_summary["preview_strip_after_final"]
+    same = ("take", "channel", "start", "end", "active", "take_of", "prompt", "source_prompt", "model", "source")
+    assert {key: final[key] for key in same} == {key: preview[key] for key in same}
+    assert (final["start"], final["end"]) == (48, 51) and takes_summary["final_offsets"] == preview["offsets"] == [1, 0]
+    assert final["preview"] is False and final["name"] == "people riding zebras on a road"
+    assert final["job"] != preview["job"] and final["folder"] != preview["folder"]
+    assert takes_summary["preview_folder_after_final"] is None  # the preview's frames folder is gone
+    assert sorted(takes_summary["final_files"]) == [f"frame_{i:06d}.png" for i in range(4)] + ["v2vz.json"]
+    assert takes_summary["final_elements"] == 4
+    assert takes_summary["with_final"][:3] == takes_summary["with_preview"][:3]  # the other takes as they were
+    for folder, files in takes_summary["files_at_end"].items():
+        assert files == takes_summary["files_after"][-1][folder], folder  # their frames too
+    refused = takes_summary["make_final_of_a_final"]
+    assert refused["level"] == "ERROR" and "only a preview has a final" in refused["message"], refused
 
 
 # The image-sequence check itself is plain Python (no bpy calls): test it here against the daemon's own rules.
@@ -599,3 +898,58 @@ def test_the_client_command_carries_only_the_options_that_were_set(jobs):
         "--events",
         "jsonl",
     ]
+
+
+def test_a_preview_and_a_final_have_their_own_command_lines(jobs):
+    request = jobs.EditRequest("/clips/a.mp4", 10, 40, "a jeep", "a car", "/out/x", model="tiny", preview=True)
+    base = ["v2vz", "edit", "/clips/a.mp4", "--prompt", "a jeep", "--source-prompt", "a car"]
+    base += ["--start", "10", "--frames", "40", "--out", "/out/x"]
+    assert request.command("v2vz") == [*base, "--model", "tiny", "--preview", "--events", "jsonl"]
+    final = jobs.FinalRequest("0123abcd", "/out/y")
+    assert final.command("v2vz") == [
+        "v2vz",
+        "final",
+        "0123abcd",
+        "--out",
+        "/out/y",
+        "--keep-preview",
+        "--events",
+        "jsonl",
+    ]
+
+
+@pytest.fixture(scope="module")
+def takes_module(extension):
+    return without_blender(extension, "takes")
+
+
+def test_take_names_are_the_prompt_cut_to_a_readable_length(takes_module):
+    name = takes_module.take_name
+    assert name("people riding horses") == "people riding horses"
+    assert name("  people   riding\nhorses ") == "people riding horses"
+    assert name("people riding horses", preview=True) == "people riding horses (preview)"
+    long = "a watercolor painting of people riding bicycles through a misty autumn forest at dawn"
+    assert name(long) == "a watercolor painting of people riding..."
+    assert name("x" * 100) == "x" * 40 + "..."
+    assert name("") == "v2vz"
+    assert name("é" * 100) == "é" * 28 + "..."  # Blender keeps 63 bytes of a name: 60 leave room for ".001"
+    for prompt in ("é" * 100, "日本の街を走る自転車に乗った人々、水彩画風、秋の霧の朝、細部まで美しい", long):
+        for preview in (False, True):
+            assert len(name(prompt, preview).encode("utf-8")) <= takes_module.NAME_BYTES
+            assert name(prompt, preview).endswith(("...", "... (preview)"))
+
+
+def test_only_what_a_job_wrote_is_deleted_with_its_frames(takes_module, tmp_path):
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    for name in ("frame_000000.png", "frame_000001.png", "v2vz.json"):
+        (ours / name).write_bytes(b"x")
+    assert takes_module.remove_frames(str(ours)) == ["frame_000000.png", "frame_000001.png", "v2vz.json"]
+    assert not ours.exists()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for name in ("frame_000000.png", "notes.txt", "frame_a.png", "shot_0001.png"):
+        (shared / name).write_bytes(b"x")
+    assert takes_module.remove_frames(str(shared)) == ["frame_000000.png"]
+    assert sorted(p.name for p in shared.iterdir()) == ["frame_a.png", "notes.txt", "shot_0001.png"]
+    assert takes_module.remove_frames(str(tmp_path / "gone")) == []

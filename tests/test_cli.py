@@ -161,17 +161,24 @@ def test_edit_an_image_sequence_in_windows_to_an_mp4_at_its_frame_rate(
 def test_edit_720p_clip_with_audio_at_a_small_working_size(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No --out: ./NAME-v2vz.mp4 in the current folder, at the source's size and fps whatever --size is."""
-    monkeypatch.chdir(tmp_path)
+    """No --out: the next take, NAME-v2vz-t1.mp4, in $V2VZ_TAKES_DIR (else beside the source), at the source's size
+    and fps whatever --size is, with the source's 5.1 audio for the range."""
+    import av
+
+    monkeypatch.setenv("V2VZ_TAKES_DIR", str(tmp_path))  # never beside the shared clip
     args = ["edit", str(clip("bigbuckbunny.mp4")), "-p", "a cat", "-s", "a rabbit", "--start", "60", "--frames", "3"]
     args += ["--size", "64", "--steps", "2", "--fast"]
     result = invoke(args + local_tiny(cache), cache, monkeypatch)
     assert result.exit_code == 0, result.output
     assert_no_traceback(result.output)
-    out = tmp_path / "bigbuckbunny-v2vz.mp4"
+    out = tmp_path / "bigbuckbunny-v2vz-t1.mp4"
     assert_clip(out, 3, 1280, 720, Fraction(25))
     said = squeeze(result.stderr)
-    assert "1280x720" in said and "workedat64x40" in said
+    assert "1280x720" in said and "workedat64x40" in said and "take1:" in said
+    with av.open(str(out)) as container:
+        (audio,) = container.streams.audio
+        assert (audio.codec_context.name, audio.channels) == ("aac", 6)
+        assert abs(float(audio.duration * audio.time_base) - 3 / 25) <= 1024 / audio.rate
 
 
 def test_fractional_fps_and_odd_size_survive_the_round_trip(

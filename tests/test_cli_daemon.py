@@ -112,7 +112,9 @@ def test_sigterm_removes_the_endpoint_file(model_cache, tmp_path):
     root = Path(tempfile.mkdtemp(prefix="v2vz-t-", dir="/tmp"))
     env = {**os.environ, "V2VZ_ENDPOINT": str(root / "endpoint.json")}
     process = subprocess.Popen(
-        [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache)], env=env, stderr=subprocess.DEVNULL
+        [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache), "--state-dir", str(root / "state")],
+        env=env,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
@@ -126,3 +128,202 @@ def test_sigterm_removes_the_endpoint_file(model_cache, tmp_path):
         if process.poll() is None:
             process.kill()
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Takes and previews (issue 15)
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def clip_copy(folder: Path, frames: int = 12) -> Path:
+    """A short clip of its own in `folder`, so that its takes land beside it."""
+    clip = media.make_sample_clip(folder / "shot.mp4", frames=frames, width=96, height=64)
+    return clip
+
+
+def test_re_prompts_become_new_takes_beside_the_source_and_never_overwrite(served, tmp_path):
+    env, _, _ = served
+    clip = clip_copy(tmp_path)
+    outputs, first_hash = [], None
+    for number, prompt in enumerate(("a blue ball", "a green ball", "a white ball"), start=1):
+        done = run(["edit", str(clip), "--frames", "4", "-s", "a red ball", "-p", prompt, "--steps", "2"], env)
+        assert done.returncode == 0, done.stderr
+        out = tmp_path / f"shot-v2vz-t{number}.mp4"
+        assert f"take {number}" in done.stderr and str(out) in done.stderr
+        outputs.append(out)
+        first_hash = first_hash or sha256(outputs[0])
+        record = json.loads((tmp_path / f"shot-v2vz-t{number}.mp4.v2vz.json").read_text())
+        assert (record["state"], record["take"], record["preview"]) == ("done", number, False)
+        assert record["job"]["prompt"] == prompt and record["job"]["options"]["steps"] == 2
+    assert sha256(outputs[0]) == first_hash  # takes 2 and 3 left take 1 byte for byte as it was
+    assert [media.probe(out).frame_count for out in outputs] == [4, 4, 4]
+    import av
+
+    with av.open(str(outputs[1])) as container:  # the record travels in the file too
+        assert json.loads(container.metadata["v2vz"])["job"]["prompt"] == "a green ball"
+    rows = json.loads(run(["jobs", "--json", "--limit", "3"], env).stdout)
+    assert [row["take"] for row in rows] == [3, 2, 1] and rows[0]["output"] == str(outputs[2])
+
+
+def test_an_output_that_exists_is_refused_unless_overwrite(served, tmp_path):
+    env, _, _ = served
+    clip = clip_copy(tmp_path)
+    out = tmp_path / "mine.mp4"
+    out.write_bytes(b"an editor's own file")
+    args = [
+        "edit",
+        str(clip),
+        "--frames",
+        "2",
+        "-s",
+        "a red ball",
+        "-p",
+        "a blue ball",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+    ]
+    refused = run([*args, "--events", "jsonl"], env)
+    assert refused.returncode == 2
+    (line,) = jsonl(refused.stdout)
+    assert line["type"] == "error" and line["error"] == "OutputExists" and str(out) in line["message"]
+    assert out.read_bytes() == b"an editor's own file"
+    frames = tmp_path / "frames"
+    assert run([*args[:-1], str(frames)], env).returncode == 0
+    again = run([*args[:-1], str(frames)], env)
+    assert again.returncode == 2 and "frame_000000.png exists" in again.stderr
+    replaced = run([*args, "--overwrite"], env)
+    assert replaced.returncode == 0, replaced.stderr
+    assert media.probe(out).frame_count == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if "v2vz-t" in p.name) == []  # explicit outputs take no number
+
+
+def test_a_preview_then_its_final_as_the_same_take(served, tmp_path):
+    env, _, _ = served
+    clip = clip_copy(tmp_path)
+    preview = run(
+        [
+            "edit",
+            str(clip),
+            "--frames",
+            "4",
+            "-s",
+            "a red ball",
+            "-p",
+            "a blue ball",
+            "--steps",
+            "12",
+            "--preview",
+            "--events",
+            "jsonl",
+        ],
+        env,
+    )
+    assert preview.returncode == 0, preview.stderr
+    submitted, *_, done = jsonl(preview.stdout)
+    assert (submitted["take"], submitted["preview"], done["preview"], done["take"]) == (1, True, True, 1)
+    preview_file = tmp_path / "shot-v2vz-t1-preview.mp4"
+    assert done["output"] == str(preview_file) and media.probe(preview_file).frame_count == 4
+    steps = [e["total"] for e in jsonl(preview.stdout) if e.get("stage") == "edit"]
+    assert set(steps) == {10}  # the preview pass: 10 of the 12 steps asked for
+    other = run(["edit", str(clip), "--frames", "2", "-s", "a red ball", "-p", "a cat", "--steps", "2"], env)
+    assert other.returncode == 0 and (tmp_path / "shot-v2vz-t2.mp4").exists()  # the preview holds number 1
+    final = run(["final", submitted["job_id"][:6], "--events", "jsonl"], env)
+    assert final.returncode == 0, final.stderr
+    final_submitted, *_, final_done = jsonl(final.stdout)
+    assert (final_submitted["take"], final_done["preview"]) == (1, False)
+    assert final_done["output"] == str(tmp_path / "shot-v2vz-t1.mp4")
+    assert set(e["total"] for e in jsonl(final.stdout) if e.get("stage") == "edit") == {12}
+    assert not preview_file.exists() and not (tmp_path / "shot-v2vz-t1-preview.mp4.v2vz.json").exists()
+    record = json.loads((tmp_path / "shot-v2vz-t1.mp4.v2vz.json").read_text())
+    assert (record["take"], record["preview"], record["job"]["prompt"]) == (1, False, "a blue ball")
+    again = run(["final", submitted["job_id"]], env)
+    assert again.returncode == 2 and "does not exist" in again.stderr  # the preview is gone: nothing to finalize
+
+
+def test_previews_run_ahead_of_queued_finals(served, tmp_path):
+    env, _, _ = served
+    from v2vz.api.endpoint import read_endpoint
+    from v2vz.api.job import EditJob, EditOptions
+    from v2vz.client import Client
+
+    clip = clip_copy(tmp_path)
+
+    def job(name: str, steps: int, preview: bool = False) -> EditJob:
+        return EditJob(
+            clip,
+            "a blue ball",
+            "a red ball",
+            frames=4,
+            options=EditOptions(steps=steps),
+            output=tmp_path / f"{name}.mp4",
+            preview=preview,
+        )
+
+    with Client(read_endpoint(Path(env["V2VZ_ENDPOINT"]))) as client:
+        first = client.submit(job("first", 12)).job_id
+        deadline = time.monotonic() + 60
+        while next(j for j in client.jobs(5) if j.job_id == first).state != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second = client.submit(job("second", 2))
+        preview = client.submit(job("preview", 4, preview=True))
+        assert (second.queue_position, preview.queue_position) == (0, 0)  # the preview runs next, ahead of second
+        for job_id in (first, second.job_id, preview.job_id):
+            *_, last = client.follow(job_id)
+            assert last.WhichOneof("kind") == "done"
+        rows = {row.job_id: row for row in client.jobs(10)}
+    assert rows[preview.job_id].started_unix < rows[second.job_id].started_unix
+    assert rows[preview.job_id].started_unix > rows[first].started_unix
+
+
+def test_an_edit_delivers_prores_with_the_ranges_audio_timecode_and_colour(served, tmp_path):
+    """Through the daemon and the engine: a 29.97 drop-frame clip with two audio streams, frames 6..9 of it."""
+    import av
+
+    from .media_kit import AudioSpec, make_clip
+
+    env, _, _ = served
+    fps = Fraction(30000, 1001)
+    clip = make_clip(
+        tmp_path / "shot.mov",
+        size=(96, 64),
+        fps=fps,
+        frames=12,
+        audio=(AudioSpec(), AudioSpec(rate=44100, channels=1)),
+        timecode="00:59:59;28",
+        colour="bt709-full",
+    )
+    args = ["edit", str(clip), "--start", "6", "--frames", "4", "-s", "a red card", "-p", "a blue card", "--steps", "2"]
+    done = run([*args, "--format", "mov"], env)
+    assert done.returncode == 0, done.stderr
+    take = tmp_path / "shot-v2vz-t1.mov"
+    with av.open(str(take)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.name, video.format.name) == ("prores", "yuv422p10le")
+        assert (video.frames, video.average_rate, video.width, video.height) == (4, fps, 96, 64)
+        assert video.metadata["timecode"] == "01:00:00;04"  # 00:59:59;28 + 6 frames, drop-frame kept
+        assert [(a.codec_context.name, a.rate) for a in container.streams.audio] == [
+            ("pcm_s16le", 48000),
+            ("pcm_s16le", 44100),
+        ]
+        for stream in container.streams.audio:
+            seconds = float(stream.duration * stream.time_base)
+            assert abs(seconds - 4 / float(fps)) < 1 / stream.rate * 1024  # within one audio frame
+        assert (video.codec_context.color_primaries, video.codec_context.color_trc) == (1, 1)  # BT.709 kept
+        assert video.codec_context.colorspace == 1
+    frames = run([*args, "--format", "exr", "--no-audio"], env)
+    assert frames.returncode == 0, frames.stderr
+    folder = tmp_path / "shot-v2vz-t2"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        *(f"shot-v2vz-t2.{n:04d}.exr" for n in range(6, 10)),  # numbered by source frame
+        "shot-v2vz-t2.exr.v2vz.json",
+    ]
+    with av.open(str(folder / "shot-v2vz-t2.0006.exr")) as image:
+        assert image.streams.video[0].format.name.startswith("gbrpf")  # half float, read as float planes

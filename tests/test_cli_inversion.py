@@ -14,8 +14,9 @@ ARGS = ["edit", "clip.mp4", "--prompt", "a jeep", "--source-prompt", "a car", "-
 
 
 @pytest.fixture
-def submitted(monkeypatch) -> list:
+def submitted(monkeypatch, tmp_path) -> list:
     """The jobs `edit --local` would run (the engine is not loaded: the flags are what is tested)."""
+    monkeypatch.chdir(tmp_path)  # their takes are reserved beside clip.mp4, here
     jobs: list = []
     monkeypatch.setattr(edit_command, "run_local", lambda job, *rest: jobs.append(job))
     return jobs

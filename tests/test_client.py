@@ -194,13 +194,13 @@ def test_event_to_dict_frame_leaves_the_png_out() -> None:
 
 
 def test_event_to_dict_done() -> None:
-    done = pb.Done(out_mp4="/out/x.mp4", frame_paths=["/f/0.png", "/f/1.png"], inversion_cached=True)
+    done = pb.Done(output="/out/x.mp4", frame_paths=["/f/0.png", "/f/1.png"], inversion_cached=True)
     done.timings.update({"inversion": 1.5, "edit": 2.0})
     data = event_to_dict(event(12, done=done))
     assert data["type"] == "done"
-    assert data["out_mp4"] == "/out/x.mp4" and data["frame_paths"] == ["/f/0.png", "/f/1.png"]
+    assert data["output"] == "/out/x.mp4" and data["frame_paths"] == ["/f/0.png", "/f/1.png"]
     assert data["timings"] == {"edit": 2.0, "inversion": 1.5} and data["inversion_cached"] is True
-    assert event_to_dict(event(12, done=pb.Done(frame_paths=["/f/0.png"])))["out_mp4"] is None
+    assert event_to_dict(event(12, done=pb.Done(frame_paths=["/f/0.png"])))["output"] is None
 
 
 def test_event_to_dict_failed_and_cancelled() -> None:
@@ -216,7 +216,7 @@ def test_every_event_dict_is_json() -> None:
         {"queued": pb.Queued(position=0)},
         {"progress": pb.Progress(stage="edit", step=1, total=2)},
         {"frame": pb.FrameReady(index=0, path="/p.png", png=b"\x00\xff")},
-        {"done": pb.Done(out_mp4="/o.mp4")},
+        {"done": pb.Done(output="/o.mp4")},
         {"failed": pb.Failed(reason="r", code="INTERNAL")},
         {"cancelled": pb.Cancelled(reason="r")},
     ]
@@ -401,7 +401,7 @@ def job_events(job_id: str, outcome: str) -> list[pb.JobEvent]:
         {"progress": pb.Progress(stage="write", step=1, total=1)},
     ]
     if outcome == "done":
-        done = pb.Done(out_mp4="/daemon/out/x.mp4", frame_paths=["/daemon/out/frame_000000.png"])
+        done = pb.Done(output="/daemon/out/x.mp4", frame_paths=["/daemon/out/frame_000000.png"])
         done.timings.update({"decode": 0.1, "inversion": 1.0, "edit": 2.0})
         kinds.append({"done": done})
     elif outcome == "cancelled":
@@ -536,7 +536,7 @@ def a_job(tmp_path: Path) -> EditJob:
         start=3,
         frames=4,
         options=EditOptions(steps=7),
-        out_mp4=tmp_path / "o.mp4",
+        output=tmp_path / "o.mp4",
     )
 
 
@@ -560,13 +560,13 @@ def test_every_call_carries_the_bearer_token(daemon: FakeDaemon, tmp_path: Path)
 def test_submit_sends_absolute_paths(tcp_daemon: FakeDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     job = EditJob(
-        source=Path("clip.mp4"), prompt="a", source_prompt="b", out_mp4=Path("o.mp4"), out_frames_dir=Path("f")
+        source=Path("clip.mp4"), prompt="a", source_prompt="b", output=Path("o.mp4"), out_frames_dir=Path("f")
     )
     with Client() as client:
         client.submit(job)
     request = tcp_daemon.editor.submitted[0]
     assert request.source_path == str(tmp_path.resolve() / "clip.mp4")
-    assert request.out_mp4 == str(tmp_path.resolve() / "o.mp4")
+    assert request.output == str(tmp_path.resolve() / "o.mp4")
     assert request.out_frames_dir == str(tmp_path.resolve() / "f")
 
 
@@ -590,7 +590,7 @@ def test_unknown_job_is_job_not_found(tcp_daemon: FakeDaemon) -> None:
 
 
 def test_submit_refused_is_the_daemons_line(tcp_daemon: FakeDaemon, tmp_path: Path) -> None:
-    job = EditJob(source=tmp_path / "c.mp4", prompt=" ", source_prompt="b", out_mp4=tmp_path / "o.mp4")
+    job = EditJob(source=tmp_path / "c.mp4", prompt=" ", source_prompt="b", output=tmp_path / "o.mp4")
     with Client() as client, pytest.raises(InvalidArgument, match="the prompt is empty"):
         client.submit(job)  # the client does not validate: the daemon does
 
@@ -682,16 +682,24 @@ def test_edit_events_jsonl(daemon: FakeDaemon, tmp_path: Path, monkeypatch: pyte
     result = invoke(["edit", "clip.mp4", "-p", "a jeep", "-s", "a car", "--out", "o.mp4", "--events", "jsonl"])
     assert result.exit_code == 0, (result.output, result.exception)
     rows = jsonl(result.stdout)
-    assert rows[0] == {"type": "submitted", "job_id": "job-1", "position": 1}
+    out = str(tmp_path.resolve() / "o.mp4")
+    assert rows[0] == {
+        "type": "submitted",
+        "job_id": "job-1",
+        "position": 1,
+        "take": None,
+        "output": out,
+        "preview": False,
+    }
     assert [row["sequence"] for row in rows[1:]] == list(range(1, 11))
     assert all(row["job_id"] == "job-1" for row in rows)
     assert rows[1]["type"] == "queued" and rows[-1]["type"] == "done"
-    assert rows[-1]["out_mp4"] == "/daemon/out/x.mp4"
+    assert rows[-1]["output"] == "/daemon/out/x.mp4"
     assert {row["type"] for row in rows} == {"submitted", "queued", "progress", "frame", "done"}
     assert daemon.editor.watches == [0, 4]
     request = daemon.editor.submitted[0]
     assert request.source_path == str(tmp_path.resolve() / "clip.mp4")
-    assert request.out_mp4 == str(tmp_path.resolve() / "o.mp4")
+    assert request.output == str(tmp_path.resolve() / "o.mp4")
     assert lines(result.stderr) == []
 
 

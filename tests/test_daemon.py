@@ -41,7 +41,7 @@ def test_submit_watch_and_frames_on_disk(daemon, root):
         assert stages.count(stage) == 3, stages
     assert announced == [(0, True), (1, True), (2, True)]  # each frame final when announced
     done = events[-1].done
-    info = media.probe(done.out_mp4)
+    info = media.probe(done.output)
     assert (info.frame_count, info.width, info.height, info.fps) == (3, 640, 272, Fraction(25))
     assert len(done.frame_paths) == 3 and not done.inversion_cached
     assert {"inversion", "null-text", "edit"} <= set(done.timings)
@@ -100,7 +100,7 @@ def test_cancel_mid_job_then_the_next_job_runs(daemon, root):
         ({"options": {"attention": "diagonal"}}, grpc.StatusCode.INVALID_ARGUMENT, "attention"),
         ({"source_path": "/nonexistent/clip.mp4"}, grpc.StatusCode.NOT_FOUND, "clip.mp4"),
         ({"source_path": "relative/clip.mp4"}, grpc.StatusCode.INVALID_ARGUMENT, "absolute"),
-        ({"out_mp4": "out.mp4"}, grpc.StatusCode.INVALID_ARGUMENT, "absolute"),
+        ({"output": "out.mp4"}, grpc.StatusCode.INVALID_ARGUMENT, "absolute"),
         ({"media_id": "deadbeef.mp4"}, grpc.StatusCode.NOT_FOUND, "UploadMedia"),
     ],
 )
@@ -119,7 +119,7 @@ def test_frames_0_edits_through_the_end_of_the_clip(daemon, root):
     (listed,) = stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs
     assert (listed.start, listed.frames) == (247, 3)  # resolved when submitted: the journal has the real count
     done = watch(stub, md, reply.job_id)[-1].done
-    assert media.probe(done.out_mp4).frame_count == 3 and len(done.frame_paths) == 3
+    assert media.probe(done.output).frame_count == 3 and len(done.frame_paths) == 3
 
 
 def test_undecodable_media_and_unknown_jobs(daemon, root):
@@ -145,7 +145,7 @@ def test_uploaded_media_can_be_edited(daemon, root):
     uploaded = stub.UploadMedia(iter(chunks), metadata=md)
     assert uploaded.size_bytes == len(data) and uploaded.media_id.endswith(".mp4")
     job = stub.SubmitEdit(
-        request(root, source_path="", media_id=uploaded.media_id, out_mp4="", out_frames_dir="", stream_frames=True),
+        request(root, source_path="", media_id=uploaded.media_id, output="", out_frames_dir="", stream_frames=True),
         metadata=md,
     ).job_id
     events = watch(stub, md, job)
@@ -166,7 +166,7 @@ def test_tokens_are_required_except_for_health(daemon, root):
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
     stub, md = connect(daemon)
     info = stub.GetInfo(pb.GetInfoRequest(), metadata=md)
-    assert info.ready and info.protocol_version == 4 and info.device == "cpu" and info.versions["torch"]
+    assert info.ready and info.protocol_version == 5 and info.device == "cpu" and info.versions["torch"]
     endpoint = daemon.config.endpoint_file
     assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
     assert stat.S_IMODE(endpoint.parent.stat().st_mode) == 0o700
@@ -209,7 +209,7 @@ def test_a_queued_job_survives_a_restart(root, pipeline):
         stub, md = connect(second)
         events = watch(stub, md, job_id)
         assert events[-1].WhichOneof("kind") == "done"
-        assert media.probe(events[-1].done.out_mp4).frame_count == 3
+        assert media.probe(events[-1].done.output).frame_count == 3
     finally:
         second.stop()
 

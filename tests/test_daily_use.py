@@ -157,7 +157,7 @@ def test_status_at_a_glance(daemon, endpoint, root):
     done = run(["status"], endpoint)
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    for words in (daemon.address, "protocol 4", "tiny (ready)", "cpu, float32", "queue", "running", "journal"):
+    for words in (daemon.address, "protocol 5", "tiny (ready)", "cpu, float32", "queue", "running", "journal"):
         assert words in text, text
     data = json.loads(run(["status", "--json"], endpoint).stdout)
     assert data["address"] == daemon.address and data["queued"] == 0 and data["running_job"] is None
@@ -215,7 +215,7 @@ def test_jobs_and_logs_record_what_happened(daemon, endpoint, tmp_path):
     ok = run(["edit", str(BIKES), *EDIT, "--steps", "2", "--frames", "2", "--window", "1", "--out", str(out)], endpoint)
     job_id = re.search(r"job ([0-9a-f]{12}) accepted", ok.stderr).group(1)
     (row,) = [r for r in json.loads(run(["jobs", "--json"], endpoint).stdout) if r["job_id"] == job_id]
-    assert row["out_mp4"] == str(out) and row["model"] == "tiny" and row["seconds"] > 0
+    assert row["output"] == str(out) and row["model"] == "tiny" and row["seconds"] > 0
     assert row["options"] == {"steps": "2", "window": "1"}
     assert (
         f"-> {out}" in run(["jobs"], endpoint).stdout and "options: steps=2 window=1" in run(["jobs"], endpoint).stdout
@@ -245,9 +245,11 @@ def test_progress_in_a_log_is_plain_lines_with_an_eta(daemon, endpoint, tmp_path
 
 
 def test_out_with_an_unknown_extension_is_refused(tmp_path):
-    for name in ("x.mov", "x.mkv", "x.png"):
+    for name in ("x.mkv", "x.avi"):
         done = run(["edit", str(BIKES), *EDIT, "--local", "--model", "tiny", "--out", str(tmp_path / name)])
-        one_error(done, name, ".mp4", "a folder")
+        one_error(done, name, ".mp4", ".mov", "shot_%04d.exr", "a folder")
+    done = run(["edit", str(BIKES), *EDIT, "--local", "--model", "tiny", "--out", str(tmp_path / "x.png")])
+    one_error(done, "frame files need a frame number in the name, e.g. x_%04d.png")
     assert not list(tmp_path.iterdir())
 
 

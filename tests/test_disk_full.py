@@ -107,7 +107,7 @@ def test_a_journal_disk_that_fills_up_fails_the_job_once_it_can_be_recorded(root
 def test_an_output_disk_that_fills_up_fails_the_job_in_one_line(root, daemon, caplog):
     stub, md = connect(daemon)
     with small_filesystem(root / "out", "2m") as out:
-        job = request(out, start=0, frames=3, options={"steps": "2", "window": "1"}, out_mp4="")
+        job = request(out, start=0, frames=3, options={"steps": "2", "window": "1"}, output="")
         job_id = stub.SubmitEdit(job, metadata=md).job_id
         events = iter(stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=md, timeout=120))
         filled = threading.Event()
@@ -126,16 +126,17 @@ def test_an_output_disk_that_fills_up_fails_the_job_in_one_line(root, daemon, ca
 def test_an_output_folder_that_cannot_be_written_is_refused_at_submit(root, daemon):
     stub, md = connect(daemon)
     cases = {
-        "/proc/a.mp4": ("out_mp4", "cannot write /proc/a.mp4"),
-        str(root): ("out_mp4", "is a folder"),
+        "/proc/a.mp4": ("output", "cannot write /proc/a.mp4"),
+        str(root / "folder.mp4"): ("output", "is a folder"),
         str(root / "file.txt"): ("out_frames_dir", "is a file"),
     }
     (root / "file.txt").write_text("x")
+    (root / "folder.mp4").mkdir()
     with small_filesystem(root / "ro", "1m") as read_only:
         subprocess.run(["mount", "-o", "remount,ro", str(read_only)], check=True)
-        cases[str(read_only / "x.mp4")] = ("out_mp4", "Read-only file system")
+        cases[str(read_only / "x.mp4")] = ("output", "Read-only file system")
         for path, (field, words) in cases.items():
-            changes = {"out_mp4": "", "out_frames_dir": ""} | {field: path}
+            changes = {"output": "", "out_frames_dir": ""} | {field: path}
             with pytest.raises(grpc.RpcError) as refused:
                 stub.SubmitEdit(request(root, **changes), metadata=md)
             assert refused.value.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)

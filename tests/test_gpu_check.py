@@ -15,6 +15,7 @@ CHECKS = (
     "null-text re-prompt from the cache",
     "direct cold edit (4 frames, 64x64, 4 steps)",
     "direct re-prompt from the cache",
+    "preview of the same range (at most 10 steps, half the size)",
     "8 frames at 64x64 in windows, direct: peak",
     "window estimate vs measured peak above the weights, direct",
     "8 frames at 64x64 in windows, null-text: peak",

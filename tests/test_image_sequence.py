@@ -363,12 +363,12 @@ def test_a_png_sequence_is_edited_into_an_mp4_at_the_given_frame_rate(pipeline, 
         start=1,
         frames=5,
         options=EditOptions(steps=2, size=64, fast=True, window=3),
-        out_mp4=tmp_path / "out.mp4",
+        output=tmp_path / "out.mp4",
         out_frames_dir=tmp_path / "frames",
         source_fps=Fraction(24000, 1001),
     )
     result = run_job(job, pipeline)
-    info = media.probe(result.mp4)
+    info = media.probe(result.output)
     assert (info.frame_count, info.width, info.height, info.fps) == (5, 72, 40, Fraction(24000, 1001))
     assert [len(w) for w in result.windows] == [3, 2] and len(result.frame_paths) == 5
     with pytest.raises(RangeError, match=r"frames 3\.\.7 are outside .*shot_0002.png \(6 frames, 0\.\.5\)"):

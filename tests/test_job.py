@@ -53,7 +53,7 @@ def job(**changes) -> EditJob:
         source_prompt="a car on a road",
         start=0,
         frames=8,
-        out_mp4=Path("out.mp4"),
+        output=Path("out.mp4"),
     )
     return EditJob(**{**base, **changes})
 
@@ -217,7 +217,7 @@ def test_validate_accepts_the_edges(changes: dict) -> None:
 
 def test_a_good_job_validates() -> None:
     job().validate()
-    job(out_mp4=None, out_frames_dir=Path("frames")).validate()
+    job(output=None, out_frames_dir=Path("frames")).validate()
     job(start=0, frames=1).validate()
 
 
@@ -231,7 +231,7 @@ def test_a_good_job_validates() -> None:
         ({"start": -1}, ["start", "-1"]),
         ({"frames": -1}, ["frames", "-1"]),
         ({"frames": -3}, ["frames", "-3"]),
-        ({"out_mp4": None, "out_frames_dir": None}, ["no output"]),
+        ({"output": None, "out_frames_dir": None}, ["no output"]),
         ({"options": EditOptions(steps=0)}, ["steps"]),
         ({"options": EditOptions(attention="sideways")}, ["attention"]),  # type: ignore[arg-type]
     ],

@@ -34,7 +34,7 @@ def make_job(n: int = 0, **changes) -> EditJob:
         start=n,
         frames=4,
         options=EditOptions(steps=20, seed=n),
-        out_mp4=Path(f"/out/{n}.mp4"),
+        output=Path(f"/out/{n}.mp4"),
         model="tiny",
     )
     fields.update(changes)
@@ -98,6 +98,41 @@ def test_claim_next_takes_the_oldest_queued_job_once(journal):
     assert journal.get(ids[0]) == first
     assert [journal.claim_next().job_id for _ in range(2)] == ids[1:]
     assert journal.claim_next() is None
+
+
+def test_previews_run_ahead_of_queued_finals_each_in_submission_order(journal):
+    finals = [journal.submit(make_job(n)).job_id for n in range(2)]
+    previews = [journal.submit(make_job(n, preview=True)).job_id for n in (5, 6)]
+    assert [journal.events_after(i, 0)[0].payload["position"] for i in finals + previews] == [1, 2, 1, 2]
+    assert [journal.queue_position(i) for i in finals + previews] == [3, 4, 1, 2]
+    late = journal.submit(make_job(7)).job_id
+    assert journal.queue_position(late) == 5
+    assert [journal.claim_next().job_id for _ in range(5)] == [*previews, *finals, late]
+
+
+def test_a_journal_of_schema_1_is_migrated_and_keeps_its_queue(tmp_path):
+    from v2vz_daemon import journal as journal_module
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in journal_module._split_sql(journal_module._SCHEMA_V1):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+        record = make_job(1).to_dict()
+        record["out_mp4"] = record.pop("output")  # as protocol 4 wrote it
+        db.execute(
+            "INSERT INTO jobs (job_id, state, job, submitted) VALUES ('aaaaaaaaaaaa', 'queued', ?, 1.0)",
+            (__import__("json").dumps(record),),
+        )
+    db.close()
+    with Journal(old) as migrated:
+        preview = migrated.submit(make_job(2, preview=True)).job_id
+        assert migrated.get("aaaaaaaaaaaa").job.output == Path("/out/1.mp4")
+        assert [migrated.claim_next().job_id for _ in range(2)] == [preview, "aaaaaaaaaaaa"]
+    with sqlite3.connect(old) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    db.close()
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one-journal-many-threads", "one-journal-per-thread"])
@@ -186,7 +221,7 @@ def test_finish_records_result_and_its_event(journal):
     journal.claim_next()
     with pytest.raises(ValueError):
         journal.finish(job_id, "running")
-    result = {"out_mp4": "/out/0.mp4", "timings": {"inversion": 1.5}, "inversion_cached": False}
+    result = {"output": "/out/0.mp4", "timings": {"inversion": 1.5}, "inversion_cached": False}
     journal.finish(job_id, "done", result=result)
     record = journal.get(job_id)
     assert record.state == "done" and record.result == result and record.finished > record.started

@@ -151,11 +151,11 @@ def test_end_to_end_on_real_clips(tmp_path, pipeline, clip, start, frames, size,
         start=start,
         frames=frames,
         options=EditOptions(steps=3, size=size),
-        out_mp4=tmp_path / "out.mp4",
+        output=tmp_path / "out.mp4",
         out_frames_dir=tmp_path / "frames",
     )
     result = run_job(job, pipeline)
-    info = media.probe(result.mp4)
+    info = media.probe(result.output)
     assert (info.frame_count, info.width, info.height, info.fps) == (frames, width, height, 25)
     assert len(result.frame_paths) == frames
     assert all(p.exists() for p in result.frame_paths)
@@ -166,7 +166,7 @@ def test_end_to_end_on_real_clips(tmp_path, pipeline, clip, start, frames, size,
 
 def test_bad_input_gets_clear_errors(tmp_path, pipeline):
     def job(source, **changes):
-        fields = dict(source=source, prompt=TARGET, source_prompt=SOURCE, out_mp4=tmp_path / "o.mp4")
+        fields = dict(source=source, prompt=TARGET, source_prompt=SOURCE, output=tmp_path / "o.mp4")
         return EditJob(**{**fields, **changes})
 
     with pytest.raises(MediaNotFound, match="nope.mp4"):

@@ -91,10 +91,10 @@ def test_outputs_follow_the_umask_and_an_overwritten_output_keeps_its_mode(root,
     try:
         job_id = stub.SubmitEdit(request(root / "a", options={"steps": "2"}), metadata=md).job_id
         done = watch(stub, md, job_id)[-1].done
-        assert mode(Path(done.out_mp4)) == 0o644 and {mode(Path(p)) for p in done.frame_paths} == {0o644}
-        assert readable_by_nobody(Path(done.out_mp4)) is (mode(root) & 0o005 == 0o005)
-        os.chmod(done.out_mp4, 0o640)
-        again = stub.SubmitEdit(request(root / "a", options={"steps": "2"}), metadata=md).job_id
-        assert mode(Path(watch(stub, md, again)[-1].done.out_mp4)) == 0o640
+        assert mode(Path(done.output)) == 0o644 and {mode(Path(p)) for p in done.frame_paths} == {0o644}
+        assert readable_by_nobody(Path(done.output)) is (mode(root) & 0o005 == 0o005)
+        os.chmod(done.output, 0o640)
+        again = stub.SubmitEdit(request(root / "a", options={"steps": "2"}, overwrite=True), metadata=md).job_id
+        assert mode(Path(watch(stub, md, again)[-1].done.output)) == 0o640
     finally:
         os.umask(previous)

@@ -35,13 +35,13 @@ def test_remote_clients_stay_inside_the_media_roots(remote_daemon, root):
     (media_root / "out-link").symlink_to(root)
     inside = str(media_root / "clip.mp4")
     refusals = {
-        "a source outside": {"source_path": str(CLIPS / "bikes.mp4"), "out_mp4": str(media_root / "o.mp4")},
-        "a source through ..": {"source_path": f"{media_root}/../media/clip.mp4", "out_mp4": str(media_root / "o.mp4")},
-        "a source linked out": {"source_path": str(media_root / "escape.mp4"), "out_mp4": str(media_root / "o.mp4")},
-        "an output outside": {"source_path": inside, "out_mp4": str(outside)},
-        "an output through ..": {"source_path": inside, "out_mp4": f"{media_root}/../victim.mp4"},
-        "an output in a linked folder": {"source_path": inside, "out_mp4": str(media_root / "out-link" / "v.mp4")},
-        "frames outside": {"source_path": inside, "out_mp4": "", "out_frames_dir": str(root / "frames")},
+        "a source outside": {"source_path": str(CLIPS / "bikes.mp4"), "output": str(media_root / "o.mp4")},
+        "a source through ..": {"source_path": f"{media_root}/../media/clip.mp4", "output": str(media_root / "o.mp4")},
+        "a source linked out": {"source_path": str(media_root / "escape.mp4"), "output": str(media_root / "o.mp4")},
+        "an output outside": {"source_path": inside, "output": str(outside)},
+        "an output through ..": {"source_path": inside, "output": f"{media_root}/../victim.mp4"},
+        "an output in a linked folder": {"source_path": inside, "output": str(media_root / "out-link" / "v.mp4")},
+        "frames outside": {"source_path": inside, "output": "", "out_frames_dir": str(root / "frames")},
     }
     for case, changes in refusals.items():
         fields = {"out_frames_dir": "", **changes}
@@ -50,9 +50,9 @@ def test_remote_clients_stay_inside_the_media_roots(remote_daemon, root):
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, case
         assert str(media_root) in refused.value.details() or "'..'" in refused.value.details(), case
     assert stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs == [] and outside.read_bytes() == b"precious"
-    job = request(root, source_path=inside, out_mp4=str(media_root / "out" / "edit.mp4"), out_frames_dir="")
+    job = request(root, source_path=inside, output=str(media_root / "out" / "edit.mp4"), out_frames_dir="")
     done = watch(stub, md, stub.SubmitEdit(job, metadata=md).job_id)[-1]
-    assert done.WhichOneof("kind") == "done" and done.done.out_mp4 == str(media_root / "out" / "edit.mp4")
+    assert done.WhichOneof("kind") == "done" and done.done.output == str(media_root / "out" / "edit.mp4")
 
 
 def test_a_remote_client_uploads_and_streams_back(remote_daemon, root):
@@ -61,12 +61,12 @@ def test_a_remote_client_uploads_and_streams_back(remote_daemon, root):
     data = (CLIPS / "bikes.mp4").read_bytes()
     chunks = (pb.MediaChunk(filename="bikes.mp4", data=data[i : i + 2**20]) for i in range(0, len(data), 2**20))
     media_id = stub.UploadMedia(chunks, metadata=md).media_id
-    streamed = request(root, source_path="", media_id=media_id, out_mp4="", out_frames_dir="", stream_frames=True)
+    streamed = request(root, source_path="", media_id=media_id, output="", out_frames_dir="", stream_frames=True)
     events = watch(stub, md, stub.SubmitEdit(streamed, metadata=md).job_id)
     frames = [e.frame for e in events if e.WhichOneof("kind") == "frame"]
     assert events[-1].WhichOneof("kind") == "done" and len(frames) == 3 and frames[0].png[:4] == b"\x89PNG"
     with pytest.raises(grpc.RpcError) as refused:  # naming a folder of the daemon's own for its frames: refused
-        stub.SubmitEdit(request(root, media_id=media_id, out_mp4="", out_frames_dir=str(root)), metadata=md)
+        stub.SubmitEdit(request(root, media_id=media_id, output="", out_frames_dir=str(root)), metadata=md)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 

@@ -26,7 +26,7 @@ from .daemon_kit import connect, make_daemon, request, watch
         ({"prompt": "a jeep " * 800_000}, "at most 2000 are accepted"),  # 5.6 MB
         ({"source_prompt": "x" * 2001}, "the source prompt has 2001 characters"),
         ({"client": "c" * 101}, "client is 101 characters long"),
-        ({"out_mp4": "/" + "a" * 5000 + ".mp4"}, "out_mp4 is 5005 characters long"),
+        ({"output": "/" + "a" * 5000 + ".mp4"}, "output is 5005 characters long"),
         ({"source_fps": "1e400"}, "frame rate '1e400' must be above 0 and at most 1000 fps"),
         ({"source_fps": "24"}, "a source frame rate is for image sequences"),  # bikes.mp4 is a video
         ({"options": {"steps": "9" * 200}}, "longer than 100 characters"),

@@ -12,7 +12,7 @@ import pytest
 
 from v2vz.cli.plugins import plugins_root
 
-from .conftest import CLIPS, serve_tiny
+from .conftest import CLIPS
 from .fake_resolve import (
     FakeProject,
     FakeResolve,
@@ -27,11 +27,10 @@ BIKES = str(CLIPS / "bikes.mp4")
 NOTE = "source: people riding bikes on a road\nprompt: people riding horses on a road\noptions: --steps 3"
 
 
-@pytest.fixture(scope="module")
-def served(model_cache):
-    """One daemon for the module (conftest.serve_tiny)."""
-    with serve_tiny(model_cache, "v2vz-resolve-") as (env, root, process):
-        yield env
+@pytest.fixture
+def served(resolve_daemon):
+    """The one daemon of both Resolve test modules (conftest.resolve_daemon)."""
+    return resolve_daemon
 
 
 def install_script(dest: Path) -> Path:
@@ -57,12 +56,17 @@ def script(tmp_path_factory):
     return load_script(install_script(tmp_path_factory.mktemp("Scripts") / "Edit"))
 
 
-@pytest.fixture
-def env(served, tmp_path, monkeypatch):
+def client_env(served: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The script's environment in a test: the daemon's endpoint, its own output folder, the client from PATH."""
     monkeypatch.setenv("V2VZ_ENDPOINT", served["V2VZ_ENDPOINT"])
     monkeypatch.setenv("V2VZ_OUTPUT_DIR", str(tmp_path / "out"))
     monkeypatch.delenv("V2VZ_CLIENT", raising=False)
     return served
+
+
+@pytest.fixture
+def env(served, tmp_path, monkeypatch):
+    return client_env(served, tmp_path, monkeypatch)
 
 
 def jobs(env) -> list[dict]:
@@ -71,8 +75,9 @@ def jobs(env) -> list[dict]:
     return json.loads(listed.stdout)
 
 
-def project_with_clip(fps="25", start_frame=90000, media_fps=25.0, note=NOTE, selection=False, **clip):
-    """A timeline at 01:00:00:00 with bikes.mp4 on V1: 6 frames from source frame 50, at 4 s into the timeline."""
+def project_with_clip(fps="25", start_frame=90000, media_fps=25.0, note=NOTE, selection=False, takes="yes", **clip):
+    """A timeline at 01:00:00:00 with bikes.mp4 on V1: 6 frames from source frame 50, at 4 s into the timeline.
+    takes: "yes" (a Resolve with the take calls), "no" (without them) or "refused" (its AddTake returns False)."""
     timeline = (FakeTimelineWithSelection if selection else FakeTimeline)("Timeline 1", start_frame)
     clip.setdefault("source_start", 50)
     media = clip.pop("media", None) or video_item("bikes.mp4", BIKES, media_fps, 250)
@@ -81,7 +86,7 @@ def project_with_clip(fps="25", start_frame=90000, media_fps=25.0, note=NOTE, se
     if note is not None:
         item.AddMarker(2, "Blue", "v2vz", note, 1, "")
     timeline.playhead = item.start + 3
-    project = FakeProject(fps, timeline)
+    project = FakeProject(fps, timeline, takes)
     return FakeResolve(project), project, timeline, item, other
 
 
@@ -115,10 +120,11 @@ def test_places_the_edit_on_a_new_track_at_the_clips_record_frame(script, env, c
     assert (row["start"], row["frames"], row["state"]) == (50, 6, "done")
     out = capsys.readouterr().out
     assert "v2vz: 'bikes.mp4': the edit is on video track 2" in out and "edit 3/3" in out
-    # with the clip still selected, a second run starts a new job (the first is placed) on a third track
+    # with the clip still selected, a second run starts a new job (the first is placed): a take of the first's item
     again = script["main"](resolve)
     assert again[0]["state"] == "placed" and again[0]["job"] != results[0]["job"]
-    assert timeline.GetTrackCount("video") == 3
+    assert timeline.GetTrackCount("video") == 2 and (again[0]["track"], again[0]["take"]) == (2, 2)
+    assert timeline.GetItemListInTrack("video", 2)[0].GetTakesCount() == 2
 
 
 @pytest.mark.parametrize(("fps", "start_frame"), [("29.97", 108000), ("24", 86400)])
@@ -136,8 +142,9 @@ def test_timelines_at_one_hour_in_their_own_fps(script, env, fps, start_frame):
 
 MISSING = (
     "v2vz: no v2vz marker on 'bikes.mp4': add a marker named \"v2vz\" on the clip whose note has two lines, "
-    '"source: <what the clip shows>" and "prompt: <the edit>" (an optional third line "options: --steps 30" passes '
-    "v2vz edit options), then run Workspace > Scripts > Edit > v2vz Re-prompt clip again"
+    '"source: <what the clip shows>" and "prompt: <the edit>" (optional lines: "options: --steps 30" passes v2vz '
+    'edit options, "preview: yes" places a fast preview first, that the final then replaces), then run '
+    "Workspace > Scripts > Edit > v2vz Re-prompt clip again"
 )
 
 
@@ -229,6 +236,7 @@ def test_no_daemon_running(script, env, tmp_path, monkeypatch, capsys):
     assert item.GetClipColor() == "Pink" and timeline.GetTrackCount("video") == 1
     assert not project.media_pool.GetRootFolder().GetSubFolderList()
     assert [m["name"] for m in item.GetMarkers().values()] == ["v2vz"]
+    assert not list((tmp_path / "out").glob("*"))  # the job's fresh folder went with the job that never started
 
 
 def test_the_fake_keeps_resolves_quirks():

@@ -40,12 +40,12 @@ def test_the_daemon_refuses_an_output_that_is_the_source(daemon, root, clip):
     before = clip.read_bytes()
     for spelling, path in spellings(clip).items():
         with pytest.raises(grpc.RpcError) as refused:
-            stub.SubmitEdit(request(root, source_path=str(clip), out_mp4=path, out_frames_dir=""), metadata=md)
+            stub.SubmitEdit(request(root, source_path=str(clip), output=path, out_frames_dir=""), metadata=md)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, spelling
         assert "is the source" in refused.value.details() and "never replaces its source" in refused.value.details()
     for folder in (root, root / "sub" / ".."):  # a frames folder that holds the source
         with pytest.raises(grpc.RpcError) as refused:
-            stub.SubmitEdit(request(root, source_path=str(clip), out_mp4="", out_frames_dir=str(folder)), metadata=md)
+            stub.SubmitEdit(request(root, source_path=str(clip), output="", out_frames_dir=str(folder)), metadata=md)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "holds the source" in refused.value.details()
     assert stub.ListJobs(pb.ListJobsRequest(), metadata=md).jobs == []
@@ -62,7 +62,7 @@ def test_an_image_sequence_is_not_overwritten_by_its_own_frames(daemon, root):
     stub, md = connect(daemon)
     with pytest.raises(grpc.RpcError) as refused:
         stub.SubmitEdit(
-            request(root, source_path=str(frames), start=0, frames=2, out_mp4="", out_frames_dir=str(frames)),
+            request(root, source_path=str(frames), start=0, frames=2, output="", out_frames_dir=str(frames)),
             metadata=md,
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "holds the source" in refused.value.details()

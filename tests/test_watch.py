@@ -102,7 +102,7 @@ def test_a_dropped_clip_and_sidecar_are_edited(served, folders, watching):
     wait_for(lambda: (in_dir / "done" / "ride.mp4").exists(), what="ride.mp4 in done/", log=watcher)
     assert_edited(out_dir / "ride.mp4")
     assert (in_dir / "done" / "ride.toml").exists() and not (in_dir / "ride.mp4").exists()
-    assert sorted(p.name for p in out_dir.iterdir()) == ["ride.mp4"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["ride.mp4", "ride.mp4.v2vz.json"]  # the edit and its record
     assert watcher.stop() == 0
     text = watcher.text()
     assert f"ride.mp4 -> {out_dir.resolve() / 'ride.mp4'}" in text and "ride.mp4: edit 3/3" in text, text
@@ -189,13 +189,13 @@ def test_a_killed_watcher_resumes_its_job_without_repeating_it(served, folders, 
     assert (in_dir / "kill.mp4").exists()
     assert [job.state for job in jobs_for(served, in_dir / "kill.mp4")] in (["queued"], ["running"])  # mid-job
     # The daemon writes OUT/kill.mp4 under a temporary name: the visible name is only ever a complete file.
-    assert all(p.name.startswith(".") or p.name == "kill.mp4" for p in out_dir.iterdir())
+    assert all(p.name.startswith(".") or p.name in ("kill.mp4", "kill.mp4.v2vz.json") for p in out_dir.iterdir())
     second = watching(in_dir, out_dir)
     wait_for(lambda: (in_dir / "done" / "kill.mp4").exists(), what="kill.mp4 in done/", log=second)
     assert second.stop() == 0
     assert "Traceback" not in second.text() and "error" not in second.text().lower(), second.text()
     assert "re-attached" in second.text(), second.text()
-    assert sorted(p.name for p in out_dir.iterdir()) == ["kill.mp4"]  # no temporary files left
+    assert sorted(p.name for p in out_dir.iterdir()) == ["kill.mp4", "kill.mp4.v2vz.json"]  # no temporary files left
     assert_edited(out_dir / "kill.mp4")
     jobs = jobs_for(served, in_dir / "kill.mp4")
     assert len(jobs) == 1 and jobs[0].state == "done"
@@ -213,7 +213,7 @@ def test_once_processes_what_is_there_in_order_and_exits(served, folders, watchi
     text = watcher.text()
     assert text.index("a.mp4 -> ") < text.index("b.mp4 -> "), text
     assert "noprompt.mov waits" in text and (in_dir / "noprompt.mov").exists()
-    assert sorted(p.name for p in out_dir.iterdir()) == ["a.mp4", "b.mp4"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.mp4", "a.mp4.v2vz.json", "b.mp4", "b.mp4.v2vz.json"]
     assert sorted(p.name for p in (in_dir / "done").iterdir()) == ["a.mp4", "a.toml", "b.mp4", "b.toml"]
     a, b = jobs_for(served, in_dir / "a.mp4"), jobs_for(served, in_dir / "b.mp4")
     assert len(a) == len(b) == 1 and a[0].submitted_unix <= b[0].submitted_unix
@@ -242,8 +242,9 @@ def test_clips_with_the_same_name_never_overwrite_each_others_edit(served, folde
     shutil.copy(BIKES, in_dir / "a.mov")
     watcher = watching(in_dir, out_dir, "--once", settle=0.3)
     assert watcher.process.wait(120) == 0, watcher.text()
-    assert sorted(p.name for p in out_dir.iterdir()) == ["a-2.mp4", "a.mp4"], watcher.text()
-    for out in out_dir.iterdir():
+    edits = sorted(p.name for p in out_dir.iterdir() if p.suffix == ".mp4")
+    assert edits == ["a-2.mp4", "a.mp4"], watcher.text()
+    for out in out_dir.glob("*.mp4"):
         assert_edited(out)
     done = sorted(p.name for p in (in_dir / "done").iterdir())
     assert done in (["a-2.mp4", "a-2.toml", "a.mov", "a.toml"], ["a-2.mov", "a-2.toml", "a.mp4", "a.toml"]), done
@@ -253,6 +254,8 @@ def test_clips_with_the_same_name_never_overwrite_each_others_edit(served, folde
     shutil.copy(BIKES, in_dir / "a.mp4")
     again = watching(in_dir, out_dir, "--once", settle=0.3)
     assert again.process.wait(120) == 0, again.text()
-    assert sorted(p.name for p in out_dir.iterdir()) == ["a-2.mp4", "a-3.mp4", "a.mp4"]
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(
+        [f"{stem}{suffix}" for stem in ("a", "a-2", "a-3") for suffix in (".mp4", ".mp4.v2vz.json")]
+    )
     assert (out_dir / "a.mp4").stat().st_mtime_ns == first  # the earlier edit is untouched
     assert f"a.mp4 -> {out_dir.resolve() / 'a-3.mp4'}" in again.text()

@@ -77,7 +77,27 @@ def test_the_sidecar_overlays_the_folder_defaults(tmp_path: Path):
     assert isinstance(job, EditJob)
     assert (job.prompt, job.source_prompt, job.frames, job.start) == ("a jeep on snow", "a car", 4, 0)
     assert job.options == EditOptions.preset("published", steps=12)
-    assert job.source == clip.resolve() and job.out_mp4 == (tmp_path / "out" / "shot.mp4").resolve()
+    assert job.source == clip.resolve() and job.output == (tmp_path / "out" / "shot.mp4").resolve()
+
+
+def test_a_folder_can_deliver_prores_without_audio(tmp_path: Path):
+    clip = tmp_path / "shot.mp4"
+    clip.write_bytes(b"x")
+    (tmp_path / "v2vz.toml").write_text(
+        'source_prompt = "a car"\nprompt = "a jeep"\nformat = "mov"\ncodec = "prores_4444"\naudio = false\n'
+    )
+    job = resolve_job(clip, tmp_path / "out")
+    assert isinstance(job, EditJob)
+    assert (job.output, job.codec, job.audio) == ((tmp_path / "out" / "shot.mov").resolve(), "prores_4444", False)
+    assert job.output_format.label == "ProRes 4444 in MOV"
+    for bad, message in (
+        ('format = "avi"', "format must be one of mp4, mov, got 'avi'"),
+        ('codec = "dnxhr_hq"\nformat = "mp4"', "--codec dnxhr_hq cannot be written to shot.mp4"),
+        ("audio = 1", "audio must be true or false, got 1"),
+    ):
+        (tmp_path / "shot.toml").write_text(bad + "\n")
+        with pytest.raises(InvalidArgument, match=message.replace(".", r"\.")):
+            resolve_job(clip, tmp_path / "out")
 
 
 def test_broken_toml_is_one_line_that_names_the_file(tmp_path: Path):

@@ -183,7 +183,7 @@ def test_a_40_frame_clip_in_windows_of_8_writes_every_frame_once_in_order(pipeli
     announced: list[tuple[int, Path]] = []
     events: list[tuple[str, int, int]] = []
     options = QUICK.replace(window=8)
-    job = job_for(source, tmp_path / "frames", 40, options, out_mp4=tmp_path / "out.mp4")
+    job = job_for(source, tmp_path / "frames", 40, options, output=tmp_path / "out.mp4")
     result = run_job(job, pipeline, progress=lambda *e: events.append(e), on_frame=lambda *f: announced.append(f))
     assert [index for index, _ in announced] == list(range(40))
     assert [path.name for _, path in announced] == [f"frame_{i:06d}.png" for i in range(40)]
@@ -194,7 +194,7 @@ def test_a_40_frame_clip_in_windows_of_8_writes_every_frame_once_in_order(pipeli
     # each window's frames are announced before the next window's inversion starts
     stages = [e[0] for e in events]
     assert stages.index("inversion", stages.index("window") + 1) < stages.index("edit")
-    info = media.probe(result.mp4)
+    info = media.probe(result.output)
     assert (info.frame_count, info.width, info.height, info.fps) == (40, 80, 48, Fraction(24))
 
 

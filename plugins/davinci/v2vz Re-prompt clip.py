@@ -1,17 +1,21 @@
 """v2vz Re-prompt clip: a DaVinci Resolve menu script (Workspace > Scripts > Edit > v2vz Re-prompt clip).
 
-It edits the selected clips (or the video clip under the playhead) with v2vz and places the edited frames on a new
-video track, at the same record frame and with the same duration: the original clip stays untouched underneath.
+It edits the selected clips (or the video clip under the playhead) with v2vz and places the edited frames over the
+clip, at the same record frame and with the same duration: the original clip stays untouched underneath. The first
+edit of a clip goes on a new video track; each later one becomes a take of that v2vz item (TimelineItem.AddTake),
+selected, so that the editor flips takes in the timeline; a Resolve without takes (or that refuses one) gets a new
+track per edit. A preview (`preview: yes`, or the dialog's Preview) is placed at once, its final made by the same run
+(`v2vz final JOB`) and put in the preview's place, and the preview's frames folder removed.
 
 Standard library only: Resolve runs menu scripts in the user's own Python. The work goes through the `v2vz` client
-(`v2vz edit ... --events jsonl`, `v2vz attach JOB --events jsonl`), found through `$V2VZ_CLIENT`, else the
-`v2vz-client.txt` that `v2vz plugin install resolve` writes next to this script, else `v2vz` on the PATH. The client
-is run and its events read by v2vz_host.py, shared with the Blender extension; it stays in the v2vz installation
-(Resolve lists every .py file of this folder as a menu entry) and the script loads it from there by its path.
+(`v2vz edit|final|attach ... --events jsonl`), found through `$V2VZ_CLIENT`, else the `v2vz-client.txt` that
+`v2vz plugin install resolve` writes next to this script, else `v2vz` on the PATH. The client is run and its events
+read by v2vz_host.py, shared with the Blender extension; it stays in the v2vz installation (Resolve lists every .py
+file of this folder as a menu entry) and the script loads it from there by its path.
 
 Prompts come from a dialog where Resolve offers one (Studio), else from a marker named `v2vz` on the clip whose note
-has the lines `source: <what the clip shows>` and `prompt: <the edit>` (and optionally `options: --steps 30`).
-See plugins/davinci/README.md.
+has the lines `source: <what the clip shows>` and `prompt: <the edit>` (and optionally `options: --steps 30` and
+`preview: yes`). See plugins/davinci/README.md.
 """
 
 from __future__ import annotations
@@ -55,9 +59,18 @@ ALLOWED_OPTIONS = {
 REFUSED_TYPES = ("compound", "generator", "title", "timeline", "fusion", "multicam", "adjustment")
 MARKER_HELP = (
     'add a marker named "v2vz" on the clip whose note has two lines, "source: <what the clip shows>" and '
-    '"prompt: <the edit>" (an optional third line "options: --steps 30" passes v2vz edit options), '
-    "then run Workspace > Scripts > Edit > v2vz Re-prompt clip again"
+    '"prompt: <the edit>" (optional lines: "options: --steps 30" passes v2vz edit options, "preview: yes" places a '
+    "fast preview first, that the final then replaces), then run Workspace > Scripts > Edit > v2vz Re-prompt clip "
+    "again"
 )
+YES, NO = ("yes", "y", "true", "on", "1"), ("no", "n", "false", "off", "0", "")  # the `preview:` line
+# What a job marker's job is: an edit; a preview, whose final the same run makes; a final, which replaces its preview.
+KIND_EDIT, KIND_PREVIEW, KIND_FINAL = "edit", "preview", "final"
+MARKER_KEYS = ("job", "dir", "kind", "prompt", "preview_job", "preview_dir")  # the job marker's customData (JSON)
+TRACK_NAME = "v2vz"
+LABEL_LENGTH = 60  # of a prompt in a take's name
+FRAME_FILE = re.compile(r"frame_\d{6}\.png")  # FRAME_PATTERN's files
+CLIENT_RECORD = "v2vz.json"  # the client's record of a job in its folder of PNG frames (what `v2vz final` reads)
 
 
 class Refused(Exception):
@@ -162,7 +175,8 @@ class Progress:
 
     def __call__(self, event: dict) -> None:
         kind = event.get("type")
-        if kind == host.EventType.SUBMITTED:
+        if kind == host.EventType.SUBMITTED:  # a new job (a preview's final follows its preview): its own lines
+            self.shown.clear()
             say(f"'{self.clip_name}': job {event.get('job_id')} submitted", self.dialog)
         elif kind == host.EventType.QUEUED:
             position = event.get("position") or 0
@@ -200,23 +214,44 @@ def same_item(a, b) -> bool:
     return (a.GetStart(), a.GetEnd(), a.GetName()) == (b.GetStart(), b.GetEnd(), b.GetName())
 
 
-def target_items(timeline) -> list:
-    """The selected video clips where the API has GetSelectedClips (21.0.4+), else the video clip under the playhead."""
+def target_items(timeline, media_pool) -> list:
+    """The selected video clips where the API has GetSelectedClips (21.0.4+), else the video clip under the playhead.
+    A v2vz result stands for the clip it was made from (the playhead finds the topmost item: the result)."""
+    chosen = []
     if "GetSelectedClips" in dir(timeline):
         selected = timeline.GetSelectedClips() or []
         if isinstance(selected, dict):
             selected = list(selected.values())
         on_video = video_items(timeline)
         chosen = [item for item in selected if any(same_item(item, other) for other in on_video)]
-        if chosen:
-            return chosen
-    current = timeline.GetCurrentVideoItem()
-    if not current:
-        raise Refused(
-            "no clip to edit: select a video clip on the timeline or park the playhead over one, then run "
-            "Workspace > Scripts > Edit > v2vz Re-prompt clip again"
-        )
-    return [current]
+    if not chosen:
+        current = timeline.GetCurrentVideoItem()
+        if not current:
+            raise Refused(
+                "no clip to edit: select a video clip on the timeline or park the playhead over one, then run "
+                "Workspace > Scripts > Edit > v2vz Re-prompt clip again"
+            )
+        chosen = [current]
+    targets: list = []
+    for item in chosen:
+        source = source_of(timeline, media_pool, item)
+        if not any(same_item(source, other) for other in targets):
+            targets.append(source)
+    return targets
+
+
+def source_of(timeline, media_pool, item):
+    """The clip a v2vz result was made from: the topmost item under it with its record frame and duration that is
+    no v2vz result (re-prompting a result re-prompts its clip); any other item is itself."""
+    ours = v2vz_folders(media_pool)
+    if not is_result(item, ours):
+        return item
+    span = (int(item.GetStart()), int(item.GetDuration()))
+    for index in range(track_of(timeline, item) - 1, 0, -1):
+        for other in timeline.GetItemListInTrack("video", index) or []:
+            if (int(other.GetStart()), int(other.GetDuration())) == span and not is_result(other, ours):
+                return other
+    return item
 
 
 def clip_range(item, timeline_fps: float | None) -> dict:
@@ -271,19 +306,31 @@ def markers_of(item) -> dict:
 
 
 def prompts_from_marker(item, name: str) -> dict:
-    """source, prompt and options from the clip's `v2vz` marker, or Refused that says exactly what to add."""
+    """source, prompt, options and preview from the clip's `v2vz` marker, or Refused that says exactly what to add."""
     found = [m for m in markers_of(item).values() if str(m.get("name", "")).strip().lower() == PROMPT_MARKER]
     if not found:
         raise Refused(f"no v2vz marker on '{name}': {MARKER_HELP}")
     fields: dict[str, str] = {}
     for line in str(found[0].get("note", "")).splitlines():
         key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in ("source", "prompt", "options"):
+        if sep and key.strip().lower() in ("source", "prompt", "options", "preview"):
             fields[key.strip().lower()] = value.strip()
     missing = [key for key in ("source", "prompt") if not fields.get(key)]
     if missing:
         raise Refused(f"the v2vz marker on '{name}' has no {' and no '.join(missing)} line: {MARKER_HELP}")
-    return {"source": fields["source"], "prompt": fields["prompt"], "options": fields.get("options", "")}
+    preview = fields.get("preview", "").lower()
+    if preview not in YES + NO:
+        said = fields["preview"]
+        raise Refused(
+            f"the v2vz marker on '{name}' says 'preview: {said}': write 'preview: yes' (a fast preview first, that "
+            "the final then replaces) or 'preview: no', or leave the line out"
+        )
+    return {
+        "source": fields["source"],
+        "prompt": fields["prompt"],
+        "options": fields.get("options", ""),
+        "preview": preview in YES,
+    }
 
 
 def parse_options(text: str) -> list[str]:
@@ -313,7 +360,8 @@ def parse_options(text: str) -> list[str]:
 
 
 def job_markers(item) -> list[dict]:
-    """The clip's `v2vz job` markers (newest first) as {"frame", "job", "dir", "submitted"}."""
+    """The clip's `v2vz job` markers (newest first) as {"frame", "job", "dir", "kind", "prompt", "submitted"} (a
+    final also has "preview_job" and "preview_dir"; a marker of an older script has no kind: an edit)."""
     jobs = []
     for frame, marker in markers_of(item).items():
         if str(marker.get("name", "")).strip().lower() != JOB_MARKER:
@@ -324,7 +372,7 @@ def job_markers(item) -> list[dict]:
         except ValueError:
             parsed = {"job": data.strip()}
         if isinstance(parsed, dict) and parsed.get("job"):
-            jobs.append({"frame": frame, **parsed})
+            jobs.append({"kind": KIND_EDIT, **parsed, "frame": frame})
     return sorted(jobs, key=lambda job: str(job.get("submitted", "")), reverse=True)
 
 
@@ -339,6 +387,14 @@ def job_state(job: dict) -> str | None:
         return None
 
 
+def running_jobs(item) -> list[dict]:
+    """The clip's jobs that may still run, newest first: no state file says how they ended, and none is a preview
+    that a final was made of (its folder goes once the final replaced it)."""
+    jobs = job_markers(item)
+    made_final = {job.get("preview_job") for job in jobs if job.get("kind") == KIND_FINAL}
+    return [job for job in jobs if job_state(job) is None and job["job"] not in made_final]
+
+
 def finish_job(folder: Path | None, job_id: str, state: str) -> None:
     if folder is None:
         return
@@ -349,37 +405,95 @@ def finish_job(folder: Path | None, job_id: str, state: str) -> None:
         pass
 
 
-def add_job_marker(item, job_id: str, folder: Path, prompt: str) -> bool:
-    """A `v2vz job` marker on the first free frame of the clip; the prompt marker is left as it is."""
+def add_job_marker(item, job: dict) -> bool:
+    """A `v2vz job` marker on the first free frame of the clip; the prompt marker is left as it is. A clip with no
+    free frame loses its oldest finished job's marker (Resolve has one marker per frame)."""
     used = {int(float(frame)) for frame in markers_of(item)}
     duration = int(item.GetDuration() or 1)
-    frame = next((f for f in range(duration) if f not in used), 0)
-    data = json.dumps({"job": job_id, "dir": str(folder), "submitted": datetime.datetime.now().isoformat()})
-    note = f"v2vz job {job_id}: {prompt}"
-    return bool(item.AddMarker(frame, JOB_MARKER_COLOR, JOB_MARKER, note, 1, data))
+    frame = next((f for f in range(duration) if f not in used), None)
+    if frame is None:
+        frame = free_marker_frame(item)
+    data = {key: job[key] for key in MARKER_KEYS if job.get(key)}
+    data["submitted"] = datetime.datetime.now().isoformat()
+    what = {KIND_PREVIEW: " (preview)", KIND_FINAL: f" (final of preview {job.get('preview_job')})"}
+    what = what.get(job["kind"], "")
+    note = f"v2vz job {job['job']}{what}: {job.get('prompt', '')}"
+    return frame is not None and bool(item.AddMarker(frame, JOB_MARKER_COLOR, JOB_MARKER, note, 1, json.dumps(data)))
+
+
+def free_marker_frame(item) -> int | None:
+    """The frame of the clip's oldest finished job marker, deleted to make room; None when there is none."""
+    if "DeleteMarkerAtFrame" not in dir(item):
+        return None
+    running = {job["job"] for job in running_jobs(item)}
+    for job in reversed(job_markers(item)):
+        if job["job"] not in running and item.DeleteMarkerAtFrame(job["frame"]):
+            return int(float(job["frame"]))
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Placing the result
+# Placing the result: a take of the v2vz item over the clip, else a clip on a new track
+
+
+class NoTakes(Exception):
+    """This Resolve cannot add the edit as a take (no TimelineItem.AddTake, or it refused): a new track instead."""
+
+
+def find_bin(media_pool):
+    """The v2vz bin of the media pool, or None."""
+    root = media_pool.GetRootFolder()
+    for folder in (root.GetSubFolderList() or []) if root else []:
+        if folder.GetName() == BIN_NAME:
+            return folder
+    return None
 
 
 def v2vz_bin(media_pool):
-    root = media_pool.GetRootFolder()
-    for folder in root.GetSubFolderList() or []:
-        if folder.GetName() == BIN_NAME:
-            return folder
-    return media_pool.AddSubFolder(root, BIN_NAME)
+    """The v2vz bin, made when there is none (None: Resolve refused)."""
+    return find_bin(media_pool) or media_pool.AddSubFolder(media_pool.GetRootFolder(), BIN_NAME)
 
 
-def place_result(timeline, media_pool, item, clip: dict, frame_paths: list[str]) -> tuple[bool, str]:
-    """Import the frames into the v2vz bin and append them on a new video track at the clip's record frame.
+def is_result(item, ours: set[str]) -> bool:
+    """Whether a timeline item is a v2vz result: its clip, or one of its takes, is in the v2vz bin (`ours`)."""
+    if file_folder(item.GetMediaPoolItem()) in ours:
+        return True
+    count = int(item.GetTakesCount() or 0) if "GetTakesCount" in dir(item) else 0
+    takes = [item.GetTakeByIndex(index) for index in range(1, count + 1)]
+    return any(isinstance(take, dict) and file_folder(take.get("mediaPoolItem")) in ours for take in takes)
 
-    Returns (placed exactly, message). Raises Refused when Resolve refuses a step.
-    """
-    if not frame_paths:
-        raise Refused(f"the job for '{clip['name']}' wrote no PNG frames")
-    folder = Path(frame_paths[0]).parent
-    count = len(frame_paths)
+
+def v2vz_folders(media_pool) -> set[str]:
+    """The folders of the v2vz bin's clips: an item whose media is in one of them is a v2vz result."""
+    found = find_bin(media_pool)
+    clips = (found.GetClipList() or []) if found else []
+    return {file_folder(media) for media in clips} - {""}
+
+
+def norm_folder(path) -> str:
+    return os.path.normcase(os.path.normpath(str(path)))
+
+
+def file_folder(media) -> str:
+    """The folder of a media pool item's file ("" when it has none): a frame sequence's job folder."""
+    path = str(media.GetClipProperty("File Path") or "") if media else ""
+    return norm_folder(os.path.dirname(path)) if path else ""
+
+
+def in_folder(media, folder) -> bool:
+    return bool(folder) and file_folder(media) == norm_folder(folder)
+
+
+def take_label(job: dict) -> str:
+    """The name of an edit's clip in the media pool, which the take selector shows: its prompt."""
+    prompt = " ".join(str(job.get("prompt") or "").split())
+    prompt = prompt if len(prompt) <= LABEL_LENGTH else prompt[: LABEL_LENGTH - 3] + "..."
+    return f"v2vz: {prompt}" + (" (preview)" if job.get("kind") == KIND_PREVIEW else "")
+
+
+def import_frames(media_pool, frame_paths: list[str], label: str, comment: str):
+    """The job's PNG frames as one image sequence in the v2vz bin, named `label`; `comment` in its Comments."""
+    folder, count = Path(frame_paths[0]).parent, len(frame_paths)
     target = v2vz_bin(media_pool)
     if not target or not media_pool.SetCurrentFolder(target):
         raise Refused(f"cannot create or open the {BIN_NAME!r} bin in the media pool")
@@ -388,35 +502,202 @@ def place_result(timeline, media_pool, item, clip: dict, frame_paths: list[str])
     )
     if not imported:
         raise Refused(f"Resolve did not import the {count} frames in {folder}")
-    if not timeline.AddTrack("video"):
-        raise Refused("Resolve did not add a video track for the result")
-    track = int(timeline.GetTrackCount("video"))
-    timeline.SetTrackName("video", track, "v2vz")
-    record = int(item.GetStart())
+    media = imported[0]
+    if "SetClipProperty" in dir(media):
+        media.SetClipProperty("Clip Name", label)
+    if "SetMetadata" in dir(media):
+        media.SetMetadata("Comments", comment)
+    return media
+
+
+def track_of(timeline, item) -> int:
+    """The video track that holds `item` (0: none does)."""
+    for index in range(1, int(timeline.GetTrackCount("video") or 0) + 1):
+        if any(same_item(item, other) for other in timeline.GetItemListInTrack("video", index) or []):
+            return index
+    return 0
+
+
+def items_over(timeline, item, clip: dict) -> list[tuple[int, object]]:
+    """(track, item) for each item on a track above the clip with exactly its record frame and duration, topmost
+    first."""
+    found = []
+    for index in range(int(timeline.GetTrackCount("video") or 0), track_of(timeline, item), -1):
+        for other in timeline.GetItemListInTrack("video", index) or []:
+            if (int(other.GetStart()), int(other.GetDuration())) == (clip["record"], clip["duration"]):
+                found.append((index, other))
+    return found
+
+
+def v2vz_item_over(timeline, media_pool, item, clip: dict) -> tuple[int, object] | None:
+    """The topmost v2vz result over the clip, (track, item): an item above it with its record frame and duration
+    whose media is a clip of the v2vz bin. None: the clip has none yet."""
+    ours = v2vz_folders(media_pool)
+    for track, other in items_over(timeline, item, clip):
+        if is_result(other, ours):
+            return track, other
+    return None
+
+
+def take_index_of(target, folder) -> int:
+    """The index of the take of `target` whose frames are in `folder` (the last such one), 0 when none is."""
+    for index in range(int(target.GetTakesCount() or 0), 0, -1):
+        take = target.GetTakeByIndex(index) or {}
+        if isinstance(take, dict) and in_folder(take.get("mediaPoolItem"), folder):
+            return index
+    return 0
+
+
+def select_take(target, folder, clip: dict) -> tuple[int, list[str]]:
+    """Select the take of `target` whose frames are in `folder` and read the item back: (its index, what differs
+    from the clip: empty when the take is selected and the item still has the clip's record frame and duration)."""
+    index = take_index_of(target, folder)
+    if not index:
+        return 0, [f"no take of the item holds the frames in {folder}"]
+    problems = []
+    if int(target.GetSelectedTakeIndex() or 0) != index and not target.SelectTakeByIndex(index):
+        problems.append(f"Resolve did not select take {index}")
+    selected = int(target.GetSelectedTakeIndex() or 0)
+    if selected != index and not problems:
+        problems.append(f"take {selected} is selected, not take {index}")
+    problems += placement_problems(target, clip)
+    return index, problems
+
+
+def placement_problems(placed, clip: dict) -> list[str]:
+    start, length = int(placed.GetStart()), int(placed.GetDuration())
+    if (start, length) == (clip["record"], clip["duration"]):
+        return []
+    return [f"it starts at frame {start} with {length} frames, but the clip starts at {clip['record']} with "
+            f"{clip['duration']} frames"]  # fmt: skip
+
+
+def add_take(target, media, folder, clip: dict) -> tuple[int, list[str]]:
+    """Add `media` as a take of the v2vz item `target`, select it and read back: (its index, what differs).
+
+    AddTake gets no extents: by default it adds the clip's full extents, and the sequence is exactly the clip's
+    frames. Raises NoTakes where this Resolve cannot (no AddTake, AddTake refused, no take added)."""
+    if "AddTake" not in dir(target):
+        raise NoTakes("this Resolve has no takes (TimelineItem.AddTake)")
+    before = int(target.GetTakesCount() or 0)
+    if not target.AddTake(media):
+        raise NoTakes("Resolve did not add the edit as a take (AddTake returned False)")
+    after = int(target.GetTakesCount() or 0)
+    if after <= before:
+        raise NoTakes(f"Resolve accepted the take, but the item still has {after} take(s)")
+    return select_take(target, folder, clip)
+
+
+def placement(clip: dict, what: str, track: int, take: int, problems: list[str], verb: str = "is on") -> dict:
+    where = f"video track {track}" + (f", take {take}" if take else "")
+    if problems:
+        message = f"'{clip['name']}': the {what} on {where}: {'; '.join(problems)}: check its placement"
+    else:
+        message = f"'{clip['name']}': the {what} {verb} {where} at frame {clip['record']}, {clip['duration']} frames"
+    return {"exact": not problems, "message": message, "track": track, "take": take or None}
+
+
+def append_on_track(timeline, media_pool, clip: dict, media, folder, count: int, track: int, what: str, verb="is on"):
+    """Append the sequence on video track `track` at the clip's record frame and read the track back."""
     appended = media_pool.AppendToTimeline(
         [
             {
-                "mediaPoolItem": imported[0],
+                "mediaPoolItem": media,
                 "startFrame": 0,
                 "endFrame": count,
                 "mediaType": 1,
                 "trackIndex": track,
-                "recordFrame": record,
+                "recordFrame": clip["record"],
             }
         ]
     )
     placed = timeline.GetItemListInTrack("video", track) or []
-    if not appended or not placed:
+    ours = [other for other in placed if in_folder(other.GetMediaPoolItem(), folder)] or placed
+    if not appended or not ours:
         raise Refused(f"Resolve did not place the result on video track {track}")
-    duration = int(item.GetDuration())
-    first = placed[0]
-    start, length = int(first.GetStart()), int(first.GetDuration())
-    if len(placed) == 1 and start == record and length == duration:
-        return True, f"'{clip['name']}': the edit is on video track {track} at frame {record}, {duration} frames"
-    return False, (
-        f"'{clip['name']}': the edit on video track {track} starts at frame {start} with {length} frames, but the "
-        f"clip starts at {record} with {duration} frames: check its placement"
-    )
+    problems = placement_problems(ours[0], clip) if len(ours) == 1 else [f"the track has {len(ours)} items"]
+    return placement(clip, what, track, 0, problems, verb)
+
+
+def place_on_new_track(timeline, media_pool, clip: dict, media, folder, count: int, what: str) -> dict:
+    if not timeline.AddTrack("video"):
+        raise Refused("Resolve did not add a video track for the result")
+    track = int(timeline.GetTrackCount("video"))
+    timeline.SetTrackName("video", track, TRACK_NAME)
+    return append_on_track(timeline, media_pool, clip, media, folder, count, track, what)
+
+
+def place_edit(timeline, media_pool, item, clip: dict, media, folder, count: int, what: str, note) -> dict:
+    """An edit (or a preview): a take of the v2vz item over the clip where there is one and Resolve has takes,
+    else a clip on a new video track (the first edit, or a Resolve without takes: `note` says so)."""
+    over = v2vz_item_over(timeline, media_pool, item, clip)
+    if over is not None:
+        track, target = over
+        try:
+            take, problems = add_take(target, media, folder, clip)
+        except NoTakes as exc:
+            note(f"'{clip['name']}': {exc}: the {what} goes on a new track instead")
+        else:
+            return placement(clip, what, track, take, problems)
+    return place_on_new_track(timeline, media_pool, clip, media, folder, count, what)
+
+
+def find_preview(timeline, item, clip: dict, preview_dir) -> tuple[int, object, int] | None:
+    """Where the preview is over the clip: (track, item, its take index, 0 for a clip of its own), or None."""
+    for track, other in items_over(timeline, item, clip):
+        if "GetTakesCount" in dir(other) and int(other.GetTakesCount() or 0):
+            take = take_index_of(other, preview_dir)
+            if take:
+                return track, other, take
+        elif in_folder(other.GetMediaPoolItem(), preview_dir):
+            return track, other, 0
+    return None
+
+
+def replace_preview(timeline, media_pool, item, clip: dict, media, folder, count: int, preview_dir, note) -> dict:
+    """The final in the preview's place: the preview's take replaced by the final's take, or the preview's clip
+    deleted and the final appended on its track at the same record frame. "preview_kept": the preview is still on
+    the timeline (Resolve refused to take it off: the final went on a new track)."""
+    name = clip["name"]
+    found = find_preview(timeline, item, clip, preview_dir)
+    if found is None:
+        note(f"'{name}': the preview is no longer over the clip: placing the final as a new edit")
+        return place_edit(timeline, media_pool, item, clip, media, folder, count, "final", note)
+    track, target, preview_take = found
+    if preview_take:
+        try:
+            add_take(target, media, folder, clip)
+        except NoTakes as exc:
+            note(f"'{name}': {exc}: the final goes on a new track and the preview stays")
+            kept = place_on_new_track(timeline, media_pool, clip, media, folder, count, "final")
+            return {**kept, "preview_kept": True}
+        if not target.DeleteTakeByIndex(preview_take):
+            take, problems = select_take(target, folder, clip)
+            problems.append(f"Resolve did not delete the preview's take {preview_take}")
+            return {**placement(clip, "final", track, take, problems), "preview_kept": True}
+        take, problems = select_take(target, folder, clip)  # the indexes after the preview's moved down
+        return placement(clip, "final", track, take, problems, "replaced the preview on")
+    if "DeleteClips" not in dir(timeline) or not timeline.DeleteClips([target], False):
+        note(f"'{name}': Resolve did not take the preview off video track {track}: the final goes on a new track")
+        kept = place_on_new_track(timeline, media_pool, clip, media, folder, count, "final")
+        return {**kept, "preview_kept": True}
+    return append_on_track(timeline, media_pool, clip, media, folder, count, track, "final", "replaced the preview on")
+
+
+def drop_preview(media_pool, preview_dir: Path) -> None:
+    """Once the final replaced it: the preview's clip leaves the v2vz bin and its folder goes. Only what the job
+    made there goes (its PNG frames, the client's record, this script's state file): the folder stays when
+    anything else is in it."""
+    found = find_bin(media_pool)
+    clips = [media for media in (found.GetClipList() or [] if found else []) if in_folder(media, preview_dir)]
+    if clips and "DeleteClips" in dir(media_pool):
+        media_pool.DeleteClips(clips)
+    with contextlib.suppress(OSError):
+        for path in preview_dir.iterdir():
+            if FRAME_FILE.fullmatch(path.name) or path.name in (STATE_FILE, CLIENT_RECORD):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        preview_dir.rmdir()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -430,15 +711,17 @@ def job_folder(clip: dict) -> Path:
 
 
 def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=None) -> dict:
-    """Edit one clip (or re-attach to its job) and place the result. Returns {"clip", "state", "message"}."""
+    """Edit one clip (or re-attach to its job) and place the result; a preview is placed, then its final made and
+    put in its place. Returns {"clip", "state", "message", "job", "kind", ...}."""
     name = item.GetName() or "clip"
     clip = clip_range(item, timeline_fps)
     progress = Progress(name, dialog)
-    running = [job for job in job_markers(item) if job_state(job) is None]
-    run, folder = reattach(item, running[0], progress, dialog) if running else (None, None)
+    running = running_jobs(item)
+    job = running[0] if running else None
+    run = reattach(item, job, progress, dialog) if job else None
     if run is None:
         if dialog is not None:
-            defaults = {"source": "", "prompt": "", "options": ""}
+            defaults = {"source": "", "prompt": "", "options": "", "preview": False}
             with contextlib.suppress(Refused):
                 defaults = prompts_from_marker(item, name)
             prompts = dialog.ask(name, defaults)
@@ -446,40 +729,59 @@ def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=Non
                 return {"clip": name, "state": "cancelled", "message": "cancelled"}
         else:
             prompts = prompts_from_marker(item, name)
-        folder = job_folder(clip)
-        run = submit(item, clip, prompts, folder, progress, dialog)
-    return finish(timeline, media_pool, item, clip, run, folder, dialog)
+        preview = bool(prompts.get("preview"))
+        job = {"kind": KIND_PREVIEW if preview else KIND_EDIT, "prompt": prompts["prompt"]}
+        job["dir"] = str(job_folder(clip))
+        args = ["edit", clip["path"], "--start", str(clip["start"]), "--frames", str(clip["frames"])]
+        args += ["-s", prompts["source"], "-p", prompts["prompt"], *parse_options(prompts.get("options", ""))]
+        args += ["--preview", "--out", job["dir"]] if preview else ["--out", job["dir"]]
+        last = clip["start"] + clip["frames"] - 1
+        say(f"'{name}': {'a preview of ' if preview else 'editing '}source frames {clip['start']}..{last}", dialog)
+        run = submit(item, job, args, progress, dialog)
+    result = finish(timeline, media_pool, item, clip, run, job, dialog)
+    if job["kind"] == KIND_PREVIEW and result["state"] in ("placed", "misplaced"):
+        result = make_final(timeline, media_pool, item, clip, job, result, progress, dialog)
+    return result
 
 
-def reattach(item, job: dict, progress: Progress, dialog) -> tuple[host.ClientRun | None, Path | None]:
-    """Follow the clip's job again: (the run, its folder), or (None, None) when the daemon no longer knows it."""
+def make_final(timeline, media_pool, item, clip: dict, preview: dict, placed: dict, progress, dialog) -> dict:
+    """`v2vz final PREVIEW --out FOLDER --keep-preview` right after the preview is placed (one action from the
+    user); its result replaces the preview. The preview's files stay until then: the timeline shows them."""
+    final = {"kind": KIND_FINAL, "prompt": preview["prompt"], "dir": str(job_folder(clip))}
+    final.update(preview_job=placed["job"], preview_dir=preview["dir"])
+    say(f"'{clip['name']}': the preview is placed; making its final (job {placed['job']})", dialog)
+    run = submit(item, final, ["final", placed["job"], "--out", final["dir"], "--keep-preview"], progress, dialog)
+    return finish(timeline, media_pool, item, clip, run, final, dialog)
+
+
+def reattach(item, job: dict, progress: Progress, dialog) -> host.ClientRun | None:
+    """Follow the clip's job again: the run, or None when the daemon no longer knows it."""
     name, job_id = item.GetName() or "clip", job["job"]
     folder = Path(job["dir"]) if job.get("dir") else None
-    say(f"'{name}': re-attaching to job {job_id}", dialog)
+    what = {KIND_PREVIEW: "preview job", KIND_FINAL: "final job"}.get(job.get("kind"), "job")
+    say(f"'{name}': re-attaching to {what} {job_id}", dialog)
     item.SetClipColor(COLOR_RUNNING)
     run = run_client(["attach", job_id], progress)
     run.state.job_id = run.state.job_id or job_id
     if run.state.terminal is None and run.error_kind == host.ErrorKind.JOB_NOT_FOUND:
         finish_job(folder, job_id, "lost")  # the daemon no longer knows it: start a new job
         say(f"'{name}': the daemon has no job {job_id} any more; starting a new one", dialog)
-        return None, None
-    return run, folder
+        return None
+    return run
 
 
-def submit(item, clip: dict, prompts: dict, folder: Path, progress: Progress, dialog) -> host.ClientRun:
-    """`v2vz edit` of the clip's source range to its end; a `v2vz job` marker keeps the job id for a re-attach."""
-    name = clip["name"]
-    options = parse_options(prompts.get("options", ""))
-    folder.mkdir(parents=True, exist_ok=True)
-    args = ["edit", clip["path"], "--start", str(clip["start"]), "--frames", str(clip["frames"])]
-    args += ["-s", prompts["source"], "-p", prompts["prompt"], *options, "--out", str(folder)]
+def submit(item, job: dict, args: list[str], progress: Progress, dialog) -> host.ClientRun:
+    """Run `v2vz edit|final ...` into the job's fresh folder to the job's end; a `v2vz job` marker keeps the job id
+    (and what the job is) for a re-attach."""
+    name = item.GetName() or "clip"
+    Path(job["dir"]).mkdir(parents=True, exist_ok=True)
     item.SetClipColor(COLOR_RUNNING)
-    say(f"'{name}': editing source frames {clip['start']}..{clip['start'] + clip['frames'] - 1}", dialog)
 
     def on_event(event: dict) -> None:
-        submitted = event.get("type") == host.EventType.SUBMITTED and event.get("job_id")
-        if submitted and not add_job_marker(item, event["job_id"], folder, prompts["prompt"]):
-            say(f"'{name}': could not add the job marker (re-attaching will not find job {event['job_id']})", dialog)
+        if event.get("type") == host.EventType.SUBMITTED and event.get("job_id"):
+            job["job"] = str(event["job_id"])
+            if not add_job_marker(item, job):
+                say(f"'{name}': could not add the job marker (re-attaching will not find job {job['job']})", dialog)
         progress(event)
 
     return run_client(args, on_event)
@@ -504,36 +806,59 @@ def failure_message(name: str, run: host.ClientRun) -> str:
     return f"'{name}': v2vz could not start the edit: {error or 'no reason given'}"
 
 
-def finish(timeline, media_pool, item, clip: dict, run: host.ClientRun, folder: Path | None, dialog) -> dict:
-    """Place a done job's frames, or say why there are none; the clip's colour and the job's state file follow."""
-    name, job_id = clip["name"], run.state.job_id
+def finish(timeline, media_pool, item, clip: dict, run: host.ClientRun, job: dict, dialog) -> dict:
+    """Place a done job's frames (a final: in its preview's place), or say why there are none; the clip's colour
+    and the job's state file follow."""
+    name, job_id, kind = clip["name"], run.state.job_id, job.get("kind", KIND_EDIT)
+    folder = Path(job["dir"]) if job.get("dir") else None
     terminal = run.state.terminal or {}
+    extra = {"kind": kind, "preview": job.get("preview_job")} if kind == KIND_FINAL else {"kind": kind}
+    kept = f" (the final of preview job {job.get('preview_job')}; the preview stays on the timeline)"
+    kept = kept if kind == KIND_FINAL else ""
     if terminal.get("type") != host.EventType.DONE:
         if terminal.get("type") in (host.EventType.FAILED, host.EventType.CANCELLED):
             finish_job(folder, job_id, terminal["type"])
-        return failed(item, name, job_id, failure_message(name, run), dialog)
+        elif not job_id and folder is not None:  # never submitted: the fresh folder goes (if nothing is in it)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        return failed(item, name, job_id, failure_message(name, run) + kept, dialog, extra)
     paths = [str(p) for p in terminal.get("frame_paths") or []]
     if len(paths) != clip["frames"]:
         finish_job(folder, job_id, "failed")
-        message = f"'{name}': job {job_id} wrote {len(paths)} frames, the clip has {clip['frames']}"
-        return failed(item, name, job_id, message, dialog)
+        message = f"'{name}': job {job_id} wrote {len(paths)} frames, the clip has {clip['frames']}{kept}"
+        return failed(item, name, job_id, message, dialog, extra)
     folder = Path(paths[0]).parent
+
+    def note(message: str) -> None:
+        say(message, dialog)
+
+    what = {KIND_PREVIEW: " (preview)", KIND_FINAL: f" (final of preview {job.get('preview_job')})"}.get(kind, "")
+    comment = f"v2vz job {job_id}{what}"
     try:
-        exact, message = place_result(timeline, media_pool, item, clip, paths)
+        media = import_frames(media_pool, paths, take_label(job), f"{comment}: {job.get('prompt', '')}")
+        if kind == KIND_FINAL:
+            preview_dir = Path(job["preview_dir"])
+            placed = replace_preview(timeline, media_pool, item, clip, media, folder, len(paths), preview_dir, note)
+        else:
+            placed = place_edit(timeline, media_pool, item, clip, media, folder, len(paths), kind, note)
     except Refused as exc:
         finish_job(folder, job_id, "failed")
-        return failed(item, name, job_id, str(exc), dialog)
+        return failed(item, name, job_id, f"{exc}{kept}", dialog, extra)
     finish_job(folder, job_id, "placed")
-    item.SetClipColor(COLOR_DONE if exact else COLOR_CHECK)
-    say(message, dialog)
-    return {"clip": name, "state": "placed" if exact else "misplaced", "job": job_id, "message": message}
+    if kind == KIND_FINAL and not placed.get("preview_kept"):
+        drop_preview(media_pool, Path(job["preview_dir"]))
+    item.SetClipColor(COLOR_DONE if placed["exact"] else COLOR_CHECK)
+    say(placed["message"], dialog)
+    state = "placed" if placed["exact"] else "misplaced"
+    where = {"track": placed["track"], "take": placed["take"]}
+    return {"clip": name, "state": state, "job": job_id, "message": placed["message"], **where, **extra}
 
 
-def failed(item, name: str, job_id: str, message: str, dialog) -> dict:
+def failed(item, name: str, job_id: str, message: str, dialog, extra: dict | None = None) -> dict:
     """The clip turns Pink and the console says why: one clip's failed result."""
     item.SetClipColor(COLOR_FAILED)
     say(message, dialog)
-    return {"clip": name, "state": "failed", "job": job_id, "message": message}
+    return {"clip": name, "state": "failed", "job": job_id, "message": message, **(extra or {})}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -553,14 +878,20 @@ class Dialog:
             edit = {"ID": key, "Text": defaults.get(key, ""), "PlaceholderText": hint}
             return ui.HGroup([ui.Label({"Text": label, "Weight": 0.3}), ui.LineEdit(edit)])
 
+        preview = {
+            "ID": "preview",
+            "Text": "Preview first: a fast pass on the timeline at once, then the final replaces it",
+            "Checked": bool(defaults.get("preview")),
+        }
         window = disp.AddWindow(
-            {"ID": "v2vzPrompt", "WindowTitle": "v2vz Re-prompt clip", "Geometry": [300, 300, 620, 190]},
+            {"ID": "v2vzPrompt", "WindowTitle": "v2vz Re-prompt clip", "Geometry": [300, 300, 620, 220]},
             ui.VGroup(
                 [
                     ui.Label({"Text": f"Clip: {clip_name}"}),
                     row("What the clip shows", "source", "people riding bikes on a road"),
                     row("The edit", "prompt", "people riding horses on a road"),
                     row("Options", "options", "--steps 30"),
+                    ui.CheckBox(preview),
                     ui.HGroup(
                         [
                             ui.HGap(),
@@ -576,6 +907,7 @@ class Dialog:
 
         def accept(_event) -> None:
             answer.update({key: str(items[key].Text or "").strip() for key in ("source", "prompt", "options")})
+            answer["preview"] = bool(items["preview"].Checked)
             disp.ExitLoop()
 
         def reject(_event) -> None:
@@ -663,7 +995,7 @@ def main(resolve=None, fusion=None, ui=None) -> list[dict]:
         media_pool = project.GetMediaPool()
         timeline_fps = to_float(project.GetSetting("timelineFrameRate"))
         dialog = make_dialog(fusion, ui, bmd)
-        for item in target_items(timeline):
+        for item in target_items(timeline, media_pool):
             try:
                 results.append(edit_clip(timeline, media_pool, item, timeline_fps, dialog))
             except Refused as exc:

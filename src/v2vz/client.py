@@ -272,6 +272,6 @@ def absolute_paths(job: EditJob) -> EditJob:
     return dataclasses.replace(
         job,
         source=absolute(job.source),
-        out_mp4=absolute(job.out_mp4),
+        output=absolute(job.output),
         out_frames_dir=absolute(job.out_frames_dir),
     )

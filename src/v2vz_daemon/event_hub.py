@@ -83,12 +83,15 @@ def to_wire(event: EventRecord, stream_frames: bool) -> Iterator[pb.JobEvent]:
         yield pb.JobEvent(
             **base,
             done=pb.Done(
-                out_mp4=payload.get("out_mp4", ""),
+                output=payload.get("output", payload.get("out_mp4", "")),  # journals of protocol 4 say out_mp4
                 frame_paths=payload.get("frame_paths", []),
                 timings=payload.get("timings", {}),
                 inversion_cached=payload.get("inversion_cached", False),
                 seconds=payload.get("seconds", 0.0),
                 frames=payload.get("frames", len(payload.get("frame_paths", []))),
+                take=payload.get("take") or 0,
+                preview=payload.get("preview", False),
+                sidecar=payload.get("sidecar", ""),
             ),
         )
     elif event.kind == EventType.FAILED:

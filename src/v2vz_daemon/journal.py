@@ -44,7 +44,7 @@ from v2vz.api.events import FINISHED_STATES, EventType
 from v2vz.api.job import EditJob
 
 APPENDABLE_KINDS: tuple[str, ...] = (EventType.PROGRESS, EventType.FRAME)  # the others: the state transitions
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE jobs (
@@ -73,8 +73,15 @@ CREATE TABLE events (
 ) WITHOUT ROWID;
 """
 
-# version -> SQL that upgrades a journal from version - 1; empty until the schema first changes.
-_MIGRATIONS: dict[int, str] = {}
+# version -> SQL that upgrades a journal from version - 1.
+_MIGRATIONS: dict[int, str] = {
+    # 2: previews run ahead of queued finals (priority 1), each class in submission order
+    2: """
+ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_by_priority ON jobs (state, priority DESC, seq);
+""",
+}
+PREVIEW_PRIORITY = 1
 
 
 @dataclass(frozen=True)
@@ -206,8 +213,8 @@ class Journal:
             if row is None:
                 for statement in _split_sql(_SCHEMA_V1):
                     db.execute(statement)
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-                return
+                db.execute("INSERT INTO schema_version (version) VALUES (1)")
+                row = (1,)
             version = row[0]
             if version > SCHEMA_VERSION:
                 raise RuntimeError(
@@ -228,9 +235,9 @@ class Journal:
         now = self._clock()
         with self._write() as db:
             cursor = db.execute(
-                "INSERT INTO jobs (job_id, state, job, submitted, client, stream_frames) "
-                "VALUES (?, 'queued', ?, ?, ?, ?)",
-                (job_id, job_json, now, client, int(stream_frames)),
+                "INSERT INTO jobs (job_id, state, job, submitted, client, stream_frames, priority) "
+                "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+                (job_id, job_json, now, client, int(stream_frames), PREVIEW_PRIORITY if job.preview else 0),
             )
             position = self._position(db, cursor.lastrowid)
             self._insert_event(db, job_id, "queued", {"position": position}, now)
@@ -254,6 +261,14 @@ class Journal:
                     "ORDER BY seq DESC LIMIT ?",
                     (before, limit),
                 ).fetchall()
+        return [_record(row) for row in rows]
+
+    def unfinished(self) -> list[JobRecord]:
+        """The queued and running jobs, oldest first: what SubmitEdit checks a new job's outputs against."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq"
+            ).fetchall()
         return [_record(row) for row in rows]
 
     def running(self) -> list[JobRecord]:
@@ -289,7 +304,8 @@ class Journal:
             return self._db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0]
 
     def queue_position(self, job_id: str) -> int:
-        """1-based place among queued jobs in submission order (1 = runs next); 0 if the job is not queued."""
+        """1-based place among queued jobs in the order they run (previews first, each class in submission order;
+        1 = runs next); 0 if the job is not queued."""
         with self._lock:
             row = self._db.execute("SELECT seq, state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if row is None:
@@ -297,10 +313,15 @@ class Journal:
             return self._position(self._db, row[0]) if row[1] == "queued" else 0
 
     def claim_next(self) -> JobRecord | None:
-        """Move the oldest queued job to running (attempts + 1) and return it; None when nothing is queued."""
+        """Move the next queued job to running (attempts + 1) and return it; None when nothing is queued.
+
+        The next is the oldest queued preview, else the oldest queued job: a preview lands in seconds even behind a
+        queue of long finals."""
         now = self._clock()
         with self._write() as db:
-            row = db.execute("SELECT job_id FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1").fetchone()
+            row = db.execute(
+                "SELECT job_id FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq LIMIT 1"
+            ).fetchone()
             if row is None:
                 return None
             db.execute(
@@ -312,7 +333,7 @@ class Journal:
     def finish(self, job_id: str, state: str, reason: str = "", result: dict[str, Any] | None = None) -> None:
         """End a running job and write its terminal event, payload {**result, "reason": reason}, with it.
 
-        The flat payload is what the wire's Done/Failed/Cancelled messages need (out_mp4, frame_paths, timings,
+        The flat payload is what the wire's Done/Failed/Cancelled messages need (output, frame_paths, timings,
         inversion_cached / code); the caller must not append the event itself. Only a running job can be finished:
         a second finish is a bug in the caller, so it raises ValueError.
         """
@@ -433,7 +454,13 @@ class Journal:
 
     @staticmethod
     def _position(db: sqlite3.Connection, seq: int) -> int:
-        return db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND seq <= ?", (seq,)).fetchone()[0]
+        """Queued jobs that run before the job `seq`, itself included (claim_next's order)."""
+        return db.execute(
+            "SELECT COUNT(*) FROM jobs AS other, (SELECT priority FROM jobs WHERE seq = ?) AS this "
+            "WHERE other.state = 'queued' AND (other.priority > this.priority "
+            "OR (other.priority = this.priority AND other.seq <= ?))",
+            (seq, seq),
+        ).fetchone()[0]
 
     @staticmethod
     def _state(db: sqlite3.Connection, job_id: str) -> str:

@@ -46,13 +46,16 @@ from v2vz.api.errors import (
     InvalidArgument,
     MediaNotFound,
     ModelUnavailable,
+    OutputExists,
     PathNotAllowed,
     V2vzError,
     status_of,
 )
 from v2vz.api.events import FINISHED_STATES, TERMINAL_TYPES, JobState
 from v2vz.api.files import temporary_beside
+from v2vz.api.formats import frame_pattern
 from v2vz.api.job import MAX_PATH_CHARS, MAX_PROMPT_CHARS
+from v2vz.api.takes import sidecar_path
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz.api.v1 import editor_pb2_grpc
 from v2vz.api.wire import changed_options, job_from_request
@@ -65,7 +68,9 @@ from v2vz_daemon.worker import Worker
 
 log = logging.getLogger("v2vz.daemon")
 
-PROTOCOL_VERSION = 4  # 2: Progress.window / windows; 3: ListJobs pages; 4: status, notes, job details
+PROTOCOL_VERSION = (
+    5  # 2: window / windows; 3: ListJobs pages; 4: status, notes, job details; 5: formats, takes, previews
+)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Editor"].full_name
 MAX_SEND = 64 * 1024 * 1024
 MAX_RECEIVE = 8 * 1024 * 1024  # requests are small; uploads come in 1 MiB chunks
@@ -88,10 +93,11 @@ class DaemonConfig:
     max_streams: int = 24  # open WatchJob streams at most: the other threads always answer unary calls and health
     media_roots: tuple[Path, ...] = ()  # with allow_remote: the only folders remote clients may name
     allowed_models: tuple[str, ...] = ()  # what remote clients may name besides the default model
+    state_root: Path | None = None  # journal, inversions, uploads and log; None: the cache folder's `daemon`
 
     @property
     def state_dir(self) -> Path:
-        return self.cache_dir / STATE_FOLDER
+        return self.state_root or self.cache_dir / STATE_FOLDER
 
 
 class Daemon:
@@ -266,6 +272,7 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
 
     def SubmitEdit(self, request, context) -> pb.SubmitEditReply:
         from v2vz_engine import media
+        from v2vz_engine.media.outputs import refuse_existing
 
         daemon = self.daemon
         try:
@@ -278,9 +285,9 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
                 raise InvalidArgument(
                     f"source path {request.source_path!r} must be absolute (the daemon has its own cwd)"
                 )
-            if not request.out_mp4 and not request.out_frames_dir and request.stream_frames:
+            if not request.output and not request.out_frames_dir and request.stream_frames:
                 request.out_frames_dir = str(daemon.config.state_dir / "frames" / uuid.uuid4().hex[:12])
-            for name in ("out_mp4", "out_frames_dir"):
+            for name in ("output", "out_frames_dir"):
                 value = getattr(request, name)
                 if value and not Path(value).is_absolute():
                     raise InvalidArgument(f"{name} {value!r} must be an absolute path (the daemon has its own cwd)")
@@ -296,6 +303,8 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
 
             locate(job.model)  # a model that is nowhere fails now, in milliseconds, not when the job starts
             job, _ = media.resolve(job)  # the real frame count, and outputs that never touch the source
+            refuse_existing(job)  # takes never overwrite (unless the job says so) ...
+            self._refuse_shared_outputs(job)  # ... and two jobs in flight never write one file
         except V2vzError as exc:
             _abort(context, exc)
         try:
@@ -319,6 +328,19 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
         notes = [note for note in (prompt_note(name, text) for name, text in _prompts(job)) if note]
         return pb.SubmitEditReply(job_id=record.job_id, queue_position=ahead, notes=notes)
 
+    def _refuse_shared_outputs(self, job) -> None:
+        """OutputExists when a queued or running job writes one of this job's files."""
+        from v2vz_engine.media.outputs import output_files
+
+        mine = {os.path.realpath(path): path for path in output_files(job)}
+        for other in self.daemon.journal.unfinished():
+            for path in output_files(other.job):
+                if os.path.realpath(path) in mine:
+                    raise OutputExists(
+                        f"job {other.job_id} ({other.state}) writes {path} already: give this edit another --out, "
+                        "or leave --out out for a take of its own"
+                    )
+
     def _remote(self, context: grpc.ServicerContext) -> bool:
         """A call that did not come through the Unix socket, to a daemon that listens beyond loopback."""
         return self.daemon.config.allow_remote and not context.peer().startswith("unix:")
@@ -329,8 +351,8 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
         if request.WhichOneof("source") != "media_id":
             security.confine(str(job.source), roots, "source")
         own = (self.daemon.config.state_dir / "frames",)
-        if job.out_mp4 is not None:
-            security.confine(str(job.out_mp4), roots, "output")
+        if job.output is not None:
+            security.confine(str(job.output), roots, "output")
         if job.out_frames_dir is not None:
             security.confine(str(job.out_frames_dir), own if request.stream_frames else roots, "frames folder")
 
@@ -406,11 +428,16 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
                     reason=record.reason,
                     attempts=record.attempts,
                     started_unix=record.started or 0.0,
-                    out_mp4=str(record.job.out_mp4 or ""),
+                    output=str(record.job.output or ""),
                     out_frames_dir=str(record.job.out_frames_dir or ""),
                     model=record.job.model,
                     options=changed_options(record.job.options),
                     client=record.client,
+                    take=record.job.take or 0,
+                    preview=record.job.preview,
+                    source_prompt=record.job.source_prompt[:MAX_PROMPT_CHARS],
+                    codec=record.job.codec or "",
+                    no_audio=not record.job.audio,
                 )
             )
         return reply
@@ -422,8 +449,13 @@ def _prompts(job) -> list[tuple[str, str]]:
 
 def sweep_temporaries(job) -> None:
     """Remove the hidden partial files (`.NAME.*.part.*`) a killed attempt of `job` left beside its outputs."""
-    if job.out_mp4 is not None:
-        sweep_temporaries_in(Path(job.out_mp4).parent, f".{Path(job.out_mp4).name}.")
+    if job.output is not None:
+        output = Path(job.output)
+        if frame_pattern(output) is None:
+            sweep_temporaries_in(output.parent, f".{output.name}.")
+        else:  # `.shot_0012.exr.xxxx.part.exr`: every frame file's temporary starts with the pattern's text before %d
+            sweep_temporaries_in(output.parent, "." + output.name[: frame_pattern(output).start()])
+        sweep_temporaries_in(output.parent, f".{sidecar_path(output).name}.")
     if job.out_frames_dir is not None:
         sweep_temporaries_in(Path(job.out_frames_dir), ".frame_")
 

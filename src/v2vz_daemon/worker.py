@@ -128,12 +128,15 @@ class Worker:
             self.finish(job_id, JobState.FAILED, {"reason": reason, "code": status})
         else:
             payload = {
-                "out_mp4": str(result.mp4) if result.mp4 else "",
+                "output": str(result.output) if result.output else "",
                 "frame_paths": [str(p) for p in result.frame_paths],
                 "timings": result.timings,
                 "inversion_cached": result.inversion_cached,
                 "seconds": round(time.monotonic() - began, 3),
                 "frames": sum(len(span) for span in result.windows),
+                "take": job.take or 0,
+                "preview": job.preview,
+                "sidecar": str(result.sidecar) if result.sidecar else "",
             }
             self.finish(job_id, JobState.DONE, payload)
         finally:
@@ -156,7 +159,8 @@ class Worker:
 def log_outcome(job_id: str, state: str, payload: dict) -> None:
     """The daemon log's line for a job that ended: done with its outputs and time, failed with the reason."""
     if state == JobState.DONE:
-        outputs = [payload["out_mp4"]] if payload.get("out_mp4") else []
+        output = payload.get("output") or payload.get("out_mp4")
+        outputs = [output] if output else []
         if payload.get("frame_paths"):
             outputs.append(f"{len(payload['frame_paths'])} PNG frames in {Path(payload['frame_paths'][0]).parent}")
         cached = " (inversion from the cache)" if payload.get("inversion_cached") else ""

@@ -8,6 +8,8 @@ done, and nothing but one window's frames and the anchors' latent trajectories i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import time
 from collections import deque
@@ -18,11 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from v2vz import __version__
 from v2vz.api.errors import Cancelled, ResourceExhausted, V2vzError
 from v2vz.api.events import ProgressFn, Stage
-from v2vz.api.job import EditJob
+from v2vz.api.job import EditJob, EditOptions
+from v2vz.api.takes import sidecar_path, take_record, write_sidecar
 from v2vz_engine import media
 from v2vz_engine.inversion import InversionStore, cache_key, frames_digest
+from v2vz_engine.media import writers
 from v2vz_engine.pipeline import AnchorLink, CancelFn, EditResult, VideoEditPipeline
 from v2vz_engine.windows import AnchorBank, auto_window, free_memory_bytes, plan_windows
 
@@ -32,15 +37,21 @@ FrameCallback = Callable[[int, Path], None]  # (index within the job, final path
 OUT_OF_MEMORY = "the GPU ran out of memory: try fewer frames, a smaller --size or a smaller --window"
 
 
+PREVIEW_STEPS = 10  # the preview pass: about 10 steps ...
+PREVIEW_MIN_SIDE = 32  # ... at half the working size, never below this long side
+
+
 @dataclass
 class JobResult:
-    mp4: Path | None
-    frame_paths: list[Path]
+    output: Path | None  # the file or frame pattern written (job.output)
+    frame_paths: list[Path]  # the 8-bit PNG frames (job.out_frames_dir)
     source: media.MediaInfo
     working_size: tuple[int, int]
     windows: list[range]  # frame indices within the job, as edited
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over the windows
     cached_windows: int = 0  # windows whose inversion came from the cache
+    sidecar: Path | None = None  # the take's JSON beside the output (v2vz.api.takes)
+    files: list[Path] = field(default_factory=list)  # every file of `output` (frames of a sequence, WAVs)
 
     @property
     def inversion_cached(self) -> bool:
@@ -99,9 +110,15 @@ def run_job(
     a stale entry) and stored after a miss: a re-prompt skips inversion and null-text, and a job cancelled or failed
     halfway keeps the inversions of the windows it finished. PNG frames already written stay on disk too.
     """
+    began = time.perf_counter()
     job, info = media.resolve(job)
-    long_side = job.options.size or pipeline.model.native_size
+    options = preview_options(job.options) if job.preview else job.options
+    long_side = options.size or pipeline.model.native_size
+    if job.preview:
+        long_side = max(PREVIEW_MIN_SIDE, long_side // 2)
     width, height = media.working_size(info.width, info.height, long_side)
+    recorded = job  # the sidecar keeps the options asked for: a preview's final is the same job without `preview`
+    job = dataclasses.replace(job, options=options)
     automatic = job.options.window == 0
     if automatic:
         dtype_bytes = torch.finfo(pipeline.model.dtype).bits // 8
@@ -115,7 +132,8 @@ def run_job(
     timings: dict[str, float] = {}
     frame_paths: list[Path] = []
     cached_windows = 0
-    writer = media.Mp4Writer(job.out_mp4, info.fps) if job.out_mp4 else None
+    writer = _open_writer(recorded, info)
+    written: list[Path] = []
     try:
         while pending:
             span = pending.popleft()
@@ -151,18 +169,71 @@ def run_job(
                         on_frame(index, path)
             if writer:
                 with _writing(writer.path):
-                    writer.write(full)
+                    written += writer.write(full)
             timings["write"] = timings.get("write", 0.0) + time.perf_counter() - mark
             done.append(span)
-        with _writing(job.out_mp4):
-            mp4 = writer.close() if writer else None
+        with _writing(job.output):
+            files = writer.close() if writer else []
     except BaseException:
         if writer:
             writer.abort()
         raise
+    sidecar = _write_sidecar(recorded, info, (width, height), files, frame_paths, time.perf_counter() - began)
     if progress:
         progress(Stage.WRITE, 1, 1)
-    return JobResult(mp4, frame_paths, info, (width, height), done, timings, cached_windows)
+    output = Path(job.output) if job.output is not None else None
+    return JobResult(output, frame_paths, info, (width, height), done, timings, cached_windows, sidecar, files)
+
+
+def preview_options(options: EditOptions) -> EditOptions:
+    """The preview pass of a job's options: direct inversion (exact, no optimization), at most PREVIEW_STEPS steps;
+    run_job also halves the working size. Every frame of the range is edited, so the preview shows the motion."""
+    return options.replace(inversion="direct", steps=min(options.steps, PREVIEW_STEPS))
+
+
+def _open_writer(job: EditJob, info: media.MediaInfo) -> writers.ClipWriter | None:
+    """The writer of the job's output file or frame pattern, which carries the take's record in its metadata."""
+    if job.output is None:
+        return None
+    record = json.dumps(take_record(job, "written"), sort_keys=True, separators=(",", ":"))
+    return writers.open_writer(
+        Path(job.output),
+        job.output_format,
+        info.fps,
+        info,
+        first_frame=job.start,
+        frame_count=job.frames,
+        audio=job.audio,
+        metadata={"v2vz": record},
+    )
+
+
+def _write_sidecar(
+    job: EditJob,
+    info: media.MediaInfo,
+    size: tuple[int, int],
+    files: list[Path],
+    frame_paths: list[Path],
+    seconds: float,
+) -> Path:
+    """The take's JSON beside its output: the whole job (to re-make it exactly) and what was written."""
+    path = sidecar_path(job.output, job.out_frames_dir)
+    record = take_record(
+        job,
+        "done",
+        output=str(job.output) if job.output is not None else None,
+        files=[str(file) for file in files],
+        frames_dir=str(job.out_frames_dir) if job.out_frames_dir is not None else None,
+        frame_count=len(frame_paths) or job.frames,
+        source_size=[info.width, info.height],
+        fps=str(info.fps),
+        working_size=list(size),
+        seconds=round(seconds, 3),
+        written_unix=round(time.time(), 3),
+        version=__version__,
+    )
+    with _writing(path):
+        return write_sidecar(path, record)
 
 
 def _edit_window(

@@ -3,8 +3,9 @@
 - 4.4 renamed `sequences` to `strips` (`sequences_all` to `strips_all`); 5.0 removed the old names.
 - 5.0 changed `strips.new_effect(name, type, channel, frame_start, length=, input1=, input2=)` (was `frame_end=`,
   `seq1=`, `seq2=`) and added `context.sequencer_scene`.
-- 5.1 renamed `frame_final_start/end/duration` to `left_handle/right_handle/duration` and `frame_start` to
-  `content_start` (the old names are deprecated until 6.0).
+- 5.1 renamed `frame_final_start/end/duration` to `left_handle/right_handle/duration`, `frame_start` to
+  `content_start` and `frame_offset_start/end` to `left_handle_offset/right_handle_offset` (the old names are
+  deprecated until 6.0).
 """
 
 from __future__ import annotations
@@ -52,6 +53,21 @@ def duration(strip) -> int:
 def content_start(strip) -> float:
     """Where source frame 0 sits on the timeline (5.1 `content_start`, before `frame_start`)."""
     return float(strip.content_start if hasattr(strip, "content_start") else strip.frame_start)
+
+
+def handle_offsets(strip) -> tuple[int, int]:
+    """The trims: frames of the content hidden before the left handle and after the right one (5.1
+    `left_handle_offset/right_handle_offset`, before `frame_offset_start/end`)."""
+    if hasattr(strip, "left_handle_offset"):
+        return int(strip.left_handle_offset), int(strip.right_handle_offset)
+    return int(strip.frame_offset_start), int(strip.frame_offset_end)
+
+
+def set_handle_offsets(strip, start: int, end: int) -> None:
+    if hasattr(strip, "left_handle_offset"):
+        strip.left_handle_offset, strip.right_handle_offset = start, end
+    else:
+        strip.frame_offset_start, strip.frame_offset_end = start, end
 
 
 def hold_offset_start(strip) -> int:

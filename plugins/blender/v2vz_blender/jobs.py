@@ -1,9 +1,15 @@
-"""The running edits: a job per strip, drained on Blender's main thread, and the message each one ends with.
+"""The running edits: a job per take, drained on Blender's main thread, and the message each one ends with.
 
-Each job is a `v2vz edit ... --events jsonl` subprocess read by v2vz_host's reader thread. Only the main thread may
-touch `bpy`, so a timer (`bpy.app.timers`) drains the events of every job, grows its result strip and redraws the
-sequencer. In background mode (`bpy.app.background`) there is no timer: the job runs to its end before the operator
-returns, so batch scripts can use it.
+Each job is a `v2vz edit ... --events jsonl` subprocess (a take or a preview) or a `v2vz final PREVIEW_JOB ...` one
+(the final of a preview), read by v2vz_host's reader thread. Only the main thread may touch `bpy`, so a timer
+(`bpy.app.timers`) drains the events of every job, grows its result strip and redraws the sequencer. In background
+mode (`bpy.app.background`) there is no timer: the job runs to its end before the operator returns, so batch scripts
+can use it.
+
+A take's strip is made with its first frame, and then it is the active take of its source (`takes.activate`). A
+final's frames wait until it is done: then the final replaces its preview in place (same channel, same timeline
+range, same take number) and the preview's frames are deleted; a final that fails or is cancelled leaves the
+preview as it was.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 
 import bpy
 
-from . import compat, v2vz_host
+from . import compat, takes, v2vz_host
 from .strips import ReportError, ResultStrip, free_channel, source_range
 
 TIMER_INTERVAL = 0.2
@@ -43,6 +49,8 @@ class EditRequest:
     inversion: str = ""  # direct, null-text or negative-prompt; "": the preset's
     preset: str = "default"
     window: int = 0  # frames edited together; 0: the daemon chooses (long strips arrive window by window)
+    model: str = ""  # "": the daemon's
+    preview: bool = False  # the fast pass (`--preview`); `v2vz final JOB` makes its final
 
     def command(self, client: str) -> list[str]:
         """The client's command line (events as JSON lines on stdout, PNG frames into out_dir)."""
@@ -64,12 +72,30 @@ class EditRequest:
             args += ["--inversion", self.inversion]
         if self.fast:
             args.append("--fast")
+        if self.model:
+            args += ["--model", self.model]
+        if self.preview:
+            args.append("--preview")
+        return v2vz_host.events_command(client, args)
+
+
+@dataclass
+class FinalRequest:
+    """`v2vz final PREVIEW_JOB`: the preview's final (the same clip, range, prompts, model and options without the
+    preview pass) into a fresh PNG folder. The preview's files stay (`--keep-preview`): the extension deletes them
+    once the final has replaced the preview on the timeline."""
+
+    preview_job: str
+    out_dir: str
+
+    def command(self, client: str) -> list[str]:
+        args = ["final", self.preview_job, "--out", self.out_dir, "--keep-preview"]
         return v2vz_host.events_command(client, args)
 
 
 @dataclass
 class ActiveJob:
-    """A running edit and the strip its frames go to."""
+    """A running edit and the take strip its frames go to."""
 
     key: str
     runner: v2vz_host.ClientRun
@@ -77,6 +103,32 @@ class ActiveJob:
     folder: str  # where the daemon writes the PNGs
     result: ResultStrip
     messages: list[str] = field(default_factory=list)
+    kind: str = "edit"  # "edit", "preview" or "final"
+    group: str = ""  # the source strip's id (takes.SOURCE_ID)
+    take: dict = field(default_factory=dict)  # the fields its strip records (takes.FIELDS)
+    replaces: str = ""  # a final: the preview strip's name when the final was asked for
+
+    @property
+    def number(self) -> int:
+        return int(self.take.get("take", 0) or 0)
+
+    @property
+    def label(self) -> str:
+        """`take 3`, `take 3 (preview)`, `take 3 (final)`."""
+        return f"take {self.number}" + ("" if self.kind == "edit" else f" ({self.kind})")
+
+    def grow(self) -> int:
+        """Main thread: put the frames that arrived on the take's strip; the first makes it, records the take on it
+        and makes it the active take of its source. A final's frames wait for the end (`finish`)."""
+        if self.kind == "final":
+            return 0
+        made = self.result.appended > 0
+        added = self.result.grow(self.runner.state.frames)
+        strip = self.result.strip()
+        if strip is not None and added and not made:
+            takes.record(strip, self.group, {**self.take, "job": self.runner.state.job_id})
+            takes.activate(strip_editor(self.result.scene_name), strip)
+        return added
 
 
 JOBS: dict[str, ActiveJob] = {}
@@ -115,7 +167,20 @@ def output_folder(key: str) -> str:
     return os.path.join(tempfile.gettempdir(), "v2vz-blender", key)
 
 
-def start_runner(request: EditRequest, client: str) -> v2vz_host.ClientRun:
+def strip_editor(scene_name: str):
+    """The sequence editor of a scene, or ReportError once the scene or its sequencer is gone."""
+    scene = bpy.data.scenes.get(scene_name)
+    if scene is None or scene.sequence_editor is None:
+        raise ReportError(f"the scene {scene_name!r} or its sequencer is gone")
+    return scene.sequence_editor
+
+
+def new_key() -> str:
+    """A job's key, also its frames folder's name: time-ordered and unique."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def start_runner(request, client: str) -> v2vz_host.ClientRun:
     """Make the PNG folder and start the client; its events then arrive on the runner's queue."""
     Path(request.out_dir).mkdir(parents=True, exist_ok=True)
     runner = v2vz_host.ClientRun(request.command(client))
@@ -123,8 +188,22 @@ def start_runner(request: EditRequest, client: str) -> v2vz_host.ClientRun:
     return runner
 
 
+def reserved(scene_name: str, start: int, end: int) -> set[int]:
+    """The channels of running takes whose strip is not made yet (it comes with their first frame) over [start, end)."""
+    return {
+        active.result.channel
+        for active in JOBS.values()
+        if active.kind != "final"
+        and active.result.scene_name == scene_name
+        and not active.result.strip_name
+        and active.result.start < end
+        and active.result.start + active.result.count > start
+    }
+
+
 def start_job(context, strip, options: dict) -> ActiveJob:
-    """Check the strip, pick the channel and start the client; nothing is added to the timeline yet."""
+    """Check the strip, pick the channel, give the take its number and start the client (`options["preview"]`: the
+    fast pass); nothing is added to the timeline yet. A take re-prompts its source strip: a new take of it."""
     scene = compat.sequencer_scene(context)
     editor = scene.sequence_editor
     if editor is None:
@@ -132,17 +211,19 @@ def start_job(context, strip, options: dict) -> ActiveJob:
     prompt = options.get("prompt", "").strip()
     if not prompt:
         raise ReportError("give a prompt: what the edited strip should show")
+    strip = takes.source_of(editor, strip)
     path, first, count = source_range(scene, strip)
     client = client_command(context)
+    preview = bool(options.get("preview", False))
     start = compat.left_handle(strip)
     result = ResultStrip(
         scene_name=scene.name,
-        name=f"{strip.name} v2vz",
-        channel=free_channel(editor, strip.channel, start, start + count),
+        name=takes.take_name(prompt, preview),
+        channel=free_channel(editor, strip.channel, start, start + count, reserved(scene.name, start, start + count)),
         start=start,
         count=count,
     )
-    key = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    key = new_key()
     request = EditRequest(
         source=path,
         start=first,
@@ -158,23 +239,149 @@ def start_job(context, strip, options: dict) -> ActiveJob:
         inversion="" if options.get("inversion", "preset") == "preset" else str(options["inversion"]),
         preset=str(options.get("preset", "default")),
         window=int(options.get("window", 0)),
+        model=str(options.get("model", "")).strip(),
+        preview=preview,
+    )
+    number = takes.next_take(editor, strip)
+    group = str(strip[takes.SOURCE_ID])
+    try:
+        runner = start_runner(request, client)
+    except OSError:
+        takes.give_back(strip, number)
+        raise
+    return ActiveJob(
+        key=key,
+        runner=runner,
+        source_name=strip.name,
+        folder=request.out_dir,
+        result=result,
+        kind="preview" if preview else "edit",
+        group=group,
+        take=takes.fields(strip.name, number, {**options, "model": request.model}, preview, request.out_dir),
+    )
+
+
+def start_final(context, strip) -> ActiveJob:
+    """`v2vz final` for a preview take: its frames go to a fresh folder; the preview stays until the final is done."""
+    scene = compat.sequencer_scene(context)
+    editor = scene.sequence_editor
+    if editor is None:
+        raise ReportError("this scene has no sequencer strips")
+    if strip is None or not takes.is_take(strip):
+        raise ReportError(f"{strip.name if strip else 'no strip'!r} is not a v2vz take: make final works on previews")
+    take = takes.info(strip)
+    if not take["preview"]:
+        raise ReportError(f"{strip.name!r} is the final of take {take['take']}: only a preview has a final to make")
+    if not take["job"]:
+        raise ReportError(f"{strip.name!r} records no v2vz job, so its final cannot be asked for: re-prompt instead")
+    for active in JOBS.values():
+        if (active.group, active.number) == (take["take_of"], take["take"]):
+            if active.kind == "final":
+                raise ReportError(f"the final of take {take['take']} is being made (see the v2vz tab)")
+            raise ReportError(f"the preview of take {take['take']} is still being made: make its final once it is done")
+    client = client_command(context)
+    key = new_key()
+    request = FinalRequest(take["job"], output_folder(key))
+    source = takes.find_source(editor, take["take_of"])
+    result = ResultStrip(
+        scene_name=scene.name,
+        name=takes.take_name(take["prompt"]),
+        channel=strip.channel,
+        start=compat.left_handle(strip),
+        count=len(strip.elements),
     )
     runner = start_runner(request, client)
-    return ActiveJob(key=key, runner=runner, source_name=strip.name, folder=request.out_dir, result=result)
+    values = {name: take[name] for name in takes.FIELDS}
+    return ActiveJob(
+        key=key,
+        runner=runner,
+        source_name=source.name if source is not None else take["source"],
+        folder=request.out_dir,
+        result=result,
+        kind="final",
+        group=take["take_of"],
+        take={**values, "preview": False, "job": "", "folder": request.out_dir, "time": takes.now()},
+        replaces=strip.name,
+    )
+
+
+def finish(active: ActiveJob) -> tuple[str, str]:
+    """Main thread, once the client has exited: a final replaces its preview; a take that never reached the
+    timeline gives its number back. Returns (level, message)."""
+    if active.kind == "final":
+        return place_final(active)
+    if active.result.appended == 0:
+        scene = bpy.data.scenes.get(active.result.scene_name)
+        if scene is not None and scene.sequence_editor is not None:
+            takes.give_back(takes.find_source(scene.sequence_editor, active.group), active.number)
+        with contextlib.suppress(OSError):  # its folder, if nothing arrived in it
+            os.rmdir(active.folder)
+    return finish_message(active)
 
 
 def finish_message(active: ActiveJob) -> tuple[str, str]:
-    """("INFO", "WARNING" or "ERROR", message) for a finished job."""
+    """("INFO", "WARNING" or "ERROR", message) for a finished take or preview."""
     state, result = active.runner.state, active.result
     if state.outcome == "done":
         if result.appended < result.count:
             return "ERROR", (
                 f"v2vz: the job ended with {result.appended} of {result.count} frames (see {active.folder})"
             )
-        return "INFO", f"v2vz: {result.count} edited frames on channel {result.channel} ({result.strip_name!r})"
+        return "INFO", (
+            f"v2vz: {active.label} of {active.source_name!r}: {result.count} edited frames on channel "
+            f"{result.channel} ({result.strip_name!r})"
+        )
     if state.outcome == "cancelled":
         return "WARNING", f"v2vz: {state.reason or 'cancelled'}"
     return "ERROR", f"v2vz: {state.reason or 'the edit failed'}"
+
+
+def place_final(active: ActiveJob) -> tuple[str, str]:
+    """A done final takes its preview's place: the same channel and timeline range (trims included), the same
+    take number and mute state; the preview strip goes and so do its frames. Otherwise the preview stays as it was
+    and the final's partial frames go."""
+    state, result, number = active.runner.state, active.result, active.number
+    frames = state.frames
+    complete = state.outcome == "done" and all(index in frames for index in range(result.count))
+    if not complete:
+        takes.remove_frames(active.folder)
+        if state.outcome == "done":
+            why = f"it ended with {len(frames)} of {result.count} frames"
+        else:
+            why = state.reason or f"the final {state.outcome or 'failed'}"
+        level = "WARNING" if state.outcome == "cancelled" else "ERROR"
+        return level, f"v2vz: the final of take {number} did not replace its preview: {why}; the preview stays"
+    editor = strip_editor(result.scene_name)
+    result.count = max(result.count, len(frames))  # the final's own frames (a preview shows them all)
+    preview = takes.find_take(editor, active.group, number, preview=True, name=active.replaces)
+    offsets, mute, old_folder = (0, 0), False, ""
+    if preview is not None:
+        result.channel, result.start = preview.channel, round(compat.content_start(preview))
+        offsets = compat.handle_offsets(preview)
+        mute, old_folder = preview.mute, takes.frames_folder(preview)
+        try:
+            compat.strips(editor).remove(preview)
+        except (RuntimeError, ReferenceError) as exc:  # e.g. moved into a meta strip
+            takes.remove_frames(active.folder)
+            raise ReportError(
+                f"the final of take {number} could not replace {preview.name!r} ({exc}): move the preview out of "
+                "its meta strip and make its final again; the preview stays"
+            ) from None
+    else:  # the user deleted the preview meanwhile: where it was, or the first free channel above that
+        result.channel = free_channel(editor, result.channel - 1, result.start, result.start + result.count)
+    result.grow(frames)
+    strip = result.strip()
+    if strip is None:
+        return "ERROR", f"v2vz: the final of take {number} could not be placed (its frames are in {active.folder})"
+    compat.set_handle_offsets(strip, *offsets)
+    takes.record(strip, active.group, {**active.take, "job": state.job_id})
+    strip.mute = mute
+    if old_folder and os.path.normpath(old_folder) != os.path.normpath(active.folder):
+        takes.remove_frames(old_folder)
+    return "INFO", (
+        f"v2vz: the final of take {number} of {active.source_name!r} replaced its preview on channel "
+        f"{result.channel} ({result.strip_name!r})"
+    )
 
 
 def set_report(level: str, message: str) -> None:
@@ -183,12 +390,13 @@ def set_report(level: str, message: str) -> None:
     LAST_REPORT.update(level=level, message=message)
 
 
-def run_in_background(context, strip, options: dict) -> tuple[str, str]:
-    """Batch mode: run the job to its end, then add all frames in order. Returns (level, message)."""
-    active = start_job(context, strip, options)
+def run_in_background(context, strip, options: dict, final: bool = False) -> tuple[str, str]:
+    """Batch mode: run the job (a take, a preview, or with `final` the final of the preview `strip`) to its end,
+    then add all frames in order. Returns (level, message)."""
+    active = start_final(context, strip) if final else start_job(context, strip, options)
     active.runner.wait()
-    active.result.grow(active.runner.state.frames)
-    return finish_message(active)
+    active.grow()
+    return finish(active)
 
 
 def drain_jobs() -> bool:
@@ -196,11 +404,14 @@ def drain_jobs() -> bool:
     for key, active in list(JOBS.items()):
         active.runner.drain()
         try:
-            active.result.grow(active.runner.state.frames)
-        except (RuntimeError, ReferenceError) as exc:  # the scene or strip went away
+            active.grow()
+        except (RuntimeError, ReferenceError, ReportError) as exc:  # the scene or strip went away
             active.messages.append(str(exc))
         if active.runner.state.finished:
-            level, message = finish_message(active)
+            try:
+                level, message = finish(active)
+            except (RuntimeError, ReferenceError, ReportError) as exc:
+                level, message = "ERROR", f"v2vz: {active.label}: {exc}"
             set_report(level, message)
             print(message)
             del JOBS[key]
@@ -209,15 +420,16 @@ def drain_jobs() -> bool:
 
 
 def job_line(active: ActiveJob) -> str:
-    """`edit 3/50 (2/8 frames)`: a job's stage and its frames on the timeline."""
-    return f"{active.runner.state.status} ({active.result.appended}/{active.result.count} frames)"
+    """`edit 3/50 (2/8 frames)`: a job's stage and its frames on the timeline (a final's: those made so far)."""
+    done = len(active.runner.state.frames) if active.kind == "final" else active.result.appended
+    return f"{active.runner.state.status} ({done}/{active.result.count} frames)"
 
 
 def status_line() -> str | None:
     """The status bar's text while jobs run, else None (Blender's own status comes back)."""
     if not JOBS:
         return None
-    return "v2vz " + " | ".join(f"{active.source_name}: {job_line(active)}" for active in JOBS.values())
+    return "v2vz " + " | ".join(f"{active.source_name} {active.label}: {job_line(active)}" for active in JOBS.values())
 
 
 def update_ui() -> None:

@@ -169,9 +169,10 @@ def sequence_problem(paths: list[str]) -> str | None:
     return None
 
 
-def free_channel(editor, above: int, start: int, end: int) -> int:
-    """The first channel above `above` where no strip overlaps the timeline frames [start, end)."""
-    busy: set[int] = set()
+def free_channel(editor, above: int, start: int, end: int, reserved: set[int] | None = None) -> int:
+    """The first channel above `above` where no strip overlaps the timeline frames [start, end), other than the
+    `reserved` ones (running jobs' strips to come)."""
+    busy: set[int] = set(reserved or ())
     for strip in compat.strips(editor):
         if compat.left_handle(strip) < end and compat.right_handle(strip) > start:
             busy.add(strip.channel)

@@ -1,4 +1,9 @@
-"""What the user sees: the preferences, the two operators, the sidebar panel and the strip menu's entry."""
+"""What the user sees: the preferences, the operators, the sidebar panel (jobs and takes) and the strip menu's entries.
+
+Operators: `sequencer.v2vz_reprompt` (a new take of the active strip), `sequencer.v2vz_preview` (the same, as the
+fast preview pass), `sequencer.v2vz_make_final` (a preview take's final, which replaces it), `sequencer.v2vz_take`
+(make a take the active one: unmuted, the others of its source muted) and `sequencer.v2vz_cancel`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,18 @@ import threading
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import compat
-from .jobs import JOBS, LAST_REPORT, ensure_timer, find_client, job_line, run_in_background, set_report, start_job
+from . import compat, takes
+from .jobs import (
+    JOBS,
+    LAST_REPORT,
+    ensure_timer,
+    find_client,
+    job_line,
+    run_in_background,
+    set_report,
+    start_final,
+    start_job,
+)
 from .strips import ReportError, active_strip
 
 
@@ -30,12 +45,8 @@ class V2VZ_AddonPreferences(bpy.types.AddonPreferences):
         layout.label(text="Start the daemon with `v2vz serve` before re-prompting a strip.")
 
 
-class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
-    """Edit the active strip's visible frames with a text prompt (v2vz); the result goes on a free channel above"""
-
-    bl_idname = "sequencer.v2vz_reprompt"
-    bl_label = "Re-prompt Strip..."
-    bl_options = {"REGISTER"}
+class EditProperties:
+    """The options of a take (a mixin: Blender registers the annotations of an operator's base classes too)."""
 
     prompt: StringProperty(name="Prompt", description="What the edited strip should show", default="")
     source_prompt: StringProperty(name="Source prompt", description="What the strip shows now", default="")
@@ -66,6 +77,13 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
         items=(("default", "Default", "v2vz's settings"), ("published", "Published", "The paper's settings")),
         default="default",
     )
+    model: StringProperty(
+        name="Model",
+        description="A model the daemon may load (`v2vz models` lists them); empty: the daemon's own",
+        default="",
+    )
+
+    PREVIEW = False  # the fast pass (`v2vz edit --preview`)
 
     @classmethod
     def poll(cls, context):
@@ -73,7 +91,7 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
 
     def edit_options(self) -> dict:
         names = ("prompt", "source_prompt", "steps", "guidance", "seed", "size", "inversion", "preset", "window")
-        return {name: getattr(self, name) for name in names}
+        return {**{name: getattr(self, name) for name in (*names, "model")}, "preview": self.PREVIEW}
 
     def invoke(self, context, event):
         if bpy.app.background:
@@ -84,9 +102,16 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
         layout = self.layout
         strip = active_strip(context)
         if strip is not None:
-            layout.label(text=f"{strip.name}: {compat.duration(strip)} frames", icon="SEQUENCE")
+            source = strip
+            if takes.is_take(strip):
+                source = takes.find_source(compat.sequencer_scene(context).sequence_editor, takes.group_of(strip))
+            if source is not None:
+                what = "preview" if self.PREVIEW else "take"
+                layout.label(text=f"{source.name}: {compat.duration(source)} frames, a new {what}", icon="SEQUENCE")
         layout.prop(self, "source_prompt")
         layout.prop(self, "prompt")
+        if self.PREVIEW:
+            layout.label(text="The fast pass: direct inversion, at most 10 steps, half size", icon="INFO")
         row = layout.row()
         row.prop(self, "steps")
         row.prop(self, "guidance")
@@ -96,22 +121,48 @@ class SEQUENCER_OT_v2vz_reprompt(bpy.types.Operator):
         row = layout.row()
         row.prop(self, "window")
         row.prop(self, "inversion", text="")
-        layout.prop(self, "preset", text="")
+        row = layout.row()
+        row.prop(self, "preset", text="")
+        row.prop(self, "model")
 
     def execute(self, context):
         return run_operator(self, context, active_strip(context), self.edit_options())
 
 
+class SEQUENCER_OT_v2vz_reprompt(EditProperties, bpy.types.Operator):
+    """Edit the active strip's visible frames with a text prompt (v2vz): a new take on a free channel above"""
+
+    bl_idname = "sequencer.v2vz_reprompt"
+    bl_label = "Re-prompt Strip..."
+    bl_options = {"REGISTER"}
+
+
+class SEQUENCER_OT_v2vz_preview(EditProperties, bpy.types.Operator):
+    """A fast preview of a re-prompt (v2vz): a preview take above the strip, whose final is made with Make Final"""
+
+    bl_idname = "sequencer.v2vz_preview"
+    bl_label = "Preview Re-prompt..."
+    bl_options = {"REGISTER"}
+
+    PREVIEW = True
+
+
 def run_operator(operator, context, strip, options: dict) -> set[str]:
-    """The operator's logic (callable directly from scripts): starts the job, or runs it in background mode."""
+    """The operator's logic (callable directly from scripts): starts the job, or runs it in background mode.
+    `options["preview"]`: the fast pass; `options["final"]`: the final of the preview take `strip`."""
+    final = bool(options.get("final", False))
     try:
         if bpy.app.background:
-            level, message = run_in_background(context, strip, options)
+            level, message = run_in_background(context, strip, options, final=final)
         else:
-            active = start_job(context, strip, options)
+            active = start_final(context, strip) if final else start_job(context, strip, options)
             JOBS[active.key] = active
             ensure_timer()
-            level, message = "INFO", f"v2vz: editing {active.result.count} frames of {strip.name!r} (see the v2vz tab)"
+            if final:
+                message = f"v2vz: making the final of take {active.number} (see the v2vz tab)"
+            else:
+                message = f"v2vz: {active.label}: editing {active.result.count} frames of {active.source_name!r}"
+            level = "INFO"
     except (ReportError, OSError) as exc:
         level, message = "ERROR", str(exc) if isinstance(exc, ReportError) else f"v2vz: {exc}"
     set_report(level, message)
@@ -122,8 +173,59 @@ def run_operator(operator, context, strip, options: dict) -> set[str]:
     return {"FINISHED"} if level != "ERROR" else {"CANCELLED"}
 
 
+def named_strip(context, name: str):
+    """A strip of the sequencer the user edits, by name; ReportError when there is none of that name."""
+    scene = compat.sequencer_scene(context)
+    editor = scene.sequence_editor if scene is not None else None
+    strip = compat.strips_all(editor).get(name) if editor is not None and name else None
+    if strip is None:
+        raise ReportError(f"no strip {name!r} in the sequencer")
+    return strip
+
+
+class SEQUENCER_OT_v2vz_make_final(bpy.types.Operator):
+    """Make the final of a preview take (full settings); it replaces the preview in place when it is done"""
+
+    bl_idname = "sequencer.v2vz_make_final"
+    bl_label = "Make Final"
+    bl_options = {"REGISTER"}
+
+    strip: StringProperty(name="Strip", description="The preview take (empty: the active strip)", default="")
+
+    def execute(self, context):
+        try:
+            strip = named_strip(context, self.strip) if self.strip else active_strip(context)
+        except ReportError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return run_operator(self, context, strip, {"final": True})
+
+
+class SEQUENCER_OT_v2vz_take(bpy.types.Operator):
+    """Make this take the active one: it is unmuted, the other takes of its strip are muted"""
+
+    bl_idname = "sequencer.v2vz_take"
+    bl_label = "Make Active Take"
+    bl_options = {"REGISTER", "UNDO"}
+
+    strip: StringProperty(name="Strip", description="The take (empty: the active strip)", default="")
+
+    def execute(self, context):
+        try:
+            strip = named_strip(context, self.strip) if self.strip else active_strip(context)
+            if strip is None:
+                raise ReportError("no active strip")
+            takes.activate(compat.sequencer_scene(context).sequence_editor, strip)
+        except ReportError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        info = takes.info(strip)
+        self.report({"INFO"}, f"v2vz: take {info['take']} ({strip.name!r}) is the active take")
+        return {"FINISHED"}
+
+
 class SEQUENCER_OT_v2vz_cancel(bpy.types.Operator):
-    """Cancel a running v2vz edit (the frames that arrived stay)"""
+    """Cancel a running v2vz edit (the frames that arrived stay; a final's preview stays)"""
 
     bl_idname = "sequencer.v2vz_cancel"
     bl_label = "Cancel v2vz Edit"
@@ -141,6 +243,35 @@ class SEQUENCER_OT_v2vz_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def draw_takes(layout, editor, strip) -> None:
+    """The takes of the active strip's source: prompt, model, time, preview or final, active (unmuted) or not; a
+    button per take makes it the active one, a preview's makes its final."""
+    listed = takes.take_list(editor, strip)
+    if not listed:
+        return
+    source = takes.find_source(editor, takes.group_of(strip))
+    box = layout.box()
+    box.label(text=f"Takes of {source.name if source is not None else listed[0]['source']}", icon="RENDERLAYERS")
+    running = {(active.group, active.number): active.kind for active in JOBS.values()}
+    for take in listed:
+        column = box.column(align=True)
+        row = column.row(align=True)
+        icon = "HIDE_OFF" if take["active"] else "HIDE_ON"
+        mark = " (selected)" if take["name"] == strip.name else ""
+        row.label(text=f"{take['take']}: {take['prompt']}{mark}", icon=icon)
+        if take["active"]:
+            row.label(text="active")
+        else:
+            row.operator(SEQUENCER_OT_v2vz_take.bl_idname, text="Make Active").strip = take["name"]
+        what = "preview" if take["preview"] else "final"
+        column.label(text=f"{what} | {take['model'] or 'daemon model'} | {take['time']}")
+        job = running.get((take["take_of"], take["take"]))
+        if take["preview"] and job is None:
+            column.operator(SEQUENCER_OT_v2vz_make_final.bl_idname, icon="CHECKMARK").strip = take["name"]
+        elif job is not None:
+            column.label(text="making its final..." if job == "final" else "being made...", icon="SORTTIME")
+
+
 class SEQUENCER_PT_v2vz(bpy.types.Panel):
     bl_space_type = "SEQUENCE_EDITOR"
     bl_region_type = "UI"
@@ -151,15 +282,19 @@ class SEQUENCER_PT_v2vz(bpy.types.Panel):
         layout = self.layout
         strip = active_strip(context)
         layout.label(text=strip.name if strip is not None else "No active strip", icon="SEQUENCE")
-        layout.operator(SEQUENCER_OT_v2vz_reprompt.bl_idname, icon="SHADERFX")
+        row = layout.row(align=True)
+        row.operator(SEQUENCER_OT_v2vz_reprompt.bl_idname, icon="SHADERFX")
+        row.operator(SEQUENCER_OT_v2vz_preview.bl_idname, text="Preview...", icon="PLAY")
         for active in JOBS.values():
             box = layout.box()
-            box.label(text=f"{active.source_name} -> channel {active.result.channel}")
+            box.label(text=f"{active.source_name} {active.label} -> channel {active.result.channel}")
             if hasattr(box, "progress"):
                 box.progress(factor=active.runner.state.progress, type="BAR", text=job_line(active))
             else:
                 box.label(text=job_line(active))
             box.operator(SEQUENCER_OT_v2vz_cancel.bl_idname, text="Cancel", icon="CANCEL").job = active.key
+        if strip is not None:
+            draw_takes(layout, compat.sequencer_scene(context).sequence_editor, strip)
         if LAST_REPORT:
             icon = "ERROR" if LAST_REPORT["level"] == "ERROR" else "INFO"
             layout.label(text=LAST_REPORT["message"], icon=icon)
@@ -169,6 +304,15 @@ def draw_context_menu(self, context):
     self.layout.separator()
     self.layout.operator_context = "INVOKE_DEFAULT"
     self.layout.operator(SEQUENCER_OT_v2vz_reprompt.bl_idname, icon="SHADERFX")
+    self.layout.operator(SEQUENCER_OT_v2vz_preview.bl_idname, icon="PLAY")
 
 
-CLASSES = (V2VZ_AddonPreferences, SEQUENCER_OT_v2vz_reprompt, SEQUENCER_OT_v2vz_cancel, SEQUENCER_PT_v2vz)
+CLASSES = (
+    V2VZ_AddonPreferences,
+    SEQUENCER_OT_v2vz_reprompt,
+    SEQUENCER_OT_v2vz_preview,
+    SEQUENCER_OT_v2vz_make_final,
+    SEQUENCER_OT_v2vz_take,
+    SEQUENCER_OT_v2vz_cancel,
+    SEQUENCER_PT_v2vz,
+)

@@ -64,6 +64,13 @@ class OutputUnwritable(V2vzError):
     status = "FAILED_PRECONDITION"
 
 
+class OutputExists(V2vzError):
+    """An output the job names exists already (or another job in flight writes it): takes never overwrite, unless
+    the job says `overwrite`."""
+
+    status = "ALREADY_EXISTS"
+
+
 class PathNotAllowed(V2vzError):
     """A remote client named a path outside the folders the daemon's operator opened to it (`--media-root`)."""
 
@@ -151,6 +158,7 @@ ERROR_CLASSES: dict[str, type[V2vzError]] = {
         MediaError,
         ModelUnavailable,
         OutputUnwritable,
+        OutputExists,
         PathNotAllowed,
         JobNotFound,
         AmbiguousJob,
@@ -173,6 +181,7 @@ _BY_STATUS: dict[str, type[V2vzError]] = {
     "FAILED_PRECONDITION": MediaError,
     "RESOURCE_EXHAUSTED": ResourceExhausted,
     "PERMISSION_DENIED": PathNotAllowed,
+    "ALREADY_EXISTS": OutputExists,
     "UNAVAILABLE": DaemonUnavailable,
     "DEADLINE_EXCEEDED": DaemonUnavailable,
     "UNAUTHENTICATED": DaemonUnauthenticated,

@@ -93,8 +93,11 @@ def event_to_dict(event: pb.JobEvent) -> dict[str, Any]:
     elif kind == EventType.DONE:
         done = event.done
         data.update(
-            out_mp4=done.out_mp4 or None,
+            output=done.output or None,
             frame_paths=list(done.frame_paths),
+            take=done.take or None,
+            preview=done.preview,
+            sidecar=done.sidecar or None,
             timings={name: done.timings[name] for name in sorted(done.timings)},
             inversion_cached=done.inversion_cached,
             seconds=done.seconds,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from v2vz.api.errors import InvalidArgument, RangeError
+from v2vz.api.formats import OutputFormat, output_format
 
 AttentionLayout = Literal["dense", "published", "sparse_causal", "per_frame"]
 InversionMethod = Literal["direct", "null-text", "negative-prompt"]
@@ -206,23 +207,35 @@ class EditJob:
     start: int = 0
     frames: int = 8  # 0: from start through the clip's last frame (resolved once the clip is probed)
     options: EditOptions = field(default_factory=EditOptions)
-    out_mp4: Path | None = None
-    out_frames_dir: Path | None = None
+    output: Path | None = None  # a file (.mp4, .mov) or a frame pattern (shot_%04d.exr): v2vz.api.formats
+    out_frames_dir: Path | None = None  # 8-bit PNG frames, each announced as it is written (what hosts place)
     model: str = "tiny"
     source_fps: Fraction | None = None  # an image sequence's frame rate (24 if not given); video files carry theirs
+    codec: str | None = None  # None: the output container's default (formats.CONTAINER_CODECS)
+    audio: bool = True  # keep the source's audio for the edited range
+    overwrite: bool = False  # replace outputs that exist; otherwise such a job is refused (OutputExists)
+    preview: bool = False  # the fast pass (run.preview_options), run ahead of queued finals
+    take: int | None = None  # the take number reserved for the output (v2vz.api.takes)
+
+    @property
+    def output_format(self) -> OutputFormat | None:
+        """How `output` is written (its container and codec), or None without one."""
+        return None if self.output is None else output_format(self.output, self.codec)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (for the daemon's journal and the watch folder's records)."""
+        """Plain JSON-able values (for the daemon's journal, the watch folder's records and take sidecars)."""
         data = dataclasses.asdict(self)
-        for name in ("source", "out_mp4", "out_frames_dir", "source_fps"):
+        for name in ("source", "output", "out_frames_dir", "source_fps"):
             data[name] = None if data[name] is None else str(data[name])
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EditJob:
         fields = dict(data)
+        if "out_mp4" in fields:  # records of protocol 4 and older
+            fields["output"] = fields.pop("out_mp4")
         fields["options"] = EditOptions.from_record(fields.get("options", {}))
-        for name in ("source", "out_mp4", "out_frames_dir"):
+        for name in ("source", "output", "out_frames_dir"):
             fields[name] = None if fields.get(name) is None else Path(fields[name])
         if fields.get("source_fps") is not None:
             fields["source_fps"] = parse_fps(fields["source_fps"])
@@ -247,7 +260,7 @@ class EditJob:
                     f"the {name.replace('_', ' ')} has {len(getattr(self, name))} characters; at most "
                     f"{MAX_PROMPT_CHARS} are accepted (the text encoder reads 77 tokens, a few hundred characters)"
                 )
-        for name in ("source", "out_mp4", "out_frames_dir"):
+        for name in ("source", "output", "out_frames_dir"):
             value = getattr(self, name)
             if value is not None and len(str(value)) > MAX_PATH_CHARS:
                 raise InvalidArgument(f"{name} is {len(str(value))} characters long; at most {MAX_PATH_CHARS}")
@@ -272,6 +285,12 @@ class EditJob:
             raise InvalidArgument(
                 f"source frame rate must be above 0 and at most {MAX_FPS} fps, got {_short(self.source_fps)}"
             )
-        if self.out_mp4 is None and self.out_frames_dir is None:
-            raise InvalidArgument("no output: give an MP4 path and/or a folder for PNG frames")
+        if self.output is None and self.out_frames_dir is None:
+            raise InvalidArgument("no output: give an output file (.mp4, .mov, shot_%04d.exr) or a folder for frames")
+        if self.output is None and self.codec is not None:
+            raise InvalidArgument(f"codec {self.codec} is for an output file: give one (.mp4, .mov, ...)")
+        if self.output is not None:
+            output_format(self.output, self.codec)
+        if self.take is not None and not 1 <= self.take < MAX_FRAMES:
+            raise InvalidArgument(f"take must be 1 or more, got {_short(self.take)}")
         self.options.validate()

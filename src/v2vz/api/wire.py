@@ -89,12 +89,17 @@ def job_to_request(job: EditJob, *, stream_frames: bool = False, client: str = "
         source_prompt=job.source_prompt,
         prompt=job.prompt,
         options=options_to_map(job.options),
-        out_mp4=str(job.out_mp4) if job.out_mp4 else "",
+        output=str(job.output) if job.output else "",
         out_frames_dir=str(job.out_frames_dir) if job.out_frames_dir else "",
         stream_frames=stream_frames,
         client=client,
         source_fps=str(job.source_fps) if job.source_fps is not None else "",
         model=job.model,
+        codec=job.codec or "",
+        no_audio=not job.audio,
+        overwrite=job.overwrite,
+        preview=job.preview,
+        take=job.take or 0,
     )
 
 
@@ -111,8 +116,8 @@ def check_request(request: pb.SubmitEditRequest) -> None:
     for name, value in request.options.items():
         if len(name) > MAX_OPTION_CHARS or len(value) > MAX_OPTION_CHARS:
             raise InvalidArgument(f"option {name[:40]!r} or its value is longer than {MAX_OPTION_CHARS} characters")
-    if len(request.source_fps) > MAX_OPTION_CHARS or len(request.media_id) > MAX_OPTION_CHARS:
-        raise InvalidArgument(f"source_fps and media_id are at most {MAX_OPTION_CHARS} characters")
+    if max(len(request.source_fps), len(request.media_id), len(request.codec)) > MAX_OPTION_CHARS:
+        raise InvalidArgument(f"source_fps, media_id and codec are at most {MAX_OPTION_CHARS} characters")
 
 
 def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | None = None) -> EditJob:
@@ -131,10 +136,15 @@ def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | N
         start=request.start,
         frames=request.frames,
         options=options_from_map(dict(request.options)),
-        out_mp4=Path(request.out_mp4) if request.out_mp4 else None,
+        output=Path(request.output) if request.output else None,
         out_frames_dir=Path(request.out_frames_dir) if request.out_frames_dir else None,
         model=request.model or model,
         source_fps=parse_fps(request.source_fps) if request.source_fps else None,
+        codec=request.codec or None,
+        audio=not request.no_audio,
+        overwrite=request.overwrite,
+        preview=request.preview,
+        take=request.take or None,
     )
     job.validate()
     return job
@@ -162,8 +172,12 @@ def summary_to_dict(job: pb.JobSummary) -> dict[str, Any]:
         "started": job.started_unix or None,
         "seconds": round(job.finished_unix - job.started_unix, 3) if job.finished_unix and job.started_unix else None,
         "model": job.model,
-        "out_mp4": job.out_mp4 or None,
+        "output": job.output or None,
         "out_frames_dir": job.out_frames_dir or None,
+        "take": job.take or None,
+        "preview": job.preview,
+        "codec": job.codec or None,
+        "audio": not job.no_audio,
         "options": dict(sorted(job.options.items())),
         "client": job.client,
     }

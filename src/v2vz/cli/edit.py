@@ -3,41 +3,40 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from v2vz.api.errors import EXIT_INTERRUPTED, InvalidArgument, V2vzError
+from v2vz.api.errors import EXIT_INTERRUPTED, EXIT_LOST, InvalidArgument, JobLost, V2vzError
+from v2vz.api.formats import CODECS, TAKE_FORMATS, default_codec, output_format
 from v2vz.api.job import ATTENTION_LAYOUTS, INVERSIONS, PRESETS, EditJob, EditOptions, parse_fps
+from v2vz.api.takes import release_take, reserve_take, take_output, take_record, take_stem
 from v2vz.cli.follow import EventsOption, follow
 from v2vz.cli.output import StageBars, emit_json, err, fail, refuse, say
 
-# Extensions that name a media file, which --out does not write (yet): refused rather than taken for a folder name.
-VIDEO_SUFFIXES = {".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf", ".gif", ".wav", ".mp3"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".webp", ".dpx"}
-MEDIA_SUFFIXES = frozenset(VIDEO_SUFFIXES | IMAGE_SUFFIXES)
+TAKES_DIR_ENV = "V2VZ_TAKES_DIR"  # where takes go when neither --out nor --out-dir says: beside the source if unset
 
 
-def split_output(given: str | None, source: Path) -> tuple[Path | None, Path | None]:
-    """`--out x.mp4` writes an MP4; a path without an extension, or ending in `/`, a folder of numbered PNG frames.
+def split_output(given: str | None) -> tuple[Path | None, Path | None]:
+    """(output file or frame pattern, PNG frames folder) that `--out` names; (None, None) without it: a take.
 
-    Any other media extension is refused (InvalidArgument), so that `--out x.mov` never quietly writes a folder.
+    A path without an extension, or ending in `/`, is a folder of 8-bit PNG frames; any other name must be one
+    v2vz writes (v2vz.api.formats), so that `--out x.mkv` is refused at once rather than taken for a folder.
     """
     if given is None:
-        return Path.cwd() / f"{source.stem}-v2vz.mp4", None
+        return None, None
     out = Path(given).expanduser()
-    suffix = out.suffix.lower()
-    if suffix == ".mp4":
-        return out, None
-    if suffix in MEDIA_SUFFIXES and not given.endswith(("/", "\\")):
-        raise InvalidArgument(
-            f"--out {out}: v2vz writes .mp4 files or a folder of PNG frames (a path without an extension, or "
-            f"ending in /), not {suffix} files"
-        )
-    return None, out
+    if given.endswith(("/", "\\")) or not out.suffix:
+        return None, out
+    output_format(out)
+    return out, None
 
 
 def edit(
@@ -56,9 +55,32 @@ def edit(
     frames: Annotated[int, typer.Option(help="Number of frames to edit; 0: through the end of the clip.")] = 8,
     out: Annotated[
         str | None,
-        typer.Option(help="Output: an .mp4 file, or a folder for PNG frames. Default ./NAME-v2vz.mp4"),
+        typer.Option(
+            help="Output: .mp4 (H.264, --codec h265), .mov (ProRes 422 HQ, --codec prores_4444 or dnxhr_hq), frames "
+            "such as shot_%04d.exr / .png / .tif (16-bit), or a folder for 8-bit PNG frames. Default: the next take "
+            "beside the source, NAME-v2vz-tN.mp4. An output that exists is refused unless --overwrite."
+        ),
     ] = None,
-    png_dir: Annotated[Path | None, typer.Option(help="Also write numbered PNG frames here.")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(help=f"Folder for the take files (default ${TAKES_DIR_ENV}, else beside the source)."),
+    ] = None,
+    take_format: Annotated[
+        str | None,
+        typer.Option("--format", help=f"Format of the take files: {', '.join(TAKE_FORMATS)} (mp4)."),
+    ] = None,
+    codec: Annotated[str | None, typer.Option(help=f"Codec of the output: {', '.join(CODECS)}.")] = None,
+    audio: Annotated[bool, typer.Option("--audio/--no-audio", help="Keep the source's audio for the range.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output that exists.")] = False,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview",
+            help="The fast pass (direct inversion, 10 steps, half size), run ahead of queued finals; "
+            "`v2vz final JOB` then makes the final of the same take.",
+        ),
+    ] = False,
+    png_dir: Annotated[Path | None, typer.Option(help="Also write numbered 8-bit PNG frames here.")] = None,
     source_fps: Annotated[
         str | None, typer.Option(help="Frame rate of an image-sequence source, e.g. 24 or 24000/1001 (24).")
     ] = None,
@@ -123,9 +145,11 @@ def edit(
             window=window,
             anchors=anchors,
         )
-        out_mp4, out_dir = split_output(out, source)
-        if out_dir and png_dir:
+        output, frames_dir = split_output(out)
+        if frames_dir and png_dir:
             raise fail("--out names a folder for PNG frames and --png-dir another: give one of them")
+        if out is not None and (out_dir is not None or take_format is not None):
+            raise fail("--out names the output; --out-dir and --format are for take names: give one or the other")
         job = EditJob(
             source=source,
             prompt=prompt,
@@ -133,22 +157,83 @@ def edit(
             start=start,
             frames=frames,
             options=options,
-            out_mp4=out_mp4,
-            out_frames_dir=png_dir or out_dir,
+            output=output,
+            out_frames_dir=png_dir or frames_dir,
             model=model or "",
             source_fps=parse_fps(source_fps) if source_fps else None,
+            codec=codec,
+            audio=audio,
+            overwrite=overwrite,
+            preview=preview,
         )
-        job.validate()
-        if local:
-            if events is not None:
-                raise fail("--events reports the daemon's job events: drop --local to use it")
-            run_local(job, device, cache_dir, quiet)
-        else:
-            run_remote(job, events is not None, quiet)
+        plan = TakePlan(out_dir, take_format or "mp4") if out is None else None
+        run_edit(job, plan, local, events is not None, quiet, device=device, cache_dir=cache_dir)
     except V2vzError as exc:
         raise refuse(exc, events is not None) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
+
+
+@dataclass(frozen=True)
+class TakePlan:
+    """A job without --out gets the next take: in `folder` (None: $V2VZ_TAKES_DIR, else beside the source) in
+    `container`'s format; `number` is a preview's take, for its final."""
+
+    folder: Path | None = None
+    container: str = "mp4"
+    number: int | None = None
+
+    def place(self, job: EditJob) -> tuple[Path, str]:
+        """(folder, NAME) of the job's takes."""
+        folder = self.folder or (Path(os.environ[TAKES_DIR_ENV]) if os.environ.get(TAKES_DIR_ENV) else None)
+        source = Path(job.source).expanduser().absolute()
+        return (folder or source.parent).expanduser().absolute(), take_stem(source)
+
+
+def run_edit(
+    job: EditJob,
+    plan: TakePlan | None,
+    local: bool,
+    jsonl: bool,
+    quiet: bool,
+    device: str = "auto",
+    cache_dir: Path | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> None:
+    """Check the job, reserve its take (with a plan), then run it here (--local) or on the daemon. A take whose job
+    is refused, fails or is cancelled is given back; one whose job may still run (a detach, a lost daemon) is kept."""
+    take = None
+    if plan is not None:
+        folder, stem = plan.place(job)
+        container = plan.container
+        default_codec(container)  # --format checked before anything is made
+        example = take_output(folder, stem, plan.number or 1, container, job.preview)
+        dataclasses.replace(job, output=example).validate()  # the job checked before its take is reserved
+        take = reserve_take(
+            folder, stem, container, job.preview, plan.number, take_record(job, "reserved", output=str(example))
+        )
+        job = dataclasses.replace(job, output=take.output, take=take.number)
+    job.validate()
+    try:
+        if local:
+            if jsonl:
+                raise fail("--events reports the daemon's job events: drop --local to use it")
+            run_local(job, device, cache_dir, quiet)
+        else:
+            run_remote(job, jsonl, quiet)
+    except BaseException as error:
+        if take is not None and not (not local and _may_still_run(error)):
+            release_take(take)  # refused, failed, cancelled, or a --local run that stopped: the number is free
+        raise
+    if on_done is not None:
+        on_done()
+
+
+def _may_still_run(error: BaseException) -> bool:
+    """The client stopped following, but the daemon's job goes on (a detach, a daemon that went away)."""
+    if isinstance(error, typer.Exit):
+        return error.exit_code in (EXIT_INTERRUPTED, EXIT_LOST)
+    return isinstance(error, KeyboardInterrupt | JobLost)
 
 
 def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) -> None:
@@ -158,12 +243,14 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
 
     located = locate(job.model or default_model())  # a wrong name fails in milliseconds, before torch loads
     from v2vz_engine import media
+    from v2vz_engine.media.outputs import refuse_existing
     from v2vz_engine.models import load_model
     from v2vz_engine.pipeline import VideoEditPipeline
     from v2vz_engine.prompt_length import prompt_note
     from v2vz_engine.run import as_resource_error, run_job
 
     job, _ = media.resolve(job)  # fail fast, before the model loads
+    refuse_existing(job)
     for name, text in (("prompt", job.prompt), ("source prompt", job.source_prompt)):
         note = prompt_note(name, text)
         if note:
@@ -180,12 +267,13 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
                 raise
             raise resource from exc
     info = result.source
-    outputs = [str(p) for p in (result.mp4,) if p] + (
+    take = f"take {job.take}{' (preview)' if job.preview else ''}: " if job.take else ""
+    outputs = [str(p) for p in (result.output,) if p] + (
         [f"{len(result.frame_paths)} PNG frames in {job.out_frames_dir}"] if result.frame_paths else []
     )
     fps = Fraction(info.fps)
     err.print(
-        f"wrote {', '.join(outputs)}: {job.frames} frames at {info.width}x{info.height}, {fps} fps "
+        f"{take}wrote {', '.join(outputs)}: {job.frames} frames at {info.width}x{info.height}, {fps} fps "
         f"(worked at {result.working_size[0]}x{result.working_size[1]}) in {time.perf_counter() - began:.1f} s",
         highlight=False,
         markup=False,
@@ -203,10 +291,12 @@ def run_remote(job: EditJob, jsonl: bool, quiet: bool) -> None:
         reply = client.submit(job)
         if jsonl:  # stderr stays for errors: what a person reads comes in the `submitted` line
             submitted = {"type": "submitted", "job_id": reply.job_id, "position": reply.queue_position}
+            submitted |= {"take": job.take, "output": str(job.output) if job.output else None, "preview": job.preview}
             emit_json(submitted | ({"notes": list(reply.notes)} if reply.notes else {}))
         else:
             ahead = f", {reply.queue_position} job(s) ahead of it" if reply.queue_position else ""
-            say(f"job {reply.job_id} accepted{ahead}: `v2vz attach {reply.job_id}` follows it from anywhere")
+            what = f" (take {job.take}{', preview' if job.preview else ''}: {job.output})" if job.take else ""
+            say(f"job {reply.job_id}{what} accepted{ahead}: `v2vz attach {reply.job_id}` follows it from anywhere")
             for note in reply.notes:
                 say(f"note: {note}")
         follow(client, reply.job_id, 0, jsonl, quiet, began=began, frames=job.frames)

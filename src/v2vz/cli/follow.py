@@ -85,7 +85,7 @@ def follow_with_bars(client: Client, job_id: str, after: int, quiet: bool) -> pb
 def wrote_line(done: pb.Done, began: float | None, frames: int | None) -> str:
     """`wrote OUT: N frames in S s`, the last line of a job that is done: the same for `edit` and `attach`, since
     both take the job's own run time from the daemon (older daemons: the time followed, or the stages' sum)."""
-    outputs = [done.out_mp4] if done.out_mp4 else []
+    outputs = [done.output] if done.output else []
     if done.frame_paths:
         outputs.append(f"{len(done.frame_paths)} PNG frames in {Path(done.frame_paths[0]).parent}")
     count = done.frames or frames or len(done.frame_paths)

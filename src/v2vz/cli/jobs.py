@@ -91,7 +91,7 @@ def job_block(job) -> list[str]:
     took = f", took {row['seconds']:.1f} s" if row["seconds"] is not None else ""
     lines = [f"{job.job_id}  {job.state:<9} submitted {_when(job.submitted_unix)}{took}"]
     what = f"frames {job.start}..{job.start + job.frames - 1} of {job.source}" if job.frames else job.source
-    output = job.out_mp4 or job.out_frames_dir
+    output = job.output or job.out_frames_dir
     lines.append(f"    {what}" + (f" with {job.model}" if job.model else "") + (f" -> {output}" if output else ""))
     lines.append(f"    prompt: {job.prompt}")
     if row["options"]:

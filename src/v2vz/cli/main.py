@@ -1,6 +1,7 @@
 """The `v2vz` command: every command group registered in one place, in the order `v2vz --help` lists them.
 
 Nothing here imports torch: only `edit --local`, `serve` and `sample-clip` load the engine, inside the command.
+`timeline` imports OpenTimelineIO (the optional `timeline` extra) inside the command too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typer.core import TyperOption
 
 from v2vz import __version__
 from v2vz.api.errors import EXIT_INTERRUPTED, EXIT_USER
-from v2vz.cli import edit, jobs, logs, models, plugins, sample, serve, status, watch
+from v2vz.cli import edit, final, jobs, logs, models, plugins, sample, serve, status, timeline, watch
 from v2vz.cli.output import fail
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ def _options(
 
 
 app.command()(edit.edit)
+app.command()(final.final)
 app.command()(status.status)
 app.command()(jobs.jobs)
 app.command()(jobs.attach)
@@ -48,6 +50,7 @@ app.command()(logs.logs)
 app.command("sample-clip")(sample.sample_clip)
 app.command()(serve.serve)
 app.command()(watch.watch)
+app.command()(timeline.timeline)
 app.add_typer(models.models_app, name="models")
 app.add_typer(plugins.plugin_app, name="plugin")
 

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
-from v2vz.api.errors import V2vzError
+from v2vz.api.errors import OutputExists, V2vzError
 from v2vz.cli.output import refuse, say
+
+SAMPLE_TIMECODE = "01:00:00:00"
 
 
 def sample_clip(
@@ -17,11 +19,14 @@ def sample_clip(
     width: Annotated[int, typer.Option()] = 320,
     height: Annotated[int, typer.Option()] = 192,
 ) -> None:
-    """Write a small synthetic clip (a ball rolling over grass) to try v2vz without any media."""
-    from v2vz_engine.media.video import make_sample_clip
+    """Write a small synthetic clip (a ball rolling over grass, a stereo tone, timecode 01:00:00:00) to try v2vz
+    without any media. It writes over an earlier sample clip, never over another file."""
+    from v2vz_engine.media.video import is_sample_clip, make_sample_clip
 
     try:
-        make_sample_clip(path, frames=frames, width=width, height=height)
+        if path.exists() and not is_sample_clip(path):
+            raise OutputExists(f"{path} exists and is not a v2vz sample clip: give another path")
+        make_sample_clip(path, frames=frames, width=width, height=height, audio=True, start_timecode=SAMPLE_TIMECODE)
     except V2vzError as exc:
         raise refuse(exc) from None
-    say(f"wrote {path}: {frames} frames at {width}x{height}, 24 fps")
+    say(f"wrote {path}: {frames} frames at {width}x{height}, 24 fps, with a stereo tone and timecode {SAMPLE_TIMECODE}")

@@ -40,6 +40,13 @@ def serve(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Models, inversion cache and job journal (default ~/.cache/v2vz).")
     ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The daemon's own folder: job journal, inversion cache, uploads and log (default: CACHE_DIR/daemon). "
+            "Two daemons never share one."
+        ),
+    ] = None,
     cache_size: Annotated[
         float, typer.Option(help="Inversion cache cap in GiB (least recently used goes first).")
     ] = 4.0,
@@ -84,6 +91,7 @@ def serve(
         media_roots=roots,
         max_attempts=max_attempts,
         allowed_models=tuple(allow_model or ()),
+        state_root=state_dir.expanduser().absolute() if state_dir else None,
     )
     try:
         serve_forever(config)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def free_output(out_dir: Path, stem: str, claimed: set[str]) -> Path:
+def free_output(out_dir: Path, stem: str, claimed: set[str], suffix: str = "mp4") -> Path:
     """OUT/STEM.mp4, or STEM-2.mp4, STEM-3.mp4, ... when that name holds an earlier edit or belongs to a job still in
-    flight (a.mp4 and a.mov, or a clip dropped again): a watch folder never overwrites work."""
-    candidate, number = out_dir / f"{stem}.mp4", 1
+    flight (a.mp4 and a.mov, or a clip dropped again): a watch folder never overwrites work. `suffix`: mp4 or mov."""
+    candidate, number = out_dir / f"{stem}.{suffix}", 1
     while candidate.exists() or str(candidate.resolve()) in claimed:
         number += 1
-        candidate = out_dir / f"{stem}-{number}.mp4"
+        candidate = out_dir / f"{stem}-{number}.{suffix}"
     return candidate.resolve()

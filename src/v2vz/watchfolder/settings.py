@@ -18,7 +18,8 @@ from v2vz.watchfolder.naming import free_output
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf"})
 DEFAULTS_NAME = "v2vz.toml"
-JOB_KEYS = ("prompt", "source_prompt", "start", "frames", "preset")
+JOB_KEYS = ("prompt", "source_prompt", "start", "frames", "preset", "format", "codec", "audio")
+OUTPUT_FORMATS = ("mp4", "mov")  # what a watch folder delivers: one file per clip
 OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(EditOptions))
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download", "~")
 
@@ -70,7 +71,13 @@ def check_settings(file_name: str, data: dict[str, Any]) -> dict[str, Any]:
         raise InvalidArgument(f"{file_name}: {message} (`v2vz edit --help` lists the options)")
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key in ("prompt", "source_prompt", "preset"):
+        if key == "format" and value not in OUTPUT_FORMATS:
+            raise InvalidArgument(f"{file_name}: format must be one of {', '.join(OUTPUT_FORMATS)}, got {value!r}")
+        if key == "audio" and not isinstance(value, bool):
+            raise InvalidArgument(f"{file_name}: audio must be true or false, got {value!r}")
+        if key in ("format", "audio"):
+            pass
+        elif key in ("prompt", "source_prompt", "preset", "codec"):
             if not isinstance(value, str):
                 example = f'{key} = "..."'
                 raise InvalidArgument(f"{file_name}: {key} must be a string in quotes ({example}), got {value!r}")
@@ -113,8 +120,10 @@ def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> 
         start=settings.get("start", 0),
         frames=settings.get("frames", 8),
         options=options,
-        out_mp4=free_output(out_dir, video.stem, claimed),
+        output=free_output(out_dir, video.stem, claimed, settings.get("format", "mp4")),
         model="",
+        codec=settings.get("codec"),
+        audio=settings.get("audio", True),
     )
     job.validate()
     return job

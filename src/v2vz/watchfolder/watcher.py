@@ -260,7 +260,7 @@ class Watcher:
     def submit(self, name: str, job: EditJob, signature: tuple[int, int]) -> None:
         assert self.client is not None
         self.order += 1
-        entry = {"job_id": None, "size": signature[0], "mtime_ns": signature[1], "out": str(job.out_mp4)}
+        entry = {"job_id": None, "size": signature[0], "mtime_ns": signature[1], "out": str(job.output)}
         entry["order"] = self.order
         self.state.put(name, {**entry, "submitting": time.time()})
         self.seen.pop(name, None)
@@ -323,7 +323,7 @@ class Watcher:
             stem = self.move_away(name, DONE_DIR)
             self.state.drop(name)
             self.release(name)
-            out = last.done.out_mp4 or str(self.out_dir / f"{Path(name).stem}.mp4")
+            out = last.done.output or str(self.out_dir / f"{Path(name).stem}.mp4")
             moved = f" (kept as {DONE_DIR}/{stem}{Path(name).suffix})" if stem != Path(name).stem else ""
             self.reporter.end(name, f"{name} -> {out}{moved}")
             return

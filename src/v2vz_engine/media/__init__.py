@@ -1,8 +1,10 @@
-"""Media: what a job reads (a video file or an image sequence) and writes (MP4, PNG frames).
+"""Media: what a job reads (a video file or an image sequence) and writes (MP4, MOV, EXR/PNG/TIFF frames, PNGs).
 
 `resolve(job)` is the one check of a job against its source that the CLI (`--local`), the daemon (at submit) and
 `run_job` all call: the source exists and decodes, a source frame rate is only given for an image sequence, and the
 range lies inside the clip (frames=0 becomes "through the end"). `probe` and `iter_frames` read either kind.
+`open_writer` (writers.py) writes an edit in the format its output name asks for, with the source's audio,
+timecode and colour tags (docs/media.md).
 """
 
 from __future__ import annotations
@@ -16,20 +18,24 @@ import numpy as np
 
 from v2vz.api.errors import InvalidArgument, RangeError
 from v2vz.api.job import EditJob
-from v2vz_engine.media import image_sequence, video
+from v2vz_engine.media import image_sequence, video, writers
 from v2vz_engine.media.frames import resize_frames, working_size, write_png_frames
-from v2vz_engine.media.info import MediaInfo
+from v2vz_engine.media.info import ColourTags, MediaInfo
 from v2vz_engine.media.outputs import check_outputs, write_error
 from v2vz_engine.media.video import Mp4Writer, make_sample_clip, write_mp4
+from v2vz_engine.media.writers import ClipWriter, open_writer
 
 __all__ = [
     "DEFAULT_SEQUENCE_FPS",
+    "ClipWriter",
+    "ColourTags",
     "MediaInfo",
     "Mp4Writer",
     "check_range",
     "is_image_sequence",
     "iter_frames",
     "make_sample_clip",
+    "open_writer",
     "probe",
     "read_frames",
     "resize_frames",
@@ -88,6 +94,8 @@ def resolve(job: EditJob) -> tuple[EditJob, MediaInfo]:
         info = dataclasses.replace(info, fps=job.source_fps)
     check_range(info, job.start, job.frames)
     check_outputs(job, info)
+    if job.output is not None and not job.output_format.sequence:
+        writers.check_codec_size(job.output_format, info.width, info.height, Path(job.output))
     return job, info
 
 

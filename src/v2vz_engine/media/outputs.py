@@ -11,10 +11,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from v2vz.api.errors import DiskFull, InvalidArgument, OutputUnwritable, V2vzError
+from v2vz.api.errors import DiskFull, InvalidArgument, OutputExists, OutputUnwritable, V2vzError
+from v2vz.api.formats import frame_path
 from v2vz.api.job import EditJob
 from v2vz_engine.media.info import MediaInfo
 
+PNG_FRAME_PREFIX = "frame_"  # frames folders: frame_000000.png, numbered from 0 within the job
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
@@ -22,15 +24,31 @@ def check_outputs(job: EditJob, info: MediaInfo) -> None:
     """InvalidArgument when an output is the source (under any spelling, a link included) or a folder that holds it;
     OutputUnwritable when an output's place is a file where a folder must be, or cannot be written."""
     source = info.path
-    if job.out_mp4 is not None:
-        out = Path(job.out_mp4).expanduser()
+    fmt = job.output_format
+    if job.output is not None and fmt is not None and not fmt.sequence:
+        out = Path(job.output).expanduser()
         if out.is_dir():
-            raise OutputUnwritable(f"the output {out} is a folder: give a file name ending in .mp4")
+            raise OutputUnwritable(f"the output {out} is a folder: give a file name ending in .{fmt.container}")
         if _same_file(out, source):
             raise InvalidArgument(
                 f"the output {out} is the source {source}: an edit never replaces its source, give another --out"
             )
         _check_writable(out.parent, out)
+    if job.output is not None and fmt is not None and fmt.sequence:
+        pattern = Path(job.output).expanduser()
+        folder = pattern.parent
+        if folder.exists() and not folder.is_dir():
+            raise OutputUnwritable(f"the folder of {pattern} is a file: give a folder for the frames")
+        if info.is_sequence:
+            sources = {os.path.realpath(path) for path in _source_frames(info)}
+            for offset in range(job.frames):
+                candidate = frame_path(pattern, job.start + offset)
+                if os.path.realpath(candidate) in sources:
+                    raise InvalidArgument(
+                        f"the output frame {candidate} is a frame of the source: an edit never replaces its source, "
+                        "give another --out"
+                    )
+        _check_writable(folder, pattern)
     if job.out_frames_dir is not None:
         folder = Path(job.out_frames_dir).expanduser()
         if folder.exists() and not folder.is_dir():
@@ -42,6 +60,43 @@ def check_outputs(job: EditJob, info: MediaInfo) -> None:
                 "give a folder of its own"
             )
         _check_writable(folder, folder)
+
+
+def output_files(job: EditJob) -> list[Path]:
+    """The files the job's outputs will be, beside its take sidecar: what `refuse_existing` looks for."""
+    files: list[Path] = []
+    fmt = job.output_format
+    if job.output is not None and fmt is not None:
+        output = Path(job.output).expanduser()
+        if fmt.sequence:
+            files += [frame_path(output, job.start + offset) for offset in range(job.frames)]
+        else:
+            files.append(output)
+    if job.out_frames_dir is not None:
+        folder = Path(job.out_frames_dir).expanduser()
+        files += [folder / f"{PNG_FRAME_PREFIX}{index:06d}.png" for index in range(job.frames)]
+    return files
+
+
+def refuse_existing(job: EditJob) -> None:
+    """OutputExists when a file the job would write is there already, unless the job says `overwrite`.
+
+    Checked when a job is accepted (the daemon's SubmitEdit, `edit --local`), not when it runs: a job the daemon
+    runs again after a restart finds its own first frames, and must not fail on them."""
+    if job.overwrite:
+        return
+    for path in output_files(job):
+        if os.path.lexists(path):
+            raise OutputExists(
+                f"{path} exists: an edit never overwrites an earlier one; leave --out out for the next take, "
+                "give another --out, or add --overwrite"
+            )
+
+
+def _source_frames(info: MediaInfo) -> list[Path]:
+    from v2vz_engine.media.image_sequence import sequence_files
+
+    return sequence_files(info.path)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -1,13 +1,15 @@
 """Video files with PyAV: probe a clip, read an exact frame range, and write an H.264 MP4 atomically.
 
 Frame indices are 0-based positions in display order. Reads seek to a keyframe and decode forward, yet give
-the same pixels as decoding from the start, so editing frames 200..207 of a long clip stays cheap.
+the same pixels as decoding from the start, so editing frames 200..207 of a long clip stays cheap. Frames become
+RGB with the clip's own YUV matrix and range (colour.py); a probe also reports its colour tags and start timecode.
+Writing is writers.py's: `Mp4Writer` and `write_mp4` are its H.264 MP4 without a source, kept for their callers.
 Every error is a `v2vz.api.errors` exception with one line that names the file.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -17,9 +19,16 @@ import av
 import numpy as np
 
 from v2vz.api.errors import InvalidArgument, MediaError, MediaNotFound
-from v2vz.api.files import replace_with, temporary_beside
-from v2vz_engine.media.frames import check_frames
+from v2vz.api.formats import OutputFormat
+from v2vz_engine.media.audio import ToneAudio
+from v2vz_engine.media.colour import decode_options, tags_of
 from v2vz_engine.media.info import MediaInfo
+from v2vz_engine.media.timecode import to_frames
+from v2vz_engine.media.writers import VideoFileWriter, check_frames
+
+log = logging.getLogger(__name__)
+
+MP4_H264 = OutputFormat(container="mp4", codec="h264", sequence=False)
 
 
 def _ffmpeg_reason(error: BaseException) -> str:
@@ -76,24 +85,48 @@ def probe_video(path: Path) -> MediaInfo:
             fps=Fraction(fps),
             frame_count=frame_count,
             has_audio=bool(container.streams.audio),
+            colour=tags_of(stream.codec_context),
+            timecode=_start_timecode(container, Fraction(fps)),
         )
 
 
-def _rgb(frame: av.VideoFrame) -> np.ndarray:
-    return frame.to_ndarray(format="rgb24")
+def _start_timecode(container: av.container.InputContainer, fps: Fraction) -> str | None:
+    """The label of frame 0: the video stream's `timecode` tag, a timecode (tmcd) track's, or the container's.
+
+    A label that does not fit the frame rate (drop-frame at 25 fps, frame 30 of a 30 fps second) is ignored with a
+    warning: a wrong timecode on an output would be worse than none.
+    """
+    streams = [container.streams.video[0], *(s for s in container.streams if s.type != "video")]
+    for metadata in (*(s.metadata for s in streams), container.metadata):
+        label = metadata.get("timecode")
+        if not label:
+            continue
+        try:
+            to_frames(label, fps)
+        except InvalidArgument as error:
+            log.warning("%s: timecode %r ignored (%s)", container.name, label, error)
+            return None
+        return label.strip()
+    return None
 
 
-def _decode_sequential(path: Path, start: int, count: int) -> Iterator[np.ndarray]:
+def _rgb(frame: av.VideoFrame, options: dict[str, object]) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24", **options)
+
+
+def _decode_sequential(path: Path, start: int, count: int, options: dict[str, object]) -> Iterator[np.ndarray]:
     """Decode from the very first frame, counting frames: the reference meaning of a frame index."""
     with _open(path) as container:
         for index, frame in enumerate(container.decode(container.streams.video[0])):
             if index >= start + count:
                 break
             if index >= start:
-                yield _rgb(frame)
+                yield _rgb(frame, options)
 
 
-def _decode_seeking(path: Path, start: int, count: int, fps: Fraction) -> Iterator[np.ndarray]:
+def _decode_seeking(
+    path: Path, start: int, count: int, fps: Fraction, options: dict[str, object]
+) -> Iterator[np.ndarray]:
     """Seek to a keyframe before `start` and decode forward; stops early where timestamps cannot be trusted.
 
     It yields only frames whose index is the next one wanted, so the caller can go on from where it stopped.
@@ -121,7 +154,7 @@ def _decode_seeking(path: Path, start: int, count: int, fps: Fraction) -> Iterat
                     continue
                 if index != wanted:
                     return  # a gap or a repeat: the timestamps do not count frames
-                yield _rgb(frame)
+                yield _rgb(frame, options)
                 wanted += 1
                 if wanted == start + count:
                     return
@@ -131,18 +164,20 @@ def _decode_seeking(path: Path, start: int, count: int, fps: Fraction) -> Iterat
 
 
 def iter_video_frames(info: MediaInfo, start: int, count: int) -> Iterator[np.ndarray]:
-    """Frames start..start+count-1 of a probed video (range already checked), one at a time as uint8 RGB (H, W, 3).
+    """Frames start..start+count-1 of a probed video (range already checked), one at a time as uint8 RGB (H, W, 3),
+    converted from YUV with the clip's own matrix and range (`info.colour`; FFmpeg's BT.601 default if untagged).
 
     One container stays open while the caller consumes frames, so a long range is decoded once and never held in
     memory as a whole.
     """
     done = 0
+    options = decode_options(info.colour)
     try:
-        for pixels in _decode_seeking(info.path, start, count, info.fps):
+        for pixels in _decode_seeking(info.path, start, count, info.fps, options):
             yield pixels
             done += 1
         if done < count:  # not seekable, or untrustworthy timestamps: count frames from the start
-            for pixels in _decode_sequential(info.path, start + done, count - done):
+            for pixels in _decode_sequential(info.path, start + done, count - done, options):
                 yield pixels
                 done += 1
     except av.FFmpegError as error:
@@ -154,86 +189,24 @@ def iter_video_frames(info: MediaInfo, start: int, count: int) -> Iterator[np.nd
         )
 
 
-class Mp4Writer:
-    """H.264 MP4 written a few frames at a time, at exactly `fps` and the frames' own size.
+class Mp4Writer(VideoFileWriter):
+    """H.264 MP4 written a few frames at a time, at exactly `fps` and the frames' own size, without audio.
 
-    A long edit never sits in memory whole, and readers never see a partial file: frames go to a hidden temporary
-    name beside the target, which replaces it only when `close()` succeeds; `abort()` (or leaving a `with` block
-    on an exception) deletes it.
+    A long edit never sits in memory whole, and readers never see a partial file: frames go to a hidden temporary name
+    beside the target, which replaces it only when `close()` succeeds; `abort()` (or leaving a `with` block on an
+    exception) deletes it. writers.open_writer is the same with a source's audio, timecode and colour.
     """
 
     def __init__(self, path: str | Path, fps: Fraction) -> None:
-        fps = Fraction(fps)
-        if fps <= 0:
-            raise InvalidArgument(f"frame rate {fps} must be positive")
-        self.path = Path(path).expanduser()
-        self.fps = fps
-        self.frames = 0
-        self._temp: Path | None = None
-        self._container = None
-        self._stream = None
+        super().__init__(Path(path), MP4_H264, Fraction(fps))
 
-    def _start(self, width: int, height: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._temp = temporary_beside(self.path, ".part.mp4")
-        self._container = av.open(str(self._temp), mode="w", format="mp4")
-        stream = self._container.add_stream("libx264", rate=self.fps, options={"crf": "18"})
-        # 4:2:0 halves the chroma planes, so x264 refuses odd sizes; 4:4:4 keeps the exact source size.
-        pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.codec_context.time_base = 1 / self.fps
-        self._stream = stream
-
-    def write(self, frames: np.ndarray) -> None:
-        """Append uint8 (F, H, W, 3) frames; every call must have the first call's size."""
-        check_frames(frames)
-        _, height, width, _ = frames.shape
-        try:
-            if self._container is None:
-                self._start(width, height)
-            elif (width, height) != (self._stream.width, self._stream.height):
-                first = f"{self._stream.width}x{self._stream.height}"
-                raise InvalidArgument(f"frames of {width}x{height} cannot follow {first} ones in {self.path}")
-            for pixels in frames:
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
-                frame.pts, frame.time_base = self.frames, 1 / self.fps
-                self._container.mux(self._stream.encode(frame))
-                self.frames += 1
-        except BaseException:
-            self.abort()
-            raise
-
-    def close(self) -> Path:
+    def close(self) -> Path:  # type: ignore[override]  # the older API returns the one file
         """Flush the encoder and move the finished file into place."""
-        if self._container is None:
-            raise InvalidArgument(f"no frames were written to {self.path}")
-        try:
-            self._container.mux(self._stream.encode(None))
-            self._container.close()
-            self._container = None
-            replace_with(self._temp, self.path, fsync=False)
-        except BaseException:
-            self.abort()
-            raise
+        super().close()
         return self.path
-
-    def abort(self) -> None:
-        """Drop what was written; the target path is left as it was."""
-        if self._container is not None:
-            with contextlib.suppress(Exception):
-                self._container.close()
-            self._container = None
-        if self._temp is not None:
-            self._temp.unlink(missing_ok=True)
 
     def __enter__(self) -> Mp4Writer:
         return self
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_mp4(frames: np.ndarray, path: str | Path, fps: Fraction) -> Path:
@@ -244,10 +217,33 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: Fraction) -> Path:
     return writer.path
 
 
+SAMPLE_TAG = "v2vz-sample"
+
+
+def is_sample_clip(path: Path) -> bool:
+    """A clip `make_sample_clip` wrote (its container tag says so)."""
+    try:
+        with av.open(str(path)) as container:
+            return container.metadata.get(SAMPLE_TAG) == "1"
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return False
+
+
 def make_sample_clip(
-    path: str | Path, frames: int = 24, width: int = 320, height: int = 192, fps: Fraction = Fraction(24)
+    path: str | Path,
+    frames: int = 24,
+    width: int = 320,
+    height: int = 192,
+    fps: Fraction = Fraction(24),
+    *,
+    audio: bool = False,
+    start_timecode: str | None = None,
 ) -> Path:
-    """Write a deterministic demo clip (a ball crossing sky and ground): users can try edits without data."""
+    """Write a deterministic demo clip (a ball crossing sky and ground): users can try edits without data.
+
+    `audio` adds a stereo tone (440 Hz left, 660 Hz right) and `start_timecode` (e.g. "01:00:00:00") a timecode
+    track, so the clip also shows an edit keeping its sound and timecode.
+    """
     if frames < 1:
         raise InvalidArgument(f"sample clip needs at least 1 frame, got {frames}")
     if width < 8 or height < 8:
@@ -268,4 +264,11 @@ def make_sample_clip(
         inside = ((x - cx) ** 2 + (y - cy) ** 2 <= radius**2)[..., None]
         shade = 1 - 0.4 * np.clip(((x - cx) + (y - cy)) / (2 * radius) + 0.5, 0, 1)[..., None]
         out[i] = np.where(inside, shade * np.array([230, 60, 40]), background).round().astype(np.uint8)
-    return write_mp4(out, path, fps)
+    fps = Fraction(fps)
+    if start_timecode is not None:
+        to_frames(start_timecode, fps)  # a label that does not fit the rate fails here, in one line
+    tone = [ToneAudio(Fraction(frames) / fps)] if audio else []
+    tags = {SAMPLE_TAG: "1"}  # `v2vz sample-clip` may write over a sample, and over nothing else
+    with VideoFileWriter(Path(path), MP4_H264, fps, start_timecode=start_timecode, audio=tone, metadata=tags) as writer:
+        writer.write(out)
+    return writer.path

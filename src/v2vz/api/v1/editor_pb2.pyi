@@ -72,7 +72,7 @@ class UploadedMedia(_message.Message):
     def __init__(self, media_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class SubmitEditRequest(_message.Message):
-    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "out_mp4", "out_frames_dir", "stream_frames", "client", "source_fps", "model")
+    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "output", "out_frames_dir", "stream_frames", "client", "source_fps", "model", "codec", "no_audio", "overwrite", "preview", "take")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -87,12 +87,17 @@ class SubmitEditRequest(_message.Message):
     SOURCE_PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
-    OUT_MP4_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     OUT_FRAMES_DIR_FIELD_NUMBER: _ClassVar[int]
     STREAM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FPS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    NO_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    TAKE_FIELD_NUMBER: _ClassVar[int]
     source_path: str
     media_id: str
     start: int
@@ -100,13 +105,18 @@ class SubmitEditRequest(_message.Message):
     source_prompt: str
     prompt: str
     options: _containers.ScalarMap[str, str]
-    out_mp4: str
+    output: str
     out_frames_dir: str
     stream_frames: bool
     client: str
     source_fps: str
     model: str
-    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., out_mp4: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ..., source_fps: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    codec: str
+    no_audio: bool
+    overwrite: bool
+    preview: bool
+    take: int
+    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., output: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ..., source_fps: _Optional[str] = ..., model: _Optional[str] = ..., codec: _Optional[str] = ..., no_audio: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., preview: _Optional[bool] = ..., take: _Optional[int] = ...) -> None: ...
 
 class SubmitEditReply(_message.Message):
     __slots__ = ("job_id", "queue_position", "notes")
@@ -189,7 +199,7 @@ class FrameReady(_message.Message):
     def __init__(self, index: _Optional[int] = ..., path: _Optional[str] = ..., png: _Optional[bytes] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
 
 class Done(_message.Message):
-    __slots__ = ("out_mp4", "frame_paths", "timings", "inversion_cached", "seconds", "frames")
+    __slots__ = ("output", "frame_paths", "timings", "inversion_cached", "seconds", "frames", "take", "preview", "sidecar")
     class TimingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -197,19 +207,25 @@ class Done(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
-    OUT_MP4_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     FRAME_PATHS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     INVERSION_CACHED_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
-    out_mp4: str
+    TAKE_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    SIDECAR_FIELD_NUMBER: _ClassVar[int]
+    output: str
     frame_paths: _containers.RepeatedScalarFieldContainer[str]
     timings: _containers.ScalarMap[str, float]
     inversion_cached: bool
     seconds: float
     frames: int
-    def __init__(self, out_mp4: _Optional[str] = ..., frame_paths: _Optional[_Iterable[str]] = ..., timings: _Optional[_Mapping[str, float]] = ..., inversion_cached: _Optional[bool] = ..., seconds: _Optional[float] = ..., frames: _Optional[int] = ...) -> None: ...
+    take: int
+    preview: bool
+    sidecar: str
+    def __init__(self, output: _Optional[str] = ..., frame_paths: _Optional[_Iterable[str]] = ..., timings: _Optional[_Mapping[str, float]] = ..., inversion_cached: _Optional[bool] = ..., seconds: _Optional[float] = ..., frames: _Optional[int] = ..., take: _Optional[int] = ..., preview: _Optional[bool] = ..., sidecar: _Optional[str] = ...) -> None: ...
 
 class Failed(_message.Message):
     __slots__ = ("reason", "code")
@@ -250,7 +266,7 @@ class ListJobsRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class JobSummary(_message.Message):
-    __slots__ = ("job_id", "state", "source", "prompt", "start", "frames", "submitted_unix", "finished_unix", "reason", "attempts", "started_unix", "out_mp4", "out_frames_dir", "model", "options", "client")
+    __slots__ = ("job_id", "state", "source", "prompt", "start", "frames", "submitted_unix", "finished_unix", "reason", "attempts", "started_unix", "output", "out_frames_dir", "model", "options", "client", "take", "preview", "source_prompt", "codec", "no_audio")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -269,11 +285,16 @@ class JobSummary(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     STARTED_UNIX_FIELD_NUMBER: _ClassVar[int]
-    OUT_MP4_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     OUT_FRAMES_DIR_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    TAKE_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    NO_AUDIO_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: str
     source: str
@@ -285,12 +306,17 @@ class JobSummary(_message.Message):
     reason: str
     attempts: int
     started_unix: float
-    out_mp4: str
+    output: str
     out_frames_dir: str
     model: str
     options: _containers.ScalarMap[str, str]
     client: str
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., source: _Optional[str] = ..., prompt: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., submitted_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_unix: _Optional[float] = ..., out_mp4: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., model: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., client: _Optional[str] = ...) -> None: ...
+    take: int
+    preview: bool
+    source_prompt: str
+    codec: str
+    no_audio: bool
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., source: _Optional[str] = ..., prompt: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., submitted_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_unix: _Optional[float] = ..., output: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., model: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., client: _Optional[str] = ..., take: _Optional[int] = ..., preview: _Optional[bool] = ..., source_prompt: _Optional[str] = ..., codec: _Optional[str] = ..., no_audio: _Optional[bool] = ...) -> None: ...
 
 class ListJobsReply(_message.Message):
     __slots__ = ("jobs", "next_page_token")
