@@ -69,7 +69,7 @@ FULL = Plan(
     "inductor",
     {"null-text": 15.0, "direct": 8.0, "re-prompt": 4.0, "preview": 2.0, "long_gib": 24.0, "bf16_error": 0.05},
 )
-QUICK = Plan("tiny", 64, 4, 4, 8, 4, "eager", {"bf16_error": 0.05})
+QUICK = Plan("tiny", 64, 4, 2, 8, 4, "eager", {"bf16_error": 0.05})
 
 
 @dataclass

@@ -219,7 +219,7 @@ def test_a_running_job_is_requeued_after_a_crash(root, pipeline):
     first.start()
     first.wait_ready(30)
     stub, md = connect(first)
-    job_id = stub.SubmitEdit(request(root, options={"steps": "30", "inversion": "null-text"}), metadata=md).job_id
+    job_id = stub.SubmitEdit(request(root, options={"steps": "12", "inversion": "null-text"}), metadata=md).job_id
     for event in stub.WatchJob(pb.WatchJobRequest(job_id=job_id), metadata=md, timeout=120):
         if event.WhichOneof("kind") == "progress" and event.progress.stage == "null-text":
             break

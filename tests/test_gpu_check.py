@@ -11,9 +11,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 CHECKS = (
     "build and load the model",
     "bf16 vs fp32 UNet, relative L2 error",
-    "null-text cold edit (4 frames, 64x64, 4 steps)",
+    "null-text cold edit (4 frames, 64x64, 2 steps)",
     "null-text re-prompt from the cache",
-    "direct cold edit (4 frames, 64x64, 4 steps)",
+    "direct cold edit (4 frames, 64x64, 2 steps)",
     "direct re-prompt from the cache",
     "preview of the same range (at most 10 steps, half the size)",
     "8 frames at 64x64 in windows, direct: peak",
