@@ -72,27 +72,30 @@ V2VZ = str(Path(sys.executable).with_name("v2vz"))  # the installed command, nex
 
 
 @contextlib.contextmanager
-def serve_tiny(model_cache: Path, prefix: str) -> Iterator[tuple[dict, Path, subprocess.Popen]]:
+def serve_tiny(
+    model_cache: Path, prefix: str, extra: tuple[str, ...] = (), ready_within: float = 60, env: dict | None = None
+) -> Iterator[tuple[dict, Path, subprocess.Popen]]:
     """A real `v2vz serve --model tiny` subprocess, found through V2VZ_ENDPOINT as a user's client finds it.
 
     Yields (environment for clients, its short /tmp folder, the process). GetInfo is asked all through the model's
-    loading: requests and loading must not race on imports. SIGTERM at the end.
+    loading: requests and loading must not race on imports. SIGTERM at the end. `extra`: more `serve` options, `env`:
+    more environment variables.
     """
     from v2vz.api.endpoint import read_endpoint
     from v2vz.client import Client
 
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # Unix socket paths must stay short
-    env = {**os.environ, "V2VZ_ENDPOINT": str(root / "run" / "endpoint.json")}
+    env = {**os.environ, **(env or {}), "V2VZ_ENDPOINT": str(root / "run" / "endpoint.json")}
     log = open(root / "serve.log", "w")  # noqa: SIM115 - lives as long as the daemon
     process = subprocess.Popen(
         [V2VZ, "serve", "--model", "tiny", "--cache-dir", str(model_cache), "--device", "cpu"]
-        + ["--state-dir", str(root / "state")],  # a journal of its own: daemons of other test modules never share it
+        + ["--state-dir", str(root / "state"), *extra],  # a journal of its own: other modules' daemons never share it
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline, ready = time.monotonic() + 60, False
+        deadline, ready = time.monotonic() + ready_within, False
         while not ready and time.monotonic() < deadline:
             assert process.poll() is None, (root / "serve.log").read_text()
             if Path(env["V2VZ_ENDPOINT"]).exists():

@@ -178,9 +178,14 @@ def test_per_frame_processors_reproduce_the_stock_unet(tiny_model):
 
     unet = tiny_model.unet
     original = dict(unet.attn_processors)
+    # a pipeline made on this session's model earlier has put its frame-joint norms in: per frame here, like stock
+    contexts = {id(m.context): m.context for m in unet.modules() if isinstance(m, FrameJointGroupNorm)}.values()
+    joint = [(context, context.joint_groupnorm) for context in contexts]
     torch.manual_seed(8)
     z, text = torch.randn(4, 4, 8, 8), torch.randn(4, 77, 32)
     try:
+        for context, _ in joint:
+            context.joint_groupnorm = False
         unet.set_attn_processor(AttnProcessor2_0())
         with torch.no_grad():
             stock = unet(z, 500, encoder_hidden_states=text).sample
@@ -198,5 +203,7 @@ def test_per_frame_processors_reproduce_the_stock_unet(tiny_model):
             ours = unet(z, 500, encoder_hidden_states=text).sample
     finally:
         unet.set_attn_processor(original)
+        for context, was in joint:
+            context.joint_groupnorm = was
     torch.testing.assert_close(ours, stock, rtol=1e-5, atol=1e-6)
     assert control.calls == 16  # one call per attn2 layer: the step counter counts UNet calls

@@ -66,6 +66,16 @@ def test_runs_in_a_users_python(path):
     assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
 
 
+def test_status_names_the_anchor_pass_and_a_retry(host):
+    """An anchored job's anchor pass (window 0) and a cluster's retry read as what they are, in every host."""
+    state = host.JobTracker()
+    state.apply({"type": "progress", "stage": "edit", "step": 4, "total": 10, "window": 0, "windows": 0})
+    assert state.status == "anchor frames: edit 4/10"
+    retry = {"type": "progress", "stage": "retry", "step": 1, "total": 2, "window": 3, "windows": 4}
+    state.apply({**retry, "reason": "worker worker-2 (pid 4711 on 10.0.0.7) died: ..."})
+    assert state.status == "window 3/4: a worker died, editing it again (retry 1 of 2)"
+
+
 def test_status_names_the_window_of_a_long_clip(host):
     state = host.JobTracker()
     state.apply({"type": "progress", "stage": "edit", "step": 3, "total": 50, "cached": False})  # an old daemon

@@ -132,3 +132,27 @@ def test_the_command_the_client_and_the_watch_folder_leave_torch_out():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []
+
+
+def third_party_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_ray_is_imported_only_by_the_cluster_package():
+    """The cluster is an optional extra: no other module names Ray, and the daemon without --workers/--ray (its
+    server, worker and the engine, all imported) loads none of it."""
+    users = {name for name, path in modules().items() if "ray" in third_party_imports(path)}
+    assert users and all(within(name, "v2vz_daemon.cluster") for name in users), users
+    script = (
+        "import json, sys\n"
+        "import v2vz_daemon.server, v2vz_daemon.worker, v2vz_engine.run, v2vz.cli.serve\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'ray' or 'cluster' in m)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []

@@ -34,11 +34,13 @@ class Stage:
 
     START = "start"
     LOAD_MODEL = "load-model"  # the job's model is loaded onto the daemon's device
+    ANCHORS = "anchors"  # anchored windows: the anchor frames are edited first
     WINDOW = "window"
     INVERSION = "inversion"
     NULL_TEXT = "null-text"
     EDIT = "edit"
     WRITE = "write"
+    RETRY = "retry"  # a cluster worker died: its window runs again on another one
 
 
 class EventType:
@@ -139,6 +141,10 @@ def progress_text(event: dict) -> str:
     step, total = int(event.get("step") or 0), int(event.get("total") or 0) or 1
     window, windows = int(event.get("window") or 0), int(event.get("windows") or 0)
     where = f"window {window}/{windows}: " if windows > 1 and stage != Stage.WINDOW else ""
+    if event.get("window") == 0 and stage in (Stage.INVERSION, Stage.NULL_TEXT, Stage.EDIT):
+        where = "anchor frames: "  # an anchored job's first pass (daemons before protocol 2 send no window at all)
+    if stage == Stage.RETRY:
+        return f"{where}a worker died, editing it again (retry {step} of {total})"
     return f"{where}{stage} {step}/{total}" + (" (cached)" if event.get("cached") else "")
 
 

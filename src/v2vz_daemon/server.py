@@ -5,7 +5,8 @@ This module wires the parts together and implements the v2vz.v1 Editor service:
 - security.py: the address, the private socket folder, the token interceptor;
 - model_slot.py: the model, loaded on a thread of its own; health is SERVING once it is ready;
 - journal.py: every job and event in SQLite before a call returns, so a restart never loses one;
-- worker.py: one worker thread runs jobs in submission order;
+- worker.py: one worker thread runs jobs in submission order (one per model worker with a cluster);
+- cluster/: with --workers or --ray, the model workers are Ray actors (imported only then);
 - event_hub.py: events from the journal to every WatchJob stream (and again after a reconnect);
 - inversion_cache.py: re-prompts of a clip reuse its inversion from disk.
 """
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -66,11 +68,14 @@ from v2vz_daemon.journal import Journal
 from v2vz_daemon.model_slot import ModelSlot, PipelineFactory, import_engine, memory
 from v2vz_daemon.worker import Worker
 
+if TYPE_CHECKING:
+    from v2vz_daemon.cluster.connect import ClusterConfig
+    from v2vz_daemon.cluster.service import Cluster
+
 log = logging.getLogger("v2vz.daemon")
 
-PROTOCOL_VERSION = (
-    5  # 2: window / windows; 3: ListJobs pages; 4: status, notes, job details; 5: formats, takes, previews
-)
+# 2: window / windows; 3: ListJobs pages; 4: status, notes, job details; 5: formats, takes, previews; 6: workers, retry
+PROTOCOL_VERSION = 6
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Editor"].full_name
 MAX_SEND = 64 * 1024 * 1024
 MAX_RECEIVE = 8 * 1024 * 1024  # requests are small; uploads come in 1 MiB chunks
@@ -94,6 +99,7 @@ class DaemonConfig:
     media_roots: tuple[Path, ...] = ()  # with allow_remote: the only folders remote clients may name
     allowed_models: tuple[str, ...] = ()  # what remote clients may name besides the default model
     state_root: Path | None = None  # journal, inversions, uploads and log; None: the cache folder's `daemon`
+    cluster: ClusterConfig | None = None  # None: the one in-process worker; else Ray workers (v2vz_daemon.cluster)
 
     @property
     def state_dir(self) -> Path:
@@ -115,7 +121,15 @@ class Daemon:
         self.uploads = config.state_dir / "uploads"
         self.hub = EventHub(self.journal)
         self.stopping = threading.Event()
-        self.worker = Worker(self.journal, self.hub, self.slot, self.cache, self.stopping)
+        self.cancel_flags: set[str] = set()  # running jobs asked to stop, shared by every worker thread
+        self.cluster: Cluster | None = None
+        if config.cluster is not None:
+            from v2vz_daemon.cluster.service import Cluster
+
+            self.cluster = Cluster(
+                config.cluster, config.model, config.cache_dir, self.cache.folder, config.cache_max_bytes
+            )
+        self.workers = [self._new_worker()]  # with a cluster: one per model worker, once start() knows how many
         self.server: grpc.Server | None = None
         self.address = ""
         self.threads: list[threading.Thread] = []
@@ -129,6 +143,25 @@ class Daemon:
         """The loaded pipeline (None while it loads)."""
         return self.slot.pipeline
 
+    @property
+    def worker(self) -> Worker:
+        """The first worker thread: cancels go through it (the flags are shared by all of them)."""
+        return self.workers[0]
+
+    @property
+    def ready(self) -> threading.Event:
+        return self.cluster.ready if self.cluster is not None else self.slot.ready
+
+    @property
+    def load_error(self) -> str | None:
+        """Why jobs can never run: the model (or the cluster's workers) could not be loaded."""
+        return self.cluster.error if self.cluster is not None else self.slot.error
+
+    def _new_worker(self) -> Worker:
+        return Worker(
+            self.journal, self.hub, self.slot, self.cache, self.stopping, self.cancel_flags, cluster=self.cluster
+        )
+
     # ----------------------------------------------------------------------------------------------------------
     # Life cycle
 
@@ -137,6 +170,10 @@ class Daemon:
         security.refuse_second_daemon(self.config.endpoint_file)
         self._log_handler = open_log(self.log_file)
         self.versions = import_engine()
+        if self.cluster is not None:  # ray.init on the main thread; a bad address or token fails here, at once
+            count = self.cluster.start()
+            self.workers += [self._new_worker() for _ in range(count - 1)]
+            self.versions["ray"] = self.cluster.ray.__version__
         for record in self.journal.running():
             sweep_temporaries(record.job)  # what the interrupted attempt was writing when the daemon died
         sweep_temporaries_in(self.uploads, ".upload.")
@@ -165,7 +202,10 @@ class Daemon:
         security.private_folder(self.config.endpoint_file.parent)
         endpoint = Endpoint(address, self.token, os.getpid(), __version__, str(self.log_file))
         write_endpoint(self.config.endpoint_file, endpoint)
-        for target, name in ((self._load, "v2vz-loader"), (self.worker.run, "v2vz-worker")):
+        targets = [(self._load, "v2vz-loader")] + [
+            (worker.run, f"v2vz-worker-{n + 1}" if n else "v2vz-worker") for n, worker in enumerate(self.workers)
+        ]
+        for target, name in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -173,7 +213,7 @@ class Daemon:
         return address
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        return self.slot.ready.wait(timeout)
+        return self.ready.wait(timeout)
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop serving; a running job stays 'running' in the journal and is re-queued by the next start."""
@@ -182,8 +222,10 @@ class Daemon:
         if self.server:
             self.server.stop(grace).wait()
         for thread in self.threads:
-            if thread.name == "v2vz-worker":  # the loader may be stuck in a slow load: it is a daemon thread
+            if thread.name.startswith("v2vz-worker"):  # the loader may be stuck in a slow load: a daemon thread
                 thread.join(timeout=grace + 30)
+        if self.cluster is not None:
+            self.cluster.stop()
         remove_endpoint_if_mine(self.config.endpoint_file, self.token)
         if self._log_handler is not None:
             log.removeHandler(self._log_handler)
@@ -191,7 +233,7 @@ class Daemon:
             self._log_handler = None
 
     def _load(self) -> None:
-        if self.slot.load():
+        if self.cluster.load() if self.cluster is not None else self.slot.load():
             self._update_health()
             self.hub.notify()
 
@@ -204,7 +246,7 @@ class Daemon:
 
     def _update_health(self) -> None:
         """SERVING while jobs can run and be recorded: the model is ready and the journal can be written."""
-        serving = self.slot.ready.is_set() and self.journal.writable
+        serving = self.ready.is_set() and self.journal.writable
         self._set_health(
             health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
@@ -227,23 +269,38 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
         self.daemon = daemon
 
     def GetInfo(self, request, context) -> pb.DaemonInfo:
-        daemon, slot = self.daemon, self.daemon.slot
+        daemon, slot, cluster = self.daemon, self.daemon.slot, self.daemon.cluster
+        device = slot.device if cluster is None else cluster.describe()
         info = pb.DaemonInfo(
             version=__version__,
             protocol_version=PROTOCOL_VERSION,
             model=slot.model,
             default_model=daemon.config.model,
             allowed_models=list(daemon.config.allowed_models),
-            device=slot.device if slot.error is None else f"failed: {slot.error}",
+            device=device if daemon.load_error is None else f"failed: {daemon.load_error}",
             dtype=slot.dtype,
-            ready=slot.pipeline is not None,
+            ready=daemon.ready.is_set() if cluster is not None else slot.pipeline is not None,
             queued_jobs=daemon.journal.count(JobState.QUEUED),
             journal_writable=daemon.journal.writable,
             address=daemon.address,
         )
-        running = daemon.worker.running
-        if running is not None:
-            info.running_job, info.running_stage = running
+        running = [worker.running for worker in daemon.workers if worker.running is not None]
+        if running:
+            info.running_job, info.running_stage = running[0]
+        if cluster is not None:
+            for worker in cluster.workers():
+                info.workers.append(
+                    pb.WorkerInfo(
+                        name=worker.name,
+                        node=worker.node,
+                        device=worker.device,
+                        pid=worker.pid,
+                        state=worker.state,
+                        job_id=worker.job_id,
+                        window=worker.window,
+                        stage=worker.stage,
+                    )
+                )
         info.versions.update(daemon.versions)
         info.memory_total_bytes, info.memory_allocated_bytes = memory()
         return info
@@ -500,13 +557,19 @@ def serve_forever(config: DaemonConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     daemon = Daemon(config)
-    daemon.start()
+    try:
+        daemon.start()
+    except V2vzError:
+        if daemon.cluster is not None:
+            daemon.cluster.stop()
+        remove_endpoint_if_mine(config.endpoint_file, daemon.token)
+        raise
     while not stop.wait(0.5):
-        if daemon.slot.error:
+        if daemon.load_error:
             break
     daemon.stop()
-    if daemon.slot.error:
-        raise ModelUnavailable(daemon.slot.error)
+    if daemon.load_error:
+        raise ModelUnavailable(daemon.load_error)
     if any(thread.is_alive() for thread in daemon.threads):
         # The model was still loading (inside torch's C++ code): interpreter finalisation would abort the process.
         # Everything durable is already in the journal and the endpoint file is gone, so leave at once.

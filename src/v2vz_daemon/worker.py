@@ -1,9 +1,10 @@
 """The worker: claims the oldest queued job, runs it through the engine, and records how it ended.
 
-One worker, so jobs run one at a time in submission order. Every failure becomes the job's one-line reason and the
-worker goes on with the next job; a cancel is honoured between two diffusion steps. Nothing kills the worker: when
-the journal cannot record (a full disk), the outcome of the job in hand is kept and recorded as soon as the disk has
-room again, and no other job starts meanwhile.
+One worker in the daemon's process by default, so jobs run one at a time in submission order; with a cluster
+(v2vz_daemon.cluster) one worker thread per model worker, each job's spans edited by the cluster's actors. Every
+failure becomes the job's one-line reason and the worker goes on with the next job; a cancel is honoured between
+two diffusion steps. Nothing kills the worker: when the journal cannot record (a full disk), the outcome of the job
+in hand is kept and recorded as soon as the disk has room again, and no other job starts meanwhile.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from v2vz.api.errors import Cancelled, JournalFull, status_of
 from v2vz.api.events import EventType, JobState, Stage
@@ -20,21 +22,36 @@ from v2vz_daemon.inversion_cache import InversionCache
 from v2vz_daemon.journal import JobRecord, Journal
 from v2vz_daemon.model_slot import ModelSlot
 
+if TYPE_CHECKING:
+    from v2vz_daemon.cluster.service import Cluster
+
 log = logging.getLogger("v2vz.daemon")
 
 
 class Worker:
-    """Runs the journal's queued jobs on the model slot's pipeline until `stopping` is set."""
+    """Runs the journal's queued jobs on the model slot's pipeline, or on the cluster, until `stopping` is set.
+
+    `cancel_flags` is shared by every worker thread of a daemon: a cancel reaches the job whichever thread runs it.
+    """
 
     def __init__(
-        self, journal: Journal, hub: EventHub, slot: ModelSlot, cache: InversionCache, stopping: threading.Event
+        self,
+        journal: Journal,
+        hub: EventHub,
+        slot: ModelSlot,
+        cache: InversionCache,
+        stopping: threading.Event,
+        cancel_flags: set[str] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.journal = journal
         self.hub = hub
         self.slot = slot
         self.cache = cache
         self.stopping = stopping
-        self._cancel: set[str] = set()
+        self.cluster = cluster
+        self.ready = cluster.ready if cluster is not None else slot.ready
+        self._cancel: set[str] = cancel_flags if cancel_flags is not None else set()
         self._unrecorded: tuple[str, str, dict] | None = None  # an outcome the journal could not take yet
         self.running: tuple[str, str] | None = None  # (job id, what it does now) while a job runs: for GetInfo
 
@@ -61,7 +78,7 @@ class Worker:
             log.info("recorded job %s as %s now that the journal can be written again", job_id, state)
             self.hub.notify()
             return
-        if not self.slot.ready.wait(timeout=0.2):
+        if not self.ready.wait(timeout=0.2):
             return
         record = self.journal.claim_next()
         if record is None:
@@ -78,7 +95,7 @@ class Worker:
         return state
 
     def run_job(self, record: JobRecord) -> None:
-        from v2vz_engine.run import as_resource_error, free_device_memory, run_job
+        from v2vz_engine.run import LocalRunner, as_resource_error, free_device_memory, run_spans
 
         job_id, job = record.job_id, record.job
         if self.journal.cancel_requested(job_id):
@@ -91,14 +108,21 @@ class Worker:
         began = time.monotonic()
         window = {"window": 0, "windows": 0}  # which window the engine is on: sent with every progress event
 
-        def progress(stage: str, step: int, total: int, cached: bool = False) -> None:
+        def progress(stage: str, step: int, total: int, cached: bool = False, window_of: int | None = None) -> None:
             if stage == Stage.WINDOW:
                 window.update(window=step, windows=total)
+            where = dict(window, window=window_of) if window_of is not None else window  # windows running at once
             if cached:
-                log.info("job %s: window %d/%d inverted from the cache", job_id, window["window"], window["windows"])
-            self.running = (job_id, describe_step(stage, step, total, cached, **window))
-            payload = {"stage": stage, "step": step, "total": total, "cached": cached, **window}
+                log.info("job %s: window %d/%d inverted from the cache", job_id, where["window"], where["windows"])
+            self.running = (job_id, describe_step(stage, step, total, cached, **where))
+            payload = {"stage": stage, "step": step, "total": total, "cached": cached, **where}
             self.hub.emit(job_id, EventType.PROGRESS, payload)
+
+        def on_retry(task, retry: int, most: int, reason: str) -> None:
+            number = max(task.window + 1, 0)
+            log.warning("job %s: %s runs again (retry %d of %d): %s", job_id, task.label, retry, most, reason)
+            payload = {"stage": Stage.RETRY, "step": retry, "total": most, "cached": False, **window}
+            self.hub.emit(job_id, EventType.PROGRESS, dict(payload, window=number, reason=reason[:400]))
 
         def cancel() -> bool:
             return job_id in self._cancel or self.stopping.is_set()
@@ -109,8 +133,11 @@ class Worker:
         try:
             self.running = (job_id, Stage.START.value)
             self.hub.emit(job_id, EventType.PROGRESS, {"stage": Stage.START, "step": 0, "total": 1, "cached": False})
-            pipeline = self.slot.pipeline_for(job.model, progress)
-            result = run_job(job, pipeline, progress, cancel, cache=self.cache, on_frame=on_frame)
+            if self.cluster is not None:
+                runner = self.cluster.runner(job_id, on_retry)
+            else:
+                runner = LocalRunner(self.slot.pipeline_for(job.model, progress), self.cache)
+            result = run_spans(job, runner, progress, cancel, on_frame=on_frame)
         except Cancelled as exc:
             if self.stopping.is_set() and job_id not in self._cancel:
                 log.info("job %s interrupted by shutdown; it runs again at the next start", job_id)
@@ -142,7 +169,8 @@ class Worker:
         finally:
             self.running = None
             self._cancel.discard(job_id)
-            free_device_memory()
+            if self.cluster is None:  # the model is in this process (a cluster's workers hold their own)
+                free_device_memory()
 
     def finish(self, job_id: str, state: str, payload: dict) -> None:
         """Record the outcome (the terminal event with it); kept for later when the journal cannot be written."""

@@ -1,8 +1,9 @@
 """Runs one EditJob end to end, a window at a time: read, edit at the working size, write at the source size and fps.
 
 The CLI's --local path and the daemon's worker both call `run_job`, so they behave the same. A clip of any length
-is edited as consecutive windows (windows.py); each window's frames are written and announced as soon as it is
-done, and nothing but one window's frames and the anchors' latent trajectories is held between windows.
+is edited as windows (windows.py), chained or anchored; each window's frames are written and announced in clip
+order as soon as they are done, and nothing but the windows in flight and the anchors' latent trajectories is held.
+`run_spans` is the same plan with the spans (spans.py) edited elsewhere: a cluster's workers (v2vz_daemon.cluster).
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import contextlib
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,10 +30,11 @@ from v2vz.api.events import ProgressFn, Stage
 from v2vz.api.job import EditJob, EditOptions
 from v2vz.api.takes import sidecar_path, take_record, write_sidecar
 from v2vz_engine import media
-from v2vz_engine.inversion import InversionStore, cache_key, frames_digest
+from v2vz_engine.inversion import InversionStore
 from v2vz_engine.media import writers
-from v2vz_engine.pipeline import AnchorLink, CancelFn, EditResult, VideoEditPipeline
-from v2vz_engine.windows import AnchorBank, auto_window, free_memory_bytes, plan_windows
+from v2vz_engine.pipeline import CancelFn, VideoEditPipeline
+from v2vz_engine.spans import ANCHOR_PASS, SpanResult, SpanTask, edit_span
+from v2vz_engine.windows import AnchorBank, auto_window, free_memory_bytes, plan_links, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +65,11 @@ class JobResult:
 
 
 class _FrameBuffer:
-    """Frames of the job read ahead only as far as the current window needs (a retried window reads nothing)."""
+    """Frames of the job read ahead only as far as the current window needs."""
 
-    def __init__(self, frames: Iterator[np.ndarray]) -> None:
+    def __init__(self, frames: Iterator[np.ndarray], first: int = 0) -> None:
         self._frames = frames
-        self._first = 0  # job index of _held[0]
+        self._first = first  # job index of _held[0]
         self._held: list[np.ndarray] = []
 
     def take(self, span: range) -> np.ndarray:
@@ -96,6 +101,60 @@ def _writing(path: Path | None) -> Iterator[None]:
         raise media.write_error(Path(path or "the output"), error) from error
 
 
+@dataclass(frozen=True)
+class WorkerFacts:
+    """What planning a job needs of the device that edits it: the model's native size, its dtype, free memory."""
+
+    native_size: int
+    dtype_bytes: int
+    free_bytes: int | None
+
+    @classmethod
+    def of(cls, pipeline: VideoEditPipeline) -> WorkerFacts:
+        model = pipeline.model
+        dtype_bytes = torch.finfo(model.dtype).bits // 8
+        return cls(model.native_size, dtype_bytes, free_memory_bytes(model.device))
+
+
+class SpanRunner(Protocol):
+    """Where a job's spans run: here, one at a time (LocalRunner), or on a cluster's workers (v2vz_daemon.cluster)."""
+
+    capacity: int  # spans worth keeping in flight at once
+
+    def facts(self, model: str) -> WorkerFacts: ...
+
+    def submit(
+        self,
+        task: SpanTask,
+        anchors: torch.Tensor | None,
+        progress: ProgressFn | None,
+        cancel: CancelFn | None,
+    ) -> Future[SpanResult]: ...
+
+
+class LocalRunner:
+    """Spans edited in the calling thread, at once: submit returns a finished future."""
+
+    capacity = 1
+
+    def __init__(self, pipeline: VideoEditPipeline, cache: InversionStore | None = None) -> None:
+        self.pipeline = pipeline
+        self.cache = cache
+
+    def facts(self, model: str) -> WorkerFacts:
+        return WorkerFacts.of(self.pipeline)
+
+    def submit(self, task, anchors, progress, cancel) -> Future[SpanResult]:
+        future: Future[SpanResult] = Future()
+        try:
+            result = edit_span(self.pipeline, task, anchors, progress=progress, cancel=cancel, cache=self.cache)
+        except BaseException as error:  # noqa: BLE001 - handed to whoever waits on the future
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+        return future
+
+
 def run_job(
     job: EditJob,
     pipeline: VideoEditPipeline,
@@ -104,60 +163,116 @@ def run_job(
     cache: InversionStore | None = None,
     on_frame: FrameCallback | None = None,
 ) -> JobResult:
-    """Edit job.frames frames of job.source from job.start; raises V2vzError subclasses for bad input.
+    """Edit job.frames frames of job.source from job.start in this process; raises V2vzError subclasses for bad input.
 
     With a cache, each window's inversion is looked up by the window's decoded frames (so a changed file never gets
     a stale entry) and stored after a miss: a re-prompt skips inversion and null-text, and a job cancelled or failed
     halfway keeps the inversions of the windows it finished. PNG frames already written stay on disk too.
     """
+    return run_spans(job, LocalRunner(pipeline, cache), progress, cancel, on_frame)
+
+
+def run_spans(
+    job: EditJob,
+    runner: SpanRunner,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    on_frame: FrameCallback | None = None,
+) -> JobResult:
+    """Plan the job's windows, have `runner` edit them, and write and announce the frames in order, each once.
+
+    Anchored: the anchor pass first, then up to runner.capacity windows in flight at once. Chained: one window after
+    another, each attending to the last one's recorded frames. Whatever order the windows finish in, frames are
+    written in clip order; a window still running when a later one finishes is waited for.
+    """
     began = time.perf_counter()
     job, info = media.resolve(job)
     options = preview_options(job.options) if job.preview else job.options
-    long_side = options.size or pipeline.model.native_size
+    facts = runner.facts(job.model)
+    long_side = options.size or facts.native_size
     if job.preview:
         long_side = max(PREVIEW_MIN_SIDE, long_side // 2)
     width, height = media.working_size(info.width, info.height, long_side)
     recorded = job  # the sidecar keeps the options asked for: a preview's final is the same job without `preview`
     job = dataclasses.replace(job, options=options)
     automatic = job.options.window == 0
-    if automatic:
-        dtype_bytes = torch.finfo(pipeline.model.dtype).bits // 8
-        window = auto_window(width, height, free_memory_bytes(pipeline.model.device), dtype_bytes)
-    else:
-        window = job.options.window
-    pending = deque(plan_windows(job.frames, window))
+    window = auto_window(width, height, facts.free_bytes, facts.dtype_bytes) if automatic else job.options.window
+    plan = plan_links(job.frames, window, job.options.window_links, job.options.anchors)
+    timings: dict[str, float] = {}
+    cached_windows = 0
+    failed = threading.Event()
+
+    def span_cancel() -> bool:
+        return failed.is_set() or bool(cancel and cancel())
+
+    anchors = None
+    if plan.anchored:
+        if cancel and cancel():
+            raise Cancelled("cancelled before the anchor frames")
+        if progress:
+            progress(Stage.ANCHORS, 0, 1)
+        mark = time.perf_counter()
+        small = media.resize_frames(_read_frames(job, info, plan.anchor_frames), width, height)
+        _add(timings, {"read": time.perf_counter() - mark})
+        positions = tuple(range(len(plan.anchor_frames)))
+        task = SpanTask(job, ANCHOR_PASS, plan.anchor_frames, small, record=positions)
+        result = runner.submit(task, None, _tagged(progress, 0, runner), cancel).result()
+        anchors = result.trajectories
+        _add(timings, result.timings)
+        if progress:
+            progress(Stage.ANCHORS, 1, 1)
+    pending = deque(plan.windows)
+    total = len(pending)
+    in_flight: deque[tuple[range, Future[SpanResult]]] = deque()
     done: list[range] = []
     bank = AnchorBank(job.options.anchors)
     buffer = _FrameBuffer(media.iter_frames(job.source, job.start, job.frames, info))
-    timings: dict[str, float] = {}
     frame_paths: list[Path] = []
-    cached_windows = 0
     writer = _open_writer(recorded, info)
-    written: list[Path] = []
     try:
-        while pending:
-            span = pending.popleft()
-            if cancel and cancel():
-                raise Cancelled(f"cancelled before frames {span.start}..{span.stop - 1}")
-            if progress:
-                progress(Stage.WINDOW, len(done) + 1, len(done) + 1 + len(pending))
-            mark = time.perf_counter()
-            small = media.resize_frames(buffer.take(span), width, height)
-            timings["read"] = timings.get("read", 0.0) + time.perf_counter() - mark
+        while pending or in_flight:
+            limit = runner.capacity if plan.anchored else 1
+            while pending and len(in_flight) < limit:
+                span = pending.popleft()
+                if cancel and cancel():
+                    raise Cancelled(f"cancelled before frames {span.start}..{span.stop - 1}")
+                if progress:
+                    progress(Stage.WINDOW, len(done) + len(in_flight) + 1, total)
+                mark = time.perf_counter()
+                small = media.resize_frames(buffer.take(span), width, height)
+                _add(timings, {"read": time.perf_counter() - mark})
+                number = len(done) + len(in_flight)
+                if plan.anchored:
+                    task = SpanTask(job, number, tuple(span), small)
+                    span_anchors = anchors
+                else:
+                    _, span_anchors = bank.anchors_for(span)
+                    task = SpanTask(job, number, tuple(span), small, record=tuple(bank.to_record(span)))
+                span_progress = _tagged(progress, number + 1, runner)
+                in_flight.append((span, runner.submit(task, span_anchors, span_progress, span_cancel)))
+            span, future = in_flight.popleft()
             try:
-                result, cached = _edit_window(job, pipeline, small, span, bank, progress, cancel, cache)
+                result = future.result()
             except Exception as error:
+                failed.set()  # the later spans in flight stop at their next step
                 if not (automatic and len(span) > 1 and _is_out_of_memory(error)):
+                    _drain(in_flight)
                     raise
                 smaller = max(1, len(span) // 2)
                 log.warning("out of memory with a %d-frame window: retrying with %d frames", len(span), smaller)
+                _drain(in_flight)
+                failed.clear()
                 free_device_memory()
                 rest = plan_windows(job.frames - span.start, smaller)
                 pending = deque(range(span.start + r.start, span.start + r.stop) for r in rest)
+                total = len(done) + len(pending)
+                frames_left = media.iter_frames(job.source, job.start + span.start, job.frames - span.start, info)
+                buffer = _FrameBuffer(frames_left, first=span.start)
                 continue
-            cached_windows += cached
-            for stage, seconds in result.timings.items():
-                timings[stage] = timings.get(stage, 0.0) + seconds
+            if not plan.anchored:
+                bank.store(span, list(bank.to_record(span)), result.trajectories)
+            cached_windows += result.cached
+            _add(timings, result.timings)
             mark = time.perf_counter()
             full = media.resize_frames(result.frames, info.width, info.height)
             if job.out_frames_dir:
@@ -169,12 +284,14 @@ def run_job(
                         on_frame(index, path)
             if writer:
                 with _writing(writer.path):
-                    written += writer.write(full)
-            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - mark
+                    writer.write(full)
+            _add(timings, {"write": time.perf_counter() - mark})
             done.append(span)
         with _writing(job.output):
             files = writer.close() if writer else []
     except BaseException:
+        failed.set()  # the spans still in flight stop at their next step
+        _drain(in_flight)
         if writer:
             writer.abort()
         raise
@@ -183,6 +300,36 @@ def run_job(
         progress(Stage.WRITE, 1, 1)
     output = Path(job.output) if job.output is not None else None
     return JobResult(output, frame_paths, info, (width, height), done, timings, cached_windows, sidecar, files)
+
+
+def _tagged(progress: ProgressFn | None, window: int, runner: SpanRunner) -> ProgressFn | None:
+    """A span's progress, tagged with its window when windows run at once (their events interleave)."""
+    if progress is None or runner.capacity < 2:
+        return progress
+
+    def tagged(stage: Stage, step: int, total: int, cached: bool = False, window_of: int | None = None) -> None:
+        progress(stage, step, total, cached, window_of=window)
+
+    return tagged
+
+
+def _add(timings: dict[str, float], more: dict[str, float]) -> None:
+    for stage, seconds in more.items():
+        timings[stage] = timings.get(stage, 0.0) + seconds
+
+
+def _drain(in_flight: deque[tuple[range, Future[SpanResult]]]) -> None:
+    """Wait for the spans still running (their results are dropped): nothing runs on after the job ends."""
+    while in_flight:
+        _, future = in_flight.popleft()
+        with contextlib.suppress(BaseException):
+            future.result()
+
+
+def _read_frames(job: EditJob, info: media.MediaInfo, indices: tuple[int, ...]) -> np.ndarray:
+    """The frames at `indices` (within the job) without decoding the whole range: one seek per frame."""
+    frames = [next(iter(media.iter_frames(job.source, job.start + index, 1, info))) for index in indices]
+    return np.stack(frames)
 
 
 def preview_options(options: EditOptions) -> EditOptions:
@@ -234,52 +381,6 @@ def _write_sidecar(
     )
     with _writing(path):
         return write_sidecar(path, record)
-
-
-def _edit_window(
-    job: EditJob,
-    pipeline: VideoEditPipeline,
-    small: np.ndarray,
-    span: range,
-    bank: AnchorBank,
-    progress: ProgressFn | None,
-    cancel: CancelFn | None,
-    cache: InversionStore | None,
-) -> tuple[EditResult, bool]:
-    """Edit one window with its anchors; records the trajectories later windows need. Returns (result, cached)."""
-    key = inversion = None
-    if cache is not None:
-        height, width = small.shape[1:3]
-        key = cache_key(
-            frames_digest(small),
-            job.start + span.start,
-            len(span),
-            width,
-            height,
-            pipeline.model.name,
-            job.source_prompt,
-            job.options.inversion_key(),
-        )
-        inversion = cache.get(key)
-        if inversion is not None and progress:
-            progress(Stage.INVERSION, 1, 1, cached=True)
-    cached = inversion is not None
-    _, anchors = bank.anchors_for(span)
-    link = AnchorLink(anchors, tuple(bank.to_record(span)))
-    result = pipeline.edit(
-        small,
-        job.source_prompt,
-        job.prompt,
-        job.options,
-        progress=progress,
-        cancel=cancel,
-        inversion=inversion,
-        link=link,
-    )
-    bank.store(span, list(link.record), result.trajectories)
-    if key is not None and not cached:
-        cache.put(key, result.inversion)
-    return result, cached
 
 
 def free_device_memory() -> None:

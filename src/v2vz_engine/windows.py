@@ -105,3 +105,61 @@ class AnchorBank:
         self.trajectories = {i: t for i, t in self.trajectories.items() if i == 0}
         for slot, position in enumerate(positions):
             self.trajectories[window.start + position] = trajectories[:, :, slot].clone()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Anchored windows (after Fairy, Wu et al. 2024): a few anchor frames spread over the whole range are edited together
+# first, and every window then attends to them (and only them), so no window waits for another: with workers to
+# spare, a clip of any length takes two edits end to end (the anchor pass, then all windows at once). Chained windows
+# (AnchorBank above) need one edit per window, one after the other.
+
+
+def spread_anchors(frames: int, count: int) -> list[int]:
+    """`count` frame indices spread evenly over 0..frames-1, first and last included (fewer for a short range)."""
+    if frames < 1:
+        raise ValueError(f"need at least one frame, got {frames}")
+    if count <= 1 or frames == 1:
+        return [0]
+    count = min(count, frames)
+    return sorted({round(k * (frames - 1) / (count - 1)) for k in range(count)})
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How the windows of one job depend on each other: plain values a scheduler reads.
+
+    links "chained": window k needs window k-1's recorded trajectories. "anchored": every window needs only the
+    anchor pass (the frames `anchor_frames`, edited together first); a range that fits in one window has no anchor
+    pass in either mode.
+    """
+
+    windows: tuple[range, ...]
+    links: str
+    anchor_frames: tuple[int, ...] = ()
+
+    @property
+    def anchored(self) -> bool:
+        return bool(self.anchor_frames)
+
+    def depends_on(self, index: int) -> tuple[int, ...]:
+        """The windows window `index` waits for (-1: the anchor pass)."""
+        if self.anchored:
+            return (-1,)
+        return (index - 1,) if index > 0 else ()
+
+    @property
+    def critical_path(self) -> int:
+        """Edits one after another however many workers there are: 2 anchored, one per window chained."""
+        if len(self.windows) == 1:
+            return 1
+        return 2 if self.anchored else len(self.windows)
+
+
+def plan_links(frames: int, window: int, links: str, anchors: int) -> WindowPlan:
+    """The windows of a `frames`-frame range and how they link: `anchors` + 1 anchor frames when anchored."""
+    windows = tuple(plan_windows(frames, window))
+    if links not in ("chained", "anchored"):
+        raise ValueError(f"unknown window links {links!r}")
+    if links == "chained" or len(windows) == 1:
+        return WindowPlan(windows, links)
+    return WindowPlan(windows, links, tuple(spread_anchors(frames, anchors + 1)))

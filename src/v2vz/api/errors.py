@@ -141,6 +141,19 @@ class InternalError(V2vzError):
     exit_code = EXIT_FAILED
 
 
+class ClusterUnavailable(V2vzError):
+    """The Ray cluster cannot be used: the extra is not installed, the address or its token is wrong, no GPU is free."""
+
+    status = "FAILED_PRECONDITION"
+
+
+class WorkerLost(V2vzError):
+    """A cluster's workers kept dying while they edited a window: the job failed after its retries were spent."""
+
+    status = "ABORTED"
+    exit_code = EXIT_FAILED
+
+
 class Cancelled(Exception):
     """The job was cancelled between two diffusion steps (not an error of the user)."""
 
@@ -171,6 +184,8 @@ ERROR_CLASSES: dict[str, type[V2vzError]] = {
         JobLost,
         DaemonIncompatible,
         InternalError,
+        ClusterUnavailable,
+        WorkerLost,
     )
 }
 
@@ -187,6 +202,7 @@ _BY_STATUS: dict[str, type[V2vzError]] = {
     "UNAUTHENTICATED": DaemonUnauthenticated,
     "UNIMPLEMENTED": DaemonIncompatible,
     "INTERNAL": InternalError,
+    "ABORTED": WorkerLost,
 }
 
 

@@ -23,11 +23,13 @@ class Stage(StrEnum):
 
     START = "start"  # the job left the queue
     LOAD_MODEL = "load-model"  # the job's model is loaded onto the device (the one there before is evicted)
+    ANCHORS = "anchors"  # anchored windows: the anchor frames spread over the range are edited first, together
     WINDOW = "window"  # a window of frames starts (step: the window, total: the windows)
     INVERSION = "inversion"  # DDIM inversion of the window (cached: from the daemon's cache, complete at once)
     NULL_TEXT = "null-text"  # null-text optimization (only with inversion null-text, and not from the cache)
     EDIT = "edit"  # the edit's diffusion steps
     WRITE = "write"  # the outputs are finished
+    RETRY = "retry"  # a cluster worker died mid-window: the window runs again elsewhere (step: retry, total: most)
 
 
 class JobState(StrEnum):
@@ -66,9 +68,15 @@ DAEMON_EVENT_TYPES: tuple[str, ...] = (  # what the daemon sends (JobEvent's kin
 
 
 class ProgressFn(Protocol):
-    """How the engine reports progress: a stage, the steps done and the steps in it, and whether it came cached."""
+    """How the engine reports progress: a stage, the steps done and the steps in it, and whether it came cached.
 
-    def __call__(self, stage: Stage, step: int, total: int, cached: bool = False) -> None: ...
+    `window_of` (1-based; 0: the anchor pass) comes only when several windows run at once (a cluster): the window
+    the event belongs to, which is otherwise the last `window` stage's.
+    """
+
+    def __call__(
+        self, stage: Stage, step: int, total: int, cached: bool = False, window_of: int | None = None
+    ) -> None: ...
 
 
 def event_to_dict(event: pb.JobEvent) -> dict[str, Any]:
@@ -88,6 +96,8 @@ def event_to_dict(event: pb.JobEvent) -> dict[str, Any]:
         progress = event.progress
         data.update(stage=progress.stage, step=progress.step, total=progress.total, cached=progress.cached)
         data.update(window=progress.window, windows=progress.windows)
+        if progress.reason:  # only a retry has one
+            data["reason"] = progress.reason
     elif kind == EventType.FRAME:
         data.update(index=event.frame.index, path=event.frame.path or None)
     elif kind == EventType.DONE:

@@ -22,6 +22,7 @@ VaeEncode = Literal["mean", "sample"]
 RefinePadding = Literal["aligned", "identity"]
 CutoffRule = Literal["nearest", "published"]
 LrDecay = Literal["steps", "published"]
+WindowLinks = Literal["chained", "anchored"]
 
 ATTENTION_LAYOUTS: tuple[str, ...] = ("dense", "published", "sparse_causal", "per_frame")
 INVERSIONS: tuple[str, ...] = ("direct", "null-text", "negative-prompt")
@@ -79,6 +80,9 @@ class EditOptions:
     vae_encode: VaeEncode = "mean"
     window: int = 0  # frames edited together (attention spans them); 0: chosen from the working size and memory
     anchors: int = 2  # frames of the previous window every window also attends to (besides the clip's first)
+    # "anchored": every window attends to anchors + 1 frames spread over the range, edited first (windows.py); the
+    # windows then need nothing of each other and run in parallel on a cluster. "chained": the previous window's.
+    window_links: WindowLinks = "chained"
 
     def __post_init__(self) -> None:
         """`fast` is kept so that old sidecars, clients and journal records still mean what they meant."""
@@ -149,6 +153,7 @@ class EditOptions:
             "cross_replace_cutoff": ("nearest", "published"),
             "refine_padding": ("aligned", "identity"),
             "vae_encode": ("mean", "sample"),
+            "window_links": ("chained", "anchored"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -116,6 +116,14 @@ def edit(
     anchors: Annotated[
         int | None, typer.Option(help="Frames of the previous window each window also attends to (2).")
     ] = None,
+    window_links: Annotated[
+        str | None,
+        typer.Option(
+            help="chained: each window attends to the previous one's last frames (one window after another). "
+            "anchored: every window attends to ANCHORS+1 frames spread over the range, edited first, so a "
+            "cluster (`v2vz serve --workers N`) runs all windows at once."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --local).")] = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Where built-in models are kept (default ~/.cache/v2vz; with --local).")
@@ -144,6 +152,7 @@ def edit(
             null_inner_steps=null_steps,
             window=window,
             anchors=anchors,
+            window_links=window_links,
         )
         output, frames_dir = split_output(out)
         if frames_dir and png_dir:

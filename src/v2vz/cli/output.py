@@ -41,6 +41,8 @@ STATUS_LABELS = {  # stages without a bar
     Stage.START: "starting",
     Stage.LOAD_MODEL: "loading model",
     Stage.WRITE: "writing outputs",
+    Stage.ANCHORS: "editing the anchor frames",
+    Stage.RETRY: "a worker died: retrying its window elsewhere",
 }
 
 
@@ -149,7 +151,7 @@ class StageBars:
         else:
             self.progress.update(self._status, description=text, visible=True)
 
-    def step(self, stage: str, step: int, total: int, cached: bool = False) -> None:
+    def step(self, stage: str, step: int, total: int, cached: bool = False, window_of: int | None = None) -> None:
         """One progress report: its stage's bar moves; a new window starts the stage bars again."""
         if stage not in STAGE_LABELS or (stage == Stage.WINDOW and total < 2):
             if stage != Stage.WINDOW:

@@ -60,8 +60,55 @@ def serve(
             help="A job interrupted by this many daemon deaths (e.g. out of memory) fails instead of rerunning."
         ),
     ] = 3,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N|auto",
+            help="Model workers on a local Ray cluster the daemon starts: N, or auto for one per GPU (with --ray: "
+            "one per free GPU of that cluster); with --device cpu, N CPU workers. Needs the cluster extra.",
+            rich_help_panel="Cluster",
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Join the Ray cluster at ADDRESS (its head's HOST:PORT) and run the model workers on its nodes.",
+            rich_help_panel="Cluster",
+        ),
+    ] = None,
+    ray_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --ray: the file holding that cluster's token (`ray get-auth-token` on its head).",
+            rich_help_panel="Cluster",
+        ),
+    ] = None,
+    ray_node_ip: Annotated[
+        str | None,
+        typer.Option(
+            help="This machine's address as a node of the cluster, when Ray does not find it itself (a node "
+            "started with --node-ip-address), or the local cluster's node address (default 127.0.0.2).",
+            rich_help_panel="Cluster",
+        ),
+    ] = None,
+    worker_retries: Annotated[
+        int,
+        typer.Option(
+            help="A window whose worker died runs again on another this many times before its job fails.",
+            rich_help_panel="Cluster",
+        ),
+    ] = 2,
+    worker_threads: Annotated[
+        int, typer.Option(help="Torch threads of each CPU worker.", rich_help_panel="Cluster")
+    ] = 1,
 ) -> None:
-    """Run the daemon: it loads the model once and runs edits one at a time, in order, surviving restarts."""
+    """Run the daemon: it loads the model once and runs edits one at a time, in order, surviving restarts.
+
+    With --workers or --ray, the model workers are Ray actors: jobs run side by side, and one job's anchored
+    windows (--window-links anchored) are spread over them.
+    """
     from v2vz_engine.model_source import default_model, locate
 
     try:
@@ -79,6 +126,11 @@ def serve(
         raise fail(f"--max-attempts must be 1 or more, got {max_attempts}")
     if cache_size < 0 or cache_size != cache_size:
         raise fail(f"--cache-size must be 0 or more GiB, got {cache_size:g}")
+    cluster = None
+    if workers is not None or ray is not None:
+        cluster = cluster_config(workers, ray, ray_token_file, ray_node_ip, device, worker_retries, worker_threads)
+    elif ray_token_file is not None or ray_node_ip is not None:
+        raise fail("--ray-token-file and --ray-node-ip go with --workers N or --ray ADDRESS")
     from v2vz_daemon.server import DaemonConfig, serve_forever
 
     config = DaemonConfig(
@@ -92,8 +144,37 @@ def serve(
         max_attempts=max_attempts,
         allowed_models=tuple(allow_model or ()),
         state_root=state_dir.expanduser().absolute() if state_dir else None,
+        cluster=cluster,
     )
     try:
         serve_forever(config)
     except V2vzError as exc:
         raise refuse(exc) from None
+
+
+def cluster_config(workers, address, token_file, node_ip, device, retries, threads):
+    """The cluster's settings, checked (and Ray's presence) before anything starts."""
+    from v2vz_daemon.cluster.connect import ClusterConfig, check_cluster, import_ray, read_token, require_ray
+
+    count = 0  # auto
+    if workers is not None and workers != "auto":
+        if not workers.isdigit() or int(workers) < 1:
+            raise fail(f"--workers must be a number of workers (1 or more) or auto, got {workers!r}")
+        count = int(workers)
+    try:
+        config = ClusterConfig(
+            workers=count,
+            address=address,
+            token_file=token_file.expanduser() if token_file else None,
+            node_ip=node_ip,
+            device=device,
+            threads=threads,
+            retries=retries,
+        )
+        require_ray()
+        if config.address:  # a wrong address or token fails now, in seconds, before the daemon makes anything
+            import_ray(read_token(config.token_file))
+            check_cluster(config.address, config.token_file)
+    except V2vzError as exc:
+        raise refuse(exc) from None
+    return config

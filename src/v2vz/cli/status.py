@@ -44,6 +44,7 @@ def status(
     data |= {"address": info.address or endpoint.address, "pid": endpoint.pid, "model_state": ready}
     data |= {"client_version": __version__, "log": endpoint.log_file}
     data |= {name: data[name] or None for name in ("running_job", "running_stage")}
+    data["workers"] = [worker_view(worker) for worker in info.workers]  # a cluster's model workers; [] without
     if as_json:
         emit_json(data)
         return
@@ -65,5 +66,21 @@ def status(
     ]
     if endpoint.log_file:
         rows.append(("log", endpoint.log_file))
+    rows += [("worker", describe_worker(worker)) for worker in info.workers]
     for name, value in rows:
         out.print(f"{name:<9}{value}", highlight=False, markup=False, soft_wrap=True)
+
+
+def worker_view(worker) -> dict:
+    return {
+        name: getattr(worker, name) for name in ("name", "node", "device", "pid", "state", "job_id", "window", "stage")
+    }
+
+
+def describe_worker(worker) -> str:
+    """e.g. `worker-2 on 10.0.0.7 (cuda:0 (NVIDIA H100), pid 4711): busy, job 3f9c2a51d0b4 window 3, edit 12/50`."""
+    text = f"{worker.name} on {worker.node} ({worker.device}, pid {worker.pid}): {worker.state}"
+    if worker.job_id:
+        text += f", job {worker.job_id} " + (f"window {worker.window}" if worker.window else "anchor frames")
+        text += f", {worker.stage}" if worker.stage else ""
+    return text

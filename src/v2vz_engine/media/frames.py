@@ -45,6 +45,8 @@ def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
         raise InvalidArgument(f"target size {width}x{height} must be positive")
     if frames.shape[1:3] == (height, width):
         return frames.copy()
+    if not frames.flags.writeable:  # e.g. a cluster worker's result, mapped read-only from Ray's object store
+        frames = frames.copy()
     out = np.empty((frames.shape[0], height, width, 3), dtype=np.uint8)
     for i in range(0, frames.shape[0], _RESIZE_CHUNK):
         chunk = torch.from_numpy(np.ascontiguousarray(frames[i : i + _RESIZE_CHUNK])).permute(0, 3, 1, 2)

@@ -11,7 +11,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DaemonInfo(_message.Message):
-    __slots__ = ("version", "protocol_version", "model", "device", "dtype", "versions", "memory_total_bytes", "memory_allocated_bytes", "ready", "queued_jobs", "running_job", "running_stage", "journal_writable", "address", "default_model", "allowed_models")
+    __slots__ = ("version", "protocol_version", "model", "device", "dtype", "versions", "memory_total_bytes", "memory_allocated_bytes", "ready", "queued_jobs", "running_job", "running_stage", "journal_writable", "address", "default_model", "allowed_models", "workers")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class DaemonInfo(_message.Message):
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
     ALLOWED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     version: str
     protocol_version: int
     model: str
@@ -51,7 +52,28 @@ class DaemonInfo(_message.Message):
     address: str
     default_model: str
     allowed_models: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., memory_total_bytes: _Optional[int] = ..., memory_allocated_bytes: _Optional[int] = ..., ready: _Optional[bool] = ..., queued_jobs: _Optional[int] = ..., running_job: _Optional[str] = ..., running_stage: _Optional[str] = ..., journal_writable: _Optional[bool] = ..., address: _Optional[str] = ..., default_model: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ...) -> None: ...
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    def __init__(self, version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., model: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., versions: _Optional[_Mapping[str, str]] = ..., memory_total_bytes: _Optional[int] = ..., memory_allocated_bytes: _Optional[int] = ..., ready: _Optional[bool] = ..., queued_jobs: _Optional[int] = ..., running_job: _Optional[str] = ..., running_stage: _Optional[str] = ..., journal_writable: _Optional[bool] = ..., address: _Optional[str] = ..., default_model: _Optional[str] = ..., allowed_models: _Optional[_Iterable[str]] = ..., workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("name", "node", "device", "pid", "state", "job_id", "window", "stage")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    node: str
+    device: str
+    pid: int
+    state: str
+    job_id: str
+    window: int
+    stage: str
+    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., device: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., job_id: _Optional[str] = ..., window: _Optional[int] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class MediaChunk(_message.Message):
     __slots__ = ("filename", "data")
@@ -169,20 +191,22 @@ class Queued(_message.Message):
     def __init__(self, position: _Optional[int] = ..., requeued: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "step", "total", "cached", "window", "windows")
+    __slots__ = ("stage", "step", "total", "cached", "window", "windows", "reason")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     stage: str
     step: int
     total: int
     cached: bool
     window: int
     windows: int
-    def __init__(self, stage: _Optional[str] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., cached: _Optional[bool] = ..., window: _Optional[int] = ..., windows: _Optional[int] = ...) -> None: ...
+    reason: str
+    def __init__(self, stage: _Optional[str] = ..., step: _Optional[int] = ..., total: _Optional[int] = ..., cached: _Optional[bool] = ..., window: _Optional[int] = ..., windows: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FrameReady(_message.Message):
     __slots__ = ("index", "path", "png", "chunk", "chunks")
