@@ -239,6 +239,27 @@ def test_cancel_mid_window_frees_both_workers_within_a_step(cluster, tmp_path):
         assert outcome(follow(client, after)) == "done"
 
 
+def test_v2vz_status_shows_each_worker(cluster):
+    """`v2vz status` (lines and --json) names each worker: node, device, pid, state; the device row says cluster."""
+    import json
+    import subprocess
+
+    from .conftest import V2VZ
+
+    env = cluster[0]
+    with client_of(cluster) as client:
+        pids = {w.name: w.pid for w in client.info().workers}
+    lines = subprocess.run([V2VZ, "status"], env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert any(line.startswith("device   2 CPU workers (local Ray cluster), float32") for line in lines), lines
+    for name, pid in pids.items():
+        assert f"worker   {name} on 127.0.0.2 (cpu, pid {pid}): idle" in lines, lines
+    data = json.loads(subprocess.run([V2VZ, "status", "--json"], env=env, capture_output=True, text=True).stdout)
+    assert [(w["name"], w["node"], w["device"], w["state"]) for w in data["workers"]] == [
+        ("worker-1", "127.0.0.2", "cpu", "idle"),
+        ("worker-2", "127.0.0.2", "cpu", "idle"),
+    ]
+
+
 def test_ray_services_listen_on_loopback_or_refuse_calls_without_the_token(cluster):
     """What every Ray process of the local cluster listens on, checked: the node address is loopback (127.0.0.2);
     each socket Ray binds to every interface (its GCS, raylet and core-worker gRPC servers: Ray 2.60 has no setting

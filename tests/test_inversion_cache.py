@@ -152,3 +152,19 @@ def test_clear_and_bad_keys(tmp_path):
     for bad in ("../../etc/passwd", key_for("a")[:63], key_for("a").upper()):
         with pytest.raises(ValueError):
             cache.get(bad)
+
+
+@pytest.mark.parametrize("inversion", ["direct", "null-text"])
+def test_a_reprompt_from_the_cache_gives_exactly_the_frames_of_a_fresh_edit(pipeline, clip_frames, tmp_path, inversion):
+    """The cached inversion (contiguous, as loaded from disk) and a fresh one (whose latents leave the VAE in another
+    memory layout) run the edit through the same kernels: the re-prompt's frames are bit for bit a fresh edit's."""
+    options = EditOptions(steps=3, inversion=inversion, null_inner_steps=2)
+    first = pipeline.edit(clip_frames, "a rabbit in a meadow", "a fox in a meadow", options)
+    cache = InversionCache(tmp_path)
+    key = key_for(f"reprompt-{inversion}")
+    cache.put(key, first.inversion)
+    from_cache = pipeline.edit(
+        clip_frames, "a rabbit in a meadow", "a wolf in a meadow", options, inversion=cache.get(key)
+    )
+    fresh = pipeline.edit(clip_frames, "a rabbit in a meadow", "a wolf in a meadow", options)
+    assert (from_cache.frames == fresh.frames).all()

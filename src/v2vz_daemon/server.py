@@ -278,7 +278,7 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
             default_model=daemon.config.model,
             allowed_models=list(daemon.config.allowed_models),
             device=device if daemon.load_error is None else f"failed: {daemon.load_error}",
-            dtype=slot.dtype,
+            dtype=slot.dtype if cluster is None else next((w.dtype for w in cluster.workers() if w.dtype), ""),
             ready=daemon.ready.is_set() if cluster is not None else slot.pipeline is not None,
             queued_jobs=daemon.journal.count(JobState.QUEUED),
             journal_writable=daemon.journal.writable,

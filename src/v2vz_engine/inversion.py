@@ -42,6 +42,15 @@ class Inversion:
 
     TENSORS: ClassVar[tuple[str, ...]] = ("z_T", "nulls", "step_losses", "trajectory")
 
+    def __post_init__(self) -> None:
+        """Every tensor contiguous: a fresh inversion (whose latents come out of the VAE in another memory layout)
+        and the same one loaded from the cache then run the edit through the same kernels, so a re-prompt from the
+        cache gives exactly the frames of a fresh edit (convolutions round differently per layout)."""
+        for name in self.TENSORS:
+            tensor = getattr(self, name)
+            if tensor is not None and not tensor.is_contiguous():
+                setattr(self, name, tensor.contiguous())
+
     def save(self, path: str | Path) -> Path:
         """Write atomically (temporary name, then rename): a crash never leaves a half-written cache entry.
 

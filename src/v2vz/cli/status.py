@@ -59,7 +59,7 @@ def status(
         ("daemon", f"{data['address']}{pid}"),
         ("version", version),
         ("model", f"{info.model} ({ready})"),
-        ("device", f"{info.device}, {info.dtype or 'dtype unknown'}, {memory}" if info.ready else info.device),
+        ("device", device_row(info, memory)),
         ("queue", f"{info.queued_jobs} job(s) waiting" if info.queued_jobs else "empty"),
         ("running", running),
         ("journal", "writable" if info.journal_writable else "the disk is full: submits are refused until it has room"),
@@ -69,6 +69,14 @@ def status(
     rows += [("worker", describe_worker(worker)) for worker in info.workers]
     for name, value in rows:
         out.print(f"{name:<9}{value}", highlight=False, markup=False, soft_wrap=True)
+
+
+def device_row(info, memory: str) -> str:
+    """The device, dtype and memory; a cluster's memory is its workers' own (this process holds no model)."""
+    if not info.ready:
+        return info.device
+    dtype = info.dtype or "dtype unknown"
+    return f"{info.device}, {dtype}" if info.workers else f"{info.device}, {dtype}, {memory}"
 
 
 def worker_view(worker) -> dict:

@@ -38,6 +38,7 @@ class WorkerState:
     name: str
     node: str = ""
     device: str = ""
+    dtype: str = ""
     pid: int = 0
     state: str = "loading"
     job_id: str = ""
@@ -79,6 +80,7 @@ class WorkerPool:
         with self._changed:
             worker = self.states[name]
             worker.node, worker.device, worker.pid = described["node"], described["device"], described["pid"]
+            worker.dtype = described.get("dtype", "")
             worker.state, worker.job_id, worker.window, worker.stage = state, "", 0, ""
             self._changed.notify_all()
 

@@ -73,6 +73,7 @@ class EditWorker:
             "node": _node_address(),
             "host": socket.gethostname(),
             "device": self.slot.device,
+            "dtype": self.slot.dtype,
             "model": self.slot.model,
         }
 
