@@ -108,16 +108,20 @@ class ShuffledRunner(LocalRunner):
         return self._pool.submit(run)
 
 
-def test_run_spans_writes_frames_in_order_once_whatever_order_windows_finish(pipeline, tmp_path: Path):
-    source = write_lossless_clip(tmp_path / "clip.mp4", _frames(12))
-    job = EditJob(
+def whole_clip(source: Path, frames_dir: Path, options: EditOptions) -> EditJob:
+    """An edit of every frame of `source`, its PNGs in `frames_dir`."""
+    return EditJob(
         source=str(source),
         source_prompt=SOURCE,
         prompt=TARGET,
         frames=0,
-        out_frames_dir=str(tmp_path / "frames"),
-        options=ANCHORED,
+        out_frames_dir=str(frames_dir),
+        options=options,
     )
+
+
+def test_run_spans_writes_frames_in_order_once_whatever_order_windows_finish(pipeline, tmp_path: Path):
+    job = whole_clip(write_lossless_clip(tmp_path / "clip.mp4", _frames(12)), tmp_path / "frames", ANCHORED)
     announced: list[int] = []
     runner = ShuffledRunner(pipeline)
     result = run_spans(job, runner, on_frame=lambda index, path: announced.append(index))
@@ -133,25 +137,11 @@ def test_single_window_is_the_same_in_both_modes_and_cancel_stops_the_anchor_pas
     source = write_lossless_clip(tmp_path / "clip.mp4", _frames(4))
     outputs = {}
     for links in ("chained", "anchored"):
-        job = EditJob(
-            source=str(source),
-            source_prompt=SOURCE,
-            prompt=TARGET,
-            frames=0,
-            out_frames_dir=str(tmp_path / links),
-            options=ANCHORED.replace(window_links=links),
-        )
+        job = whole_clip(source, tmp_path / links, ANCHORED.replace(window_links=links))
         outputs[links] = [p.read_bytes() for p in run_spans(job, LocalRunner(pipeline)).frame_paths]
     assert outputs["chained"] == outputs["anchored"]
     long = write_lossless_clip(tmp_path / "long.mp4", _frames(12))
-    job = EditJob(
-        source=str(long),
-        source_prompt=SOURCE,
-        prompt=TARGET,
-        frames=0,
-        out_frames_dir=str(tmp_path / "c"),
-        options=ANCHORED,
-    )
+    job = whole_clip(long, tmp_path / "c", ANCHORED)
     with pytest.raises(Cancelled, match="anchor frames"):
         run_spans(job, LocalRunner(pipeline), cancel=lambda: True)
     assert not list(tmp_path.glob("c/*.png"))  # nothing was written

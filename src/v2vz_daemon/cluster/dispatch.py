@@ -134,7 +134,7 @@ class WorkerPool:
         """Until `stopping`: ask each idle worker every HEALTH_POLL seconds whether it lives, so that `v2vz status`
         shows a worker whose process or node died even when no job needed it (it rejoins once Ray restarts it)."""
         while not self.stopping.wait(HEALTH_POLL):
-            idle = [name for name, worker in self.snapshot_states() if worker.state == "idle"]
+            idle = [worker.name for worker in self.snapshot() if worker.state == "idle"]
             for name in idle:
                 try:
                     described = self.ray.get(self.actors[name].describe.remote(), timeout=HEALTH_POLL * 2)
@@ -146,10 +146,6 @@ class WorkerPool:
                     worker = self.states[name]
                     if worker.state == "idle" and worker.pid != described["pid"]:  # restarted between two jobs
                         worker.pid, worker.node = described["pid"], described["node"]
-
-    def snapshot_states(self) -> list[tuple[str, WorkerState]]:
-        with self._changed:
-            return [(name, WorkerState(**worker.view())) for name, worker in self.states.items()]
 
     def facts(self, model: str, cancel: Callable[[], bool] | None) -> WorkerFacts:
         """The device facts planning needs, asked of a free worker once per model (the workers are alike)."""
