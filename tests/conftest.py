@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from v2vz.api.runtime_env import prepare_environment
+
+prepare_environment()  # as the `v2vz` command does, before any test loads torch: no spinning on shared cores
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIPS = SHARED / "clips"
 

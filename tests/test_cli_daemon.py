@@ -322,8 +322,8 @@ def test_an_edit_delivers_prores_with_the_ranges_audio_timecode_and_colour(serve
     assert frames.returncode == 0, frames.stderr
     folder = tmp_path / "shot-v2vz-t2"
     assert sorted(p.name for p in folder.iterdir()) == [
+        "shot-v2vz-t2.####.exr.v2vz.json",
         *(f"shot-v2vz-t2.{n:04d}.exr" for n in range(6, 10)),  # numbered by source frame
-        "shot-v2vz-t2.exr.v2vz.json",
     ]
     with av.open(str(folder / "shot-v2vz-t2.0006.exr")) as image:
         assert image.streams.video[0].format.name.startswith("gbrpf")  # half float, read as float planes

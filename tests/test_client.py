@@ -120,7 +120,7 @@ def test_read_endpoint_defaults_to_endpoint_path(tmp_path: Path, monkeypatch: py
 @pytest.mark.parametrize(
     "content, words",
     [
-        (None, ["no v2vz daemon is running", "no endpoint file at", "v2vz serve", "--local"]),
+        (None, ["no v2vz daemon is running", "no endpoint file at", "v2vz serve"]),  # --local: `edit` alone says it
         ("{not json", ["malformed", "not JSON", "v2vz serve"]),
         ("", ["malformed", "not JSON"]),
         ("[1, 2]", ["malformed", "not a JSON object"]),
@@ -334,7 +334,8 @@ def test_without_a_daemon_says_to_start_one(
     monkeypatch.chdir(tmp_path)
     result = invoke(NO_DAEMON_COMMANDS[command](tmp_path))
     jsonl = "DaemonUnavailable" if command.endswith("jsonl") else None
-    line = assert_one_error_line(result, "no v2vz daemon is running", "v2vz serve", "--local", jsonl_error=jsonl)
+    line = assert_one_error_line(result, "no v2vz daemon is running", "v2vz serve", jsonl_error=jsonl)
+    assert ("pass --local" in line) == command.startswith("edit"), line  # the one command that has --local
     assert str(no_real_daemon) in line
     assert not list(tmp_path.glob("*.mp4"))
 

@@ -29,7 +29,8 @@ def serve(*args: str, tmp_path) -> tuple[int, str, float]:
     ("args", "message"),
     [
         (("--ray", "10.0.0.5:6379"), "joining a Ray cluster needs its token: --ray-token-file FILE"),
-        (("--ray-token-file", "/etc/hostname"), "--ray-token-file and --ray-node-ip go with --workers N or --ray"),
+        (("--ray-token-file", "/etc/hostname"), "--ray-token-file goes with --ray ADDRESS"),
+        (("--ray-node-ip", "127.0.0.2"), "--ray-node-ip goes with --workers N or --ray ADDRESS"),
         (("--workers", "0"), "--workers must be a number of workers (1 or more) or auto, got '0'"),
         (("--workers", "many"), "--workers must be a number of workers (1 or more) or auto, got 'many'"),
         (("--workers", "2", "--worker-threads", "0"), "--worker-threads must be 1 or more, got 0"),
@@ -49,6 +50,7 @@ def test_bad_cluster_options_are_refused_in_one_line(args, message, tmp_path):
 def test_an_empty_token_file_is_refused(tmp_path):
     empty = tmp_path / "token"
     empty.write_text("\n")
+    empty.chmod(0o600)
     code, stderr, _ = serve("--ray", "h:1", "--ray-token-file", str(empty), tmp_path=tmp_path)
     assert code == 2 and f"the Ray token file {empty} is empty" in stderr
 

@@ -64,6 +64,7 @@ def two_nodes():
     folder = Path(tempfile.mkdtemp(prefix="v2vz-ray-", dir="/tmp"))
     token_file = folder / "token"
     token_file.write_text(secrets.token_hex(32))
+    token_file.chmod(0o600)  # a token file others can read is refused
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token_file.read_text()}
     env.pop("RAY_AUTH_TOKEN_PATH", None)
     port = free_port()
@@ -147,6 +148,7 @@ def test_joining_with_a_wrong_token_is_refused_in_one_line(two_nodes, model_cach
     address, _, _ = two_nodes
     wrong = tmp_path / "wrong-token"
     wrong.write_text(secrets.token_hex(32))
+    wrong.chmod(0o600)
     state = tmp_path / "state"
     began = time.monotonic()
     result = subprocess.run(

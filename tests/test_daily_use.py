@@ -53,7 +53,7 @@ def test_version_and_help_say_what_the_code_does():
     top = run(["--help"]).stdout
     assert "Blender later" not in top and "<bool>" not in top
     edit = run(["edit", "--help"]).stdout
-    assert "<bool>" not in edit and "(required)" in edit and "--source-prompt" in edit
+    assert "<bool>" not in edit and "[required]" in edit and "--source-prompt" in edit
     bad = run(["edit", str(BIKES), *EDIT, "--stepz", "3"])
     one_error(bad, "No such option: --stepz", "v2vz edit --help")
     missing = run(["jobs", "--limit"])

@@ -296,18 +296,18 @@ def test_sequence_audio_goes_to_a_wav_per_stream(tmp_path: Path) -> None:
     writer, written = write(out / "shot_%04d.png", probe(clip), frames_of(3), first=2)
     files = writer.close()  # closing twice is harmless: the files are in place already
     assert written == [out / f"shot_{n:04d}.png" for n in (2, 3, 4)]
-    assert files == [*written, out / "shot.wav", out / "shot.2.wav"]
+    assert files == [*written, out / "shot_####.wav", out / "shot_####.2.wav"]
     assert sorted(out.iterdir()) == sorted(files)
     for index, spec in enumerate(specs):
-        got, _ = read_audio(out / ("shot.wav" if index == 0 else "shot.2.wav"))
+        got, _ = read_audio(out / ("shot_####.wav" if index == 0 else "shot_####.2.wav"))
         assert np.array_equal(got, audio_signal(spec, 9600)[:, 3840:9600])  # frames 2..4 at 25 fps
 
 
 def test_wav_names_come_from_the_pattern() -> None:
-    assert sequence_audio_path(Path("a/shot_%04d.exr")).name == "shot.wav"
-    assert sequence_audio_path(Path("a/shot.%04d.exr"), 2).name == "shot.2.wav"
-    assert sequence_audio_path(Path("a/shot_%04d_v2.tif")).name == "shot_v2.wav"
-    assert sequence_audio_path(Path("a/%06d.png")).name == "audio.wav"
+    assert sequence_audio_path(Path("a/shot_%04d.exr")).name == "shot_####.wav"
+    assert sequence_audio_path(Path("a/shot.%04d.exr"), 2).name == "shot.####.2.wav"  # shot_ and shot. differ
+    assert sequence_audio_path(Path("a/shot_%04d_v2.tif")).name == "shot_####_v2.wav"
+    assert sequence_audio_path(Path("a/%06d.png")).name == "######.wav"
 
 
 def test_no_audio_when_asked_or_when_there_is_none(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def test_frame_takes_get_a_folder_each(tmp_path):
     take = takes.reserve_take(tmp_path, "shot", "exr")
     assert take.output == tmp_path / "shot-v2vz-t1" / "shot-v2vz-t1.%04d.exr"
     assert take.output.parent.is_dir()
-    assert take.sidecar == tmp_path / "shot-v2vz-t1" / "shot-v2vz-t1.exr.v2vz.json"
+    assert take.sidecar == tmp_path / "shot-v2vz-t1" / "shot-v2vz-t1.####.exr.v2vz.json"
     assert frame_path(take.output, 12).name == "shot-v2vz-t1.0012.exr"
     assert takes.reserve_take(tmp_path, "shot", "tiff").output.name == "shot-v2vz-t2.%04d.tif"
     preview = takes.reserve_take(tmp_path, "shot", "png", preview=True)
@@ -78,12 +78,12 @@ def test_frame_takes_get_a_folder_each(tmp_path):
 def test_sidecar_paths_and_what_a_user_may_point_at(tmp_path):
     assert takes.sidecar_path(tmp_path / "a.mov") == tmp_path / "a.mov.v2vz.json"
     assert takes.sidecar_path(tmp_path / "a.mp4") == tmp_path / "a.mp4.v2vz.json"  # a.mp4 and a.mov: one record each
-    assert takes.sidecar_path(tmp_path / "shot_%04d.exr") == tmp_path / "shot.exr.v2vz.json"
-    assert takes.sidecar_path(tmp_path / "%06d.png") == tmp_path / "frames.png.v2vz.json"
+    assert takes.sidecar_path(tmp_path / "shot_%04d.exr") == tmp_path / "shot_####.exr.v2vz.json"
+    assert takes.sidecar_path(tmp_path / "%06d.png") == tmp_path / "######.png.v2vz.json"
     assert takes.sidecar_path(None, tmp_path / "frames") == tmp_path / "frames" / "v2vz.json"
     (tmp_path / "a.mov.v2vz.json").write_text("{}")
     assert takes.sidecar_of(tmp_path / "a.mov") == tmp_path / "a.mov.v2vz.json"
-    assert takes.sidecar_of(tmp_path / "shot_0012.exr") == tmp_path / "shot.exr.v2vz.json"
+    assert takes.sidecar_of(tmp_path / "shot_0012.exr") == tmp_path / "shot_####.exr.v2vz.json"
     assert takes.sidecar_of(tmp_path / "a.mov.v2vz.json") == tmp_path / "a.mov.v2vz.json"
 
 

@@ -23,6 +23,7 @@ from v2vz.api.errors import (
     DaemonIncompatible,
     DaemonUnauthenticated,
     DaemonUnavailable,
+    InvalidArgument,
     JobLost,
     JobNotFound,
     MediaNotFound,
@@ -30,13 +31,14 @@ from v2vz.api.errors import (
     error_class,
     one_line,
 )
-from v2vz.api.events import TERMINAL_TYPES
+from v2vz.api.events import TERMINAL_TYPES, WATCHING_METADATA_KEY
 from v2vz.api.job import EditJob
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz.api.v1 import editor_pb2_grpc
 from v2vz.api.wire import job_to_request
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_SEQUENCE = 2**63 - 1  # the daemon's journal numbers events below this (after_sequence is clamped to it)
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -83,12 +85,11 @@ def raise_for_rpc_error(
             details = details.rsplit("error: ", 1)[1]  # e.g. "Connection refused", "No such file or directory"
         raise DaemonUnavailable(
             f"the v2vz daemon{where} is not reachable ({details or 'unavailable'}): it may have stopped; "
-            f"start it with `v2vz serve`, or pass --local"
+            "start it with `v2vz serve`"
         ) from None
     if status == "DEADLINE_EXCEEDED":
         raise DaemonUnavailable(
-            f"the v2vz daemon{where} did not answer in time: check that it is not stuck (restart `v2vz serve`), "
-            "or pass --local"
+            f"the v2vz daemon{where} did not answer in time: check that it is not stuck (restart `v2vz serve`)"
         ) from None
     if cls is DaemonIncompatible:
         raise DaemonIncompatible(
@@ -195,7 +196,8 @@ class Client:
         listed: list[pb.JobSummary] = []
         token = ""
         while len(listed) < limit:
-            reply = self._unary(self._stub.ListJobs, pb.ListJobsRequest(limit=limit - len(listed), page_token=token))
+            page = min(limit - len(listed), 2**32 - 1)  # the field is 32 bits; the daemon sends 200 at most anyway
+            reply = self._unary(self._stub.ListJobs, pb.ListJobsRequest(limit=page, page_token=token))
             listed.extend(reply.jobs)
             token = reply.next_page_token
             if not token or not reply.jobs:
@@ -206,10 +208,13 @@ class Client:
         """The job's events after sequence `after`, live, until its done/failed/cancelled event.
 
         When the daemon goes away mid-stream (UNAVAILABLE, or a stream that ends before the job did) it re-attaches
-        after the last sequence seen, with backoff, for up to `reconnect_for` seconds since the last event.
+        after the last sequence seen, with backoff, for up to `reconnect_for` seconds since the last event or the
+        last re-attach that succeeded (a queued job may say nothing for longer than that, over several restarts).
         The daemon resends the terminal event of an ended job when `after` is past it, so that the outcome is known.
         """
-        last = after
+        if after < 0:
+            raise InvalidArgument(f"after must be 0 or more, got {after}")
+        last = min(after, MAX_SEQUENCE)  # past the end either way: the terminal event comes again
         partial_frame = False  # the last event was a chunk of a streamed frame with more chunks to come
         give_up_at: float | None = None
         delay = 0.1
@@ -222,6 +227,9 @@ class Client:
             try:
                 request = pb.WatchJobRequest(job_id=job_id, after_sequence=resume_after)
                 call = self._stub.WatchJob(request, metadata=self._metadata, wait_for_ready=False)
+                if _attached(call):  # re-attached: the deadline counts from the next loss, not the first one
+                    self._reached = True
+                    give_up_at, delay = None, 0.1
                 for event in call:
                     kind = event.WhichOneof("kind")
                     if event.sequence and event.sequence <= resume_after and kind not in TERMINAL_TYPES:
@@ -261,6 +269,15 @@ class Client:
             delay = min(delay * 2, 2.0)
             with contextlib.suppress(DaemonUnavailable):  # no endpoint file while the daemon restarts: try again
                 self._reconnect()
+
+
+def _attached(call: grpc.Call) -> bool:
+    """Whether the daemon accepted the WatchJob stream: it says so in the initial metadata before any event.
+
+    A daemon of protocol 6 or older sends none; then an event is the only sign, as it was.
+    """
+    metadata = call.initial_metadata()  # at once from our daemon; empty when the call failed
+    return any(key == WATCHING_METADATA_KEY for key, _ in metadata or ())
 
 
 def absolute_paths(job: EditJob) -> EditJob:

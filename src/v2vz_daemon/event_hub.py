@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from v2vz.api.errors import JournalFull
 from v2vz.api.events import FINISHED_STATES, TERMINAL_TYPES, EventType
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz_daemon.journal import EventRecord, Journal
@@ -47,6 +48,17 @@ class EventHub:
             if self._version == seen:
                 self._changed.wait(timeout)
             return self._version
+
+    def record_position(self, job_id: str) -> None:
+        """A watched job that is still queued gets a new "queued" event when the jobs ahead of it changed (they
+        started, were cancelled, or a preview went ahead): what its followers show is never stale. Recorded (with
+        its sequence) like every event, so a follower that re-attaches, or replays the history, sees it too."""
+        try:
+            recorded = self.journal.record_position(job_id)
+        except JournalFull:
+            return  # a full disk: the position waits, the stream goes on
+        if recorded:
+            self.notify()
 
     def final_event(self, job_id: str) -> EventRecord | None:
         """The done/failed/cancelled event of a finished job, else None."""

@@ -438,6 +438,32 @@ class Journal:
                 raise ValueError(f"job {job_id} is {current}: it takes no more events")
             return self._insert_event(db, job_id, kind, payload, now)
 
+    def record_position(self, job_id: str) -> bool:
+        """Add a "queued" event {"position": n} when a queued job's place differs from its last "queued" event's
+        (the jobs ahead started, were cancelled, or a preview went ahead); True when one was added. Read first,
+        written only on a change (and checked again inside the write): streams call it whenever anything changes."""
+
+        def changed(db: sqlite3.Connection) -> int | None:
+            row = db.execute("SELECT seq, state FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None or row[1] != "queued":
+                return None
+            position = self._position(db, row[0])
+            told = db.execute(
+                "SELECT payload FROM events WHERE job_id = ? AND kind = 'queued' ORDER BY sequence DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+            return None if told is not None and json.loads(told[0]).get("position") == position else position
+
+        with self._lock:
+            if changed(self._db) is None:
+                return False
+        with self._write(durable=False) as db:
+            position = changed(db)
+            if position is None:
+                return False
+            self._insert_event(db, job_id, "queued", {"position": position}, self._clock())
+            return True
+
     def events_after(self, job_id: str, after: int) -> list[EventRecord]:
         """The job's events with sequence > after, oldest first (after=0: all of them)."""
         with self._lock:

@@ -1,9 +1,12 @@
 """Who may talk to the daemon: the address it binds (loopback or a Unix socket in a private folder unless remote
-access was asked for), the token interceptor, and the check that no other daemon already serves this endpoint."""
+access was asked for), the token interceptor, the check that no other daemon already serves this endpoint, and the
+lock that gives a state folder to one daemon at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import json
 import os
 import socket
 from pathlib import Path
@@ -70,11 +73,21 @@ def private_folder(folder: Path) -> None:
 
 
 def own_private_folder(folder: Path) -> None:
-    """The daemon's own state folder: created private, or made private again if an older daemon left it open."""
-    if not folder.exists():
-        _make_folders(folder)
-    elif os.name == "posix" and folder.stat().st_uid == os.geteuid():
-        os.chmod(folder, 0o700)
+    """The daemon's own state folder: created private, or made private again if an older daemon left it open.
+
+    InvalidArgument in one line when it cannot be: a file in its place or above it, no right to make it."""
+    try:
+        if not folder.exists():
+            _make_folders(folder)
+        elif not folder.is_dir():  # a file of the user's: never chmod it
+            raise NotADirectoryError(20, "a file is in the way")
+        elif os.name == "posix" and folder.stat().st_uid == os.geteuid():
+            os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"cannot use {folder} as the daemon's state folder ({exc.strerror or exc}): give --state-dir a folder "
+            "you can write"
+        ) from None
 
 
 def _make_folders(folder: Path) -> None:
@@ -93,6 +106,96 @@ def refuse_second_daemon(endpoint_file: Path) -> None:
     pid = previous.get("pid")
     if pid and pid != os.getpid() and _pid_alive(pid) and _reachable(str(previous.get("address", ""))):
         raise InvalidArgument(f"a v2vz daemon is already running (pid {pid}, {previous.get('address')})")
+
+
+LOCK_NAME = "daemon.lock"
+
+
+class StateLock:
+    """The state folder held by one daemon for its whole life: an OS lock on `daemon.lock` in it.
+
+    Why a lock and not a pid file: the OS drops it when the holder dies however it dies (SIGKILL, out of memory), so
+    it is never stale, and two daemons starting at the same moment cannot both take it. Without it a second daemon
+    on the same folder sweeps the first one's partial files as "interrupted" and runs its running job again. The
+    file says who holds it (pid and address) for the refusal's one line; its content is never what decides.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock, or InvalidArgument at once naming the daemon that holds it (never waits)."""
+        if self._fd is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot use {self.folder} as the daemon's state folder ({exc.strerror or exc}): "
+                "give --state-dir a folder you can write"
+            ) from None
+        if not _try_lock(fd):
+            holder = _read_holder(fd)
+            os.close(fd)
+            pid = holder.get("pid") or "unknown"
+            address = holder.get("address") or "still starting"
+            raise InvalidArgument(
+                f"a v2vz daemon is already running on the state folder {self.folder} (pid {pid}, {address}): "
+                "stop it first, or give this one another --state-dir"
+            )
+        self._fd = fd
+        self.record("")
+
+    def record(self, address: str) -> None:
+        """Write this daemon's pid and address into the lock file (what a refused second daemon names)."""
+        if self._fd is None:
+            return
+        data = json.dumps({"pid": os.getpid(), "address": address}).encode()
+        with contextlib.suppress(OSError):  # the record is a courtesy: the lock itself is what counts
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.write(self._fd, data)
+
+    def release(self) -> None:
+        """Let the folder go (the file stays: removing it would let two daemons lock two different files)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive lock on the open file without waiting: flock on POSIX, msvcrt's byte lock on Windows."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _read_holder(fd: int) -> dict:
+    """What the holder of the lock wrote about itself; {} while it has not written yet."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        holder = json.loads(os.read(fd, 4096).decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
 
 
 def confine(path: str, roots: tuple[Path, ...], what: str) -> None:

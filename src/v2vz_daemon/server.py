@@ -53,11 +53,12 @@ from v2vz.api.errors import (
     V2vzError,
     status_of,
 )
-from v2vz.api.events import FINISHED_STATES, TERMINAL_TYPES, JobState
+from v2vz.api.events import FINISHED_STATES, TERMINAL_TYPES, WATCHING_METADATA_KEY, JobState
 from v2vz.api.files import temporary_beside
 from v2vz.api.formats import frame_pattern
 from v2vz.api.job import MAX_PATH_CHARS, MAX_PROMPT_CHARS
 from v2vz.api.takes import sidecar_path
+from v2vz.api.text import printable
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz.api.v1 import editor_pb2_grpc
 from v2vz.api.wire import changed_options, job_from_request
@@ -109,8 +110,15 @@ class DaemonConfig:
 class Daemon:
     """The server and its parts: model slot, journal, event hub, inversion cache and worker."""
 
-    def __init__(self, config: DaemonConfig, pipeline_factory: PipelineFactory | None = None) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        pipeline_factory: PipelineFactory | None = None,
+        state_lock: security.StateLock | None = None,
+    ) -> None:
+        """state_lock: the state folder's lock when the caller took it already (`v2vz serve`, before the model)."""
         self.config = config
+        self.state_lock = state_lock or security.StateLock(config.state_dir)
         self.token = secrets.token_hex(32)
         self.health = health.HealthServicer()
         self.slot = ModelSlot(config.model, config.device, config.cache_dir, pipeline_factory)
@@ -166,7 +174,18 @@ class Daemon:
     # Life cycle
 
     def start(self) -> str:
-        """Bind, start serving (NOT_SERVING until the model is loaded), write the endpoint file; returns the address."""
+        """Bind, start serving (NOT_SERVING until the model is loaded), write the endpoint file; returns the address.
+
+        The state folder's lock comes first: a second daemon on this folder must touch nothing of the first one's.
+        """
+        self.state_lock.acquire()
+        try:
+            return self._start()
+        except BaseException:
+            self.state_lock.release()  # a daemon that did not start holds nothing
+            raise
+
+    def _start(self) -> str:
         security.refuse_second_daemon(self.config.endpoint_file)
         self._log_handler = open_log(self.log_file)
         self.versions = import_engine()
@@ -199,6 +218,7 @@ class Daemon:
             address = f"{address.rsplit(':', 1)[0]}:{port}"
         self.address = address
         self.server.start()
+        self.state_lock.record(address)
         security.private_folder(self.config.endpoint_file.parent)
         endpoint = Endpoint(address, self.token, os.getpid(), __version__, str(self.log_file))
         write_endpoint(self.config.endpoint_file, endpoint)
@@ -231,6 +251,7 @@ class Daemon:
             log.removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+        self.state_lock.release()  # last: the next daemon finds everything of this one settled
 
     def _load(self) -> None:
         if self.cluster.load() if self.cluster is not None else self.slot.load():
@@ -429,6 +450,7 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
                 ),
             )
         try:
+            context.send_initial_metadata(((WATCHING_METADATA_KEY, job_id),))  # attached: at once, before any event
             if request.cancel_on_disconnect:
                 context.add_callback(lambda: _cancel_if_unfinished(daemon, job_id))
             last = min(request.after_sequence, MAX_SEQUENCE)
@@ -443,6 +465,7 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
                     last = event.sequence
                     if event.kind in TERMINAL_TYPES:
                         return
+                hub.record_position(job_id)  # the jobs ahead changed: a new "queued" event, read on the next turn
                 if not context.is_active() or daemon.stopping.is_set():
                     return
                 hub.wait_for_change(seen, timeout=1.0)
@@ -537,32 +560,45 @@ def _cancel_if_unfinished(daemon: Daemon, job_id: str) -> None:
         daemon.worker.request_cancel(job_id)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+class OneLineFormatter(logging.Formatter):
+    """A log record's message on one line whatever it quotes: a source path, a prompt or a client's name with a
+    newline or a terminal escape in it can neither split a line of daemon.log nor forge one. (A traceback, which
+    only an unexpected error logs, still follows on lines of its own.)"""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return printable(super().formatMessage(record))
+
+
 def open_log(path: Path) -> logging.Handler:
     """The daemon's rotating log file (private, like the rest of the state folder), attached to its logger."""
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 * 1024**2, backupCount=3, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
     log.addHandler(handler)
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
     return handler
 
 
-def serve_forever(config: DaemonConfig) -> None:
-    """`v2vz serve`: run until SIGINT/SIGTERM, logging to stderr."""
+def serve_forever(config: DaemonConfig, state_lock: security.StateLock | None = None) -> None:
+    """`v2vz serve`: run until SIGINT/SIGTERM, logging to stderr (state_lock: the state folder's, already taken)."""
     import signal
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(OneLineFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.INFO, handlers=[console])
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    daemon = Daemon(config)
+    daemon = Daemon(config, state_lock=state_lock)
     try:
         daemon.start()
     except V2vzError:
         if daemon.cluster is not None:
             daemon.cluster.stop()
         remove_endpoint_if_mine(config.endpoint_file, daemon.token)
+        daemon.state_lock.release()
         raise
     while not stop.wait(0.5):
         if daemon.load_error:

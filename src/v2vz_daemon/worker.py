@@ -127,7 +127,11 @@ class Worker:
         def cancel() -> bool:
             return job_id in self._cancel or self.stopping.is_set()
 
+        announced = announced_frames(self.journal, job_id) if record.attempts > 1 else set()
+
         def on_frame(index: int, path: Path) -> None:
+            if index in announced:  # an earlier attempt announced it (same path, written again): each frame once
+                return
             self.hub.emit(job_id, EventType.FRAME, {"index": index, "path": str(path)})
 
         try:
@@ -198,6 +202,15 @@ def log_outcome(job_id: str, state: str, payload: dict) -> None:
         log.warning("job %s failed (%s): %s", job_id, payload.get("code", ""), payload.get("reason", ""))
     else:
         log.info("job %s %s: %s", job_id, state, payload.get("reason", ""))
+
+
+def announced_frames(journal: Journal, job_id: str) -> set[int]:
+    """The frame indices a job's earlier attempts announced before a restart interrupted them.
+
+    A re-queued job runs again from its start and writes those frames again to the same paths; announcing them a
+    second time would give a watcher (a host placing frames as they come) one frame twice in one job's events.
+    """
+    return {event.payload["index"] for event in journal.events_after(job_id, 0) if event.kind == EventType.FRAME}
 
 
 def describe_step(stage: str, step: int, total: int, cached: bool, window: int, windows: int) -> str:

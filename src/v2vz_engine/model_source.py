@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from v2vz.api.errors import ModelUnavailable
+from v2vz.api.errors import InvalidArgument, ModelUnavailable
 
 BUILTIN_NAMES: tuple[str, ...] = ("tiny", "sd15-random")  # built in code with random weights (models.py)
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"  # the published set-up; $V2VZ_MODEL or --model choose another
@@ -44,14 +44,35 @@ def hub_cache() -> Path:
 
 
 def looks_like_hub_id(spec: str) -> bool:
-    """'owner/name' or 'name': not an absolute, home or dot-relative path, at most one slash."""
-    return not spec.startswith(("/", ".", "~", "\\")) and spec.count("/") <= 1 and ":" not in spec and bool(spec)
+    """'owner/name' or 'name': not an absolute, home or dot-relative path, at most one slash, and a name the hub
+    accepts (`org/..`, `not valid!!` or 97 characters are refused here, not by the hub's exception later)."""
+    if not spec or spec.startswith(("/", ".", "~", "\\")) or spec.count("/") > 1 or ":" in spec:
+        return False
+    return hub_id_problem(spec) is None
+
+
+def hub_id_problem(spec: str) -> str | None:
+    """Why the hub would refuse `spec` as a repo id (letters, digits, -, _ and . only; at most 96 characters; no
+    `..` or `--`; no leading or trailing - or .), or None when it is a valid one."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return (
+            "not a valid hub id: owner/name of letters, digits, '-', '_' and '.', at most 96 characters, "
+            "no '..' or '--', no '-' or '.' at either end"
+        )
+    return None
 
 
 def cached_snapshot(repo_id: str) -> Path | None:
     """The cached snapshot folder of a hub model that has the diffusers layout, or None (no network is asked)."""
     from huggingface_hub import try_to_load_from_cache
 
+    if hub_id_problem(repo_id) is not None:
+        return None  # the hub's own check would raise: a name it refuses is in no cache
     found = try_to_load_from_cache(repo_id, "unet/config.json")
     if not isinstance(found, str):
         return None
@@ -73,6 +94,8 @@ def cached_hub_models() -> list[str]:
 def locate(spec: str) -> ModelSource:
     """The model `spec` names, or ModelUnavailable with one line: where we looked, how to get it, a close name."""
     spec = spec.strip()
+    if "\x00" in spec:  # no file system or hub takes one (Path.exists would raise ValueError)
+        raise InvalidArgument("the model name has a NUL byte in it: name a folder, a hub id or a built-in model")
     if spec in BUILTIN_NAMES:
         return ModelSource(spec, "builtin")
     path = Path(spec).expanduser()
@@ -95,12 +118,18 @@ def locate(spec: str) -> ModelSource:
 def unknown_model_message(spec: str) -> str:
     """One line for a model that is nowhere: what was searched, the pull command, and a close known name."""
     known = [*BUILTIN_NAMES, *cached_hub_models()]
+    shown = spec if len(spec) <= 200 else spec[:197] + "..."  # a 4 KB name stays a readable line
     close = difflib.get_close_matches(spec, known, n=1, cutoff=0.6)
     guess = f"did you mean `{close[0]}`? " if close else ""
-    where = "no such folder" if not looks_like_hub_id(spec) else f"not a folder, and not in the hub cache {hub_cache()}"
+    if looks_like_hub_id(spec):
+        where = f"not a folder, and not in the hub cache {hub_cache()}"
+    elif spec.count("/") <= 1 and not spec.startswith(("/", ".", "~", "\\")):  # meant as a hub id
+        where = f"no such folder, and {hub_id_problem(spec) or 'not a hub id'}"
+    else:
+        where = "no such folder"
     pull = f"get it with `v2vz models pull {spec}` on a machine with a network; " if looks_like_hub_id(spec) else ""
     return (
-        f"model {spec!r} is not available ({where}): {guess}{pull}"
+        f"model {shown!r} is not available ({where}): {guess}{pull}"
         f"`v2vz models` lists what --model can name here (built-in: {', '.join(BUILTIN_NAMES)})"
     )
 

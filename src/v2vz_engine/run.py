@@ -28,8 +28,16 @@ from v2vz import __version__
 from v2vz.api.errors import Cancelled, ResourceExhausted, V2vzError
 from v2vz.api.events import ProgressFn, Stage
 from v2vz.api.job import EditJob, EditOptions
-from v2vz.api.takes import sidecar_path, take_record, write_sidecar
+from v2vz.api.takes import (
+    remove_replaced,
+    remove_replaced_preview,
+    replaced_preview,
+    sidecar_path,
+    take_record,
+    write_sidecar,
+)
 from v2vz_engine import media
+from v2vz_engine.cpu import apply_cpu_threads
 from v2vz_engine.inversion import InversionStore
 from v2vz_engine.media import writers
 from v2vz_engine.pipeline import CancelFn, VideoEditPipeline
@@ -108,12 +116,14 @@ class WorkerFacts:
     native_size: int
     dtype_bytes: int
     free_bytes: int | None
+    cpu_threads: int | None = None  # the torch threads a CPU edits with (part of its pixels); None on a GPU
 
     @classmethod
     def of(cls, pipeline: VideoEditPipeline) -> WorkerFacts:
         model = pipeline.model
         dtype_bytes = torch.finfo(model.dtype).bits // 8
-        return cls(model.native_size, dtype_bytes, free_memory_bytes(model.device))
+        threads = apply_cpu_threads() if model.device.type == "cpu" else None
+        return cls(model.native_size, dtype_bytes, free_memory_bytes(model.device), threads)
 
 
 class SpanRunner(Protocol):
@@ -295,7 +305,8 @@ def run_spans(
         if writer:
             writer.abort()
         raise
-    sidecar = _write_sidecar(recorded, info, (width, height), files, frame_paths, time.perf_counter() - began)
+    seconds = time.perf_counter() - began
+    sidecar = _write_sidecar(recorded, info, (width, height), files, frame_paths, seconds, done, facts.cpu_threads)
     if progress:
         progress(Stage.WRITE, 1, 1)
     output = Path(job.output) if job.output is not None else None
@@ -362,8 +373,12 @@ def _write_sidecar(
     files: list[Path],
     frame_paths: list[Path],
     seconds: float,
+    windows: list[range],
+    cpu_threads: int | None,
 ) -> Path:
-    """The take's JSON beside its output: the whole job (to re-make it exactly) and what was written."""
+    """The take's JSON beside its output: the whole job (to re-make it exactly) and what was written. `windows`
+    (the frames of each window as edited: an automatic window follows the memory free then) and `cpu_threads` are
+    what a re-make elsewhere must match (docs/media.md, "Re-making a take exactly")."""
     path = sidecar_path(job.output, job.out_frames_dir)
     record = take_record(
         job,
@@ -375,12 +390,20 @@ def _write_sidecar(
         source_size=[info.width, info.height],
         fps=str(info.fps),
         working_size=list(size),
+        windows=[[window.start, window.stop] for window in windows],
+        cpu_threads=cpu_threads,
         seconds=round(seconds, 3),
         written_unix=round(time.time(), 3),
         version=__version__,
     )
     with _writing(path):
-        return write_sidecar(path, record)
+        if job.overwrite:
+            remove_replaced(path, [*files, *frame_paths])  # the earlier take's frames beyond this one's go
+        preview = replaced_preview(path, job)
+        written = write_sidecar(path, record)
+    if preview is not None:  # a final: its preview goes here, where the job ends, not in a client that may be gone
+        remove_replaced_preview(preview, job)
+    return written
 
 
 def free_device_memory() -> None:

@@ -15,6 +15,7 @@ import torch
 
 from v2vz.api.events import ProgressFn, Stage
 from v2vz.api.job import EditJob
+from v2vz_engine.cpu import apply_cpu_threads
 from v2vz_engine.inversion import InversionStore, cache_key, frames_digest
 from v2vz_engine.pipeline import AnchorLink, CancelFn, VideoEditPipeline
 
@@ -65,6 +66,7 @@ def edit_span(
     The key hashes the decoded frames, so a changed file never gets a stale entry, and an anchor pass and a window
     can never share one unless their frames are the same.
     """
+    apply_cpu_threads()  # the same torch thread count for every span of every job: part of the pixels (cpu.py)
     job, frames = task.job, task.frames
     key = inversion = None
     if cache is not None:

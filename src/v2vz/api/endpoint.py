@@ -14,7 +14,7 @@ from pathlib import Path
 from v2vz.api.errors import DaemonUnavailable, one_line
 from v2vz.api.files import write_atomic
 
-START_HINT = "start one with `v2vz serve`, or pass --local"
+START_HINT = "start one with `v2vz serve`"  # `v2vz edit` adds its `--local`: no other command has one
 STATE_FOLDER = "daemon"  # the daemon's state inside the cache folder: journal, inversions, uploads, log
 DAEMON_LOG_NAME = "daemon.log"
 
@@ -64,7 +64,7 @@ def read_endpoint(path: Path | None = None) -> Endpoint:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise DaemonUnavailable(f"cannot read the endpoint file {path} ({reason}): {START_HINT}") from None
     broken = f"the endpoint file {path} is malformed"
-    fix = "restart `v2vz serve` (it rewrites the file), or pass --local"
+    fix = "restart `v2vz serve` (it rewrites the file)"
     try:
         data = json.loads(text)
     except ValueError as exc:

@@ -57,6 +57,9 @@ class EventType(StrEnum):
 
 FINISHED_STATES: frozenset[str] = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 TERMINAL_TYPES: frozenset[str] = frozenset({EventType.DONE, EventType.FAILED, EventType.CANCELLED})
+# WatchJob's initial metadata, sent before any event: the stream is attached (a re-attach that succeeded, even to a
+# queued job with nothing new to say, so that a follower's reconnect deadline starts again).
+WATCHING_METADATA_KEY = "v2vz-watching"
 DAEMON_EVENT_TYPES: tuple[str, ...] = (  # what the daemon sends (JobEvent's kinds); submitted and error are the CLI's
     EventType.QUEUED,
     EventType.PROGRESS,

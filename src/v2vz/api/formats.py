@@ -9,6 +9,9 @@ before any work; the engine's writers (v2vz_engine/media/writers.py) turn an `Ou
   256x120), or H.264 / H.265 as in MP4; PCM audio.
 - a frame pattern, `shot_%04d.exr` (16-bit half float, linear light), `.png` (16-bit RGB), `.tif`/`.tiff` (16-bit RGB):
   one file per frame numbered by its source frame; audio, when kept, goes to a WAV beside the frames.
+
+`check_size` refuses, in one line that names the limit, a frame size the codec's encoder cannot write
+(`SIZE_LIMITS`: H.265 under 16x16, DNxHR under 256x120, ...), so a job is refused at submit, not after its edit.
 """
 
 from __future__ import annotations
@@ -120,6 +123,75 @@ def output_format(path: str | Path, codec: str | None = None) -> OutputFormat:
     if not sequence and has_number:
         raise InvalidArgument(f"--out {path}: a {suffix} file is one file; drop the frame number from its name")
     return OutputFormat(container=container, codec=codec or allowed[0], sequence=sequence)
+
+
+@dataclass(frozen=True)
+class SizeLimit:
+    """The frame sizes one codec's FFmpeg encoder writes (and FFmpeg decodes back): each side from `least` to
+    `most` pixels (None: no limit found), with the reason and the way out told to the user. ProRes 422's 16n+1
+    widths are `check_size`'s own rule."""
+
+    name: str
+    least: tuple[int, int] = (1, 1)
+    most: tuple[int, int] | None = None
+    narrow: tuple[int, int] | None = None  # (n, m): a side under n pixels allows at most m on the other
+    why: str = ""
+    instead: str = "write ProRes 4444 to a .mov (--codec prores_4444) instead"
+
+
+# Found by encoding and decoding each size with PyAV's bundled FFmpeg (tests/test_r3_media.py holds them to it).
+SIZE_LIMITS: dict[str, SizeLimit] = {
+    "h264": SizeLimit("H.264", most=(16384, 16384), why="libx264 refuses a side above 16384"),
+    "h265": SizeLimit(
+        "H.265",
+        least=(16, 16),
+        narrow=(32, 4216),
+        why="libx265 needs at least one 16x16 block, and codes a frame under 32 pixels on a side in such blocks",
+        instead="write H.264 (--codec h264) or ProRes (--codec prores_4444) instead",
+    ),
+    "dnxhr_hq": SizeLimit(
+        "DNxHR",
+        least=(256, 120),
+        most=(16384, 8192),
+        why="FFmpeg's DNxHR encoder refuses smaller frames and taller ones do not decode",
+        instead="write ProRes (--codec prores_422hq) or H.264 instead",
+    ),
+    "prores_422hq": SizeLimit("ProRes 422"),  # any size (16385 wide too), but see the 16n+1 widths in check_size
+    "prores_4444": SizeLimit("ProRes 4444"),
+}
+
+
+def check_size(fmt: OutputFormat, width: int, height: int, path: str | Path) -> None:
+    """InvalidArgument, in one line naming the limit, when `fmt`'s encoder cannot write `width`x`height` frames
+    correctly: the output keeps the source's size (never padded or cropped), so such a job is refused at submit,
+    before any work, instead of failing after the whole edit."""
+    name = Path(path).name
+    limit = SIZE_LIMITS.get(fmt.codec)
+    if limit is None:
+        return
+    if width < limit.least[0] or height < limit.least[1]:
+        least = f"{limit.least[0]}x{limit.least[1]}"
+        raise InvalidArgument(
+            f"{limit.name} needs frames of at least {least}, {name} would be {width}x{height} ({limit.why}): "
+            f"{limit.instead}"
+        )
+    if limit.most is not None and (width > limit.most[0] or height > limit.most[1]):
+        most = f"{limit.most[0]}x{limit.most[1]}"
+        reason = f" ({limit.why})" if limit.why else ""
+        raise InvalidArgument(
+            f"{limit.name} frames can be at most {most}, {name} would be {width}x{height}{reason}: {limit.instead}"
+        )
+    if limit.narrow is not None and min(width, height) < limit.narrow[0] and max(width, height) > limit.narrow[1]:
+        raise InvalidArgument(
+            f"{limit.name} frames under {limit.narrow[0]} pixels on a side can be at most {limit.narrow[1]} on the "
+            f"other, {name} would be {width}x{height} ({limit.why}): {limit.instead}"
+        )
+    if fmt.codec == "prores_422hq" and width % 16 == 1:
+        # FFmpeg's prores_ks drops the last chroma column there: the right edge decodes as garbage colour
+        raise InvalidArgument(
+            f"ProRes 422 cannot be written {width} pixels wide (16n+1) without a damaged right edge, {name} would "
+            f"be {width}x{height}: write ProRes 4444 (--codec prores_4444) or DNxHR instead"
+        )
 
 
 def default_codec(take_format: str) -> str:

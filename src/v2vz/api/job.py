@@ -35,6 +35,7 @@ MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens (a few hundred characters); anyt
 MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 MAX_FRAMES = 1_000_000  # about 11 hours at 25 fps: a bound, so that no count overflows the journal or the wire
 MAX_FPS = 1000
+MAX_CODEC_CHARS = 100  # codec names are a few characters (formats.CODECS)
 
 # The documented range of every numeric option (docs/daemon.md, "Limits and guarantees"), checked at submit.
 OPTION_RANGES: dict[str, tuple[float, float]] = {
@@ -259,6 +260,12 @@ class EditJob:
 
     def validate(self) -> None:
         """Check what can be checked without opening the media; the engine checks the range against the clip."""
+        for name in ("source", "output", "out_frames_dir", "model", "codec", "prompt", "source_prompt"):
+            value = getattr(self, name)
+            if value is not None and "\x00" in str(value):  # no file system takes one; os calls raise ValueError
+                raise InvalidArgument(f"the {name.replace('_', ' ')} has a NUL byte in it: remove it")
+        if self.codec is not None and len(self.codec) > MAX_CODEC_CHARS:  # a sidecar's 1 MB codec: not in a message
+            raise InvalidArgument(f"the codec is {len(self.codec)} characters long; at most {MAX_CODEC_CHARS}")
         for name in ("prompt", "source_prompt"):
             if len(getattr(self, name)) > MAX_PROMPT_CHARS:
                 raise InvalidArgument(

@@ -18,15 +18,17 @@ import json
 import os
 import random
 import re
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from v2vz.api import safe_json
 from v2vz.api.errors import InvalidArgument, MediaNotFound, OutputUnwritable
 from v2vz.api.files import write_atomic
 from v2vz.api.formats import SEQUENCE_CONTAINERS, frame_pattern
-from v2vz.api.job import EditJob
+from v2vz.api.job import MAX_FRAMES, EditJob
 
 TAKE_TAG = "-v2vz-t"
 PREVIEW_TAG = "-preview"
@@ -36,6 +38,10 @@ RECORD_FORMAT = "v2vz-take"
 RECORD_VERSION = 1
 _SUFFIX_OF = {"tiff": "tif"}
 _MAX_TRIES = 1000
+_MAX_RECORD_BYTES = 16 * 2**20
+MAX_TAKE = MAX_FRAMES - 1  # the highest number a job accepts (EditJob.validate): a higher stray name never counts
+REPLACES_KEY = "replaces_preview"  # in a final's reserved record: the sidecar of the preview it replaces
+WRITTEN_KEY = "written"  # in a done record: path -> [size, mtime_ns] of each file the take wrote, as it wrote it
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,12 @@ class Take:
 
 
 def take_stem(source: Path) -> str:
-    """The NAME of NAME-v2vz-tN: the source file's stem (a folder of frames: the folder's name)."""
+    """The NAME of NAME-v2vz-tN: the source file's stem (a folder of frames: the folder's name).
+
+    A `%` becomes `_`: `pct%04d.mov` or `100%done.mov` would otherwise give a take name that reads as a frame
+    pattern (`%04d`, `%d`), which no video output may have."""
     source = Path(source)
-    return (source.name if source.suffix == "" else source.stem) or "clip"
+    return ((source.name if source.suffix == "" else source.stem) or "clip").replace("%", "_")
 
 
 def entry_name(stem: str, number: int, preview: bool) -> str:
@@ -67,16 +76,23 @@ def take_output(folder: Path, stem: str, number: int, container: str, preview: b
     return Path(folder) / f"{name}.{suffix}"
 
 
+def hashed_pattern(pattern: Path) -> str:
+    """A frame pattern's name with its frame number as `#`s, the usual notation of a sequence: `shot_%04d.exr` ->
+    `shot_####.exr`. Every pattern that names other files keeps its separator and width, so `shot_%04d.exr`,
+    `shot.%04d.exr` and `shot%04d.exr` in one folder get a sidecar (and a WAV) each."""
+    name = Path(pattern).name
+    match = frame_pattern(Path(pattern))
+    if match is None:
+        return name
+    return name[: match.start()] + "#" * max(1, int(match.group(1) or 0)) + name[match.end() :]
+
+
 def sidecar_path(output: Path | None, frames_dir: Path | None = None) -> Path:
     """Where the JSON of an output lives: `X.mp4` -> `X.mp4.v2vz.json` (so X.mp4 and X.mov keep a record each);
-    `dir/shot_%04d.exr` -> `dir/shot.exr.v2vz.json`; a folder of PNG frames alone -> `folder/v2vz.json`."""
+    `dir/shot_%04d.exr` -> `dir/shot_####.exr.v2vz.json`; a folder of PNG frames alone -> `folder/v2vz.json`."""
     if output is not None:
         output = Path(output)
-        match = frame_pattern(output)
-        if match is None:
-            return output.with_name(output.name + SIDECAR_SUFFIX)
-        base = output.name[: match.start()].rstrip("._- ") or "frames"
-        return output.with_name(base + output.suffix + SIDECAR_SUFFIX)
+        return output.with_name(hashed_pattern(output) + SIDECAR_SUFFIX)
     if frames_dir is not None:
         return Path(frames_dir) / FRAMES_SIDECAR
     raise InvalidArgument("a job without an output has no sidecar")
@@ -94,9 +110,25 @@ def _take_entries(folder: Path, stem: str) -> dict[int, list[str]]:
         raise OutputUnwritable(f"cannot list {folder} ({error.strerror or error}) to number the take") from None
     for name in names:
         match = pattern.match(name)
-        if match:
-            found.setdefault(int(match.group(1)), []).append(name)
+        if match and len(match.group(1)) <= len(str(MAX_TAKE)) and 1 <= int(match.group(1)) <= MAX_TAKE:
+            found.setdefault(int(match.group(1)), []).append(name)  # a stray t0 or t99999999 is no take
     return found
+
+
+def _next_number(taken: dict[int, list[str]]) -> int:
+    """After the highest take that has a number after it: a stray NAME-v2vz-t999999.mp4 (the highest number there
+    is) is skipped past, so that it never blocks the takes of its clip."""
+    room = [number + 1 for number in taken if number < MAX_TAKE and number + 1 not in taken]
+    if room:
+        return max(room)
+    if 1 not in taken:
+        return 1
+    raise OutputUnwritable("every take number is in use in that folder: give --out or another --out-dir")
+
+
+def next_take(folder: Path, stem: str) -> int:
+    """The number the next take of NAME in `folder` would get now (reserve_take makes it so)."""
+    return _next_number(_take_entries(Path(folder), stem))
 
 
 def takes_in(folder: Path, stem: str) -> list[int]:
@@ -141,11 +173,16 @@ def reserve_take(
     `record` is written into the reserved sidecar (state "reserved"), so the take is known before it is written.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if number is not None and not 1 <= number <= MAX_TAKE:
+        raise InvalidArgument(f"take must be between 1 and {MAX_TAKE}, got {number}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # unwritable, under a file, a read-only or virtual file system: one line, no traceback
+        raise OutputUnwritable(f"cannot make the take folder {folder} ({error.strerror or error})") from None
     directory = container in SEQUENCE_CONTAINERS
     for _ in range(_MAX_TRIES):
         taken = _take_entries(folder, stem)
-        candidate = number if number is not None else max(taken, default=0) + 1
+        candidate = number if number is not None else _next_number(taken)
         final = take_output(folder, stem, candidate, container)
         claim = final.parent if directory else sidecar_path(final)  # the final's frame folder, or its sidecar
         if not _claim(claim, directory):
@@ -165,7 +202,10 @@ def reserve_take(
             continue
         take = _make_take(folder, stem, candidate, container, preview, claim, directory)
         if record is not None:
-            write_sidecar(take.sidecar, record | {"take": take.number, "preview": preview, "state": "reserved"})
+            reserved = {"take": take.number, "preview": preview, "state": "reserved", "output": str(take.output)}
+            if isinstance(record.get("job"), dict):
+                reserved["job"] = record["job"] | {"output": str(take.output), "take": take.number}
+            write_sidecar(take.sidecar, record | reserved)  # this take's own name, never take 1's
         if preview:  # the preview's own entries exist now: the final's claim is not needed any more
             _release(claim, directory)
         return take
@@ -188,8 +228,11 @@ def _make_take(
 
 
 def take_record(job: EditJob, state: str, **extra: Any) -> dict[str, Any]:
-    """The sidecar's content: the whole job (to re-make it exactly) and what became of it."""
-    return {
+    """The sidecar's content: the whole job (to re-make it exactly) and what became of it.
+
+    A done record also stamps each file the take wrote (its size and mtime): only those files, unchanged, are
+    ever removed as this take's (`remove_take_files`), never a file someone put at one of its names later."""
+    record = {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
         "state": state,
@@ -197,6 +240,30 @@ def take_record(job: EditJob, state: str, **extra: Any) -> dict[str, Any]:
         "preview": job.preview,
         "job": job.to_dict(),
     } | extra
+    if state == "done" and WRITTEN_KEY not in record:
+        record[WRITTEN_KEY] = {str(path): stamp for path in _named_files(record) if (stamp := _stamp(path))}
+    return record
+
+
+def _stamp(path: Path) -> list[int] | None:
+    """[size, mtime_ns] of a plain file (None: not there, or not a plain file)."""
+    try:
+        status = os.lstat(path)
+    except OSError:
+        return None
+    return [status.st_size, status.st_mtime_ns] if stat.S_ISREG(status.st_mode) else None
+
+
+def _named_files(record: dict[str, Any]) -> list[Path]:
+    """The files a record says its take wrote: its output file or frames and WAVs, its PNG frames."""
+    names = [Path(name) for name in record.get("files") or []]
+    if record.get("output") and frame_pattern(Path(record["output"])) is None:
+        names.append(Path(record["output"]))
+    frames_dir = record.get("frames_dir")
+    if frames_dir:
+        count = int(record.get("frame_count") or 0)
+        names += [Path(frames_dir) / f"frame_{index:06d}.png" for index in range(count)]
+    return list(dict.fromkeys(names))
 
 
 def write_sidecar(path: Path, record: dict[str, Any]) -> Path:
@@ -209,7 +276,12 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     """A sidecar's record; one-line errors for a missing or foreign file."""
     path = Path(path)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        facts = path.stat()
+        if not stat.S_ISREG(facts.st_mode):  # a FIFO or a device would block or never end
+            raise InvalidArgument(f"{path} is not a v2vz take record (not a regular file)")
+        if facts.st_size > _MAX_RECORD_BYTES:  # a record is a few KB; never read a huge file into memory
+            raise InvalidArgument(f"{path} is not a v2vz take record (over {_MAX_RECORD_BYTES // 2**20} MiB)")
+        record = safe_json.loads(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
         raise MediaNotFound(f"{path} does not exist: no v2vz take is recorded there") from None
     except (OSError, UnicodeError, ValueError) as error:
@@ -238,14 +310,28 @@ def sidecar_of(path: Path) -> Path:
             return inside[0]
         raise MediaNotFound(f"{path} holds no v2vz take record ({SIDECAR_SUFFIX})")
     if frame_pattern(path) is not None:
-        return sidecar_path(path)
+        return _existing(sidecar_path(path), _legacy_sidecar(path))
     direct = path.with_name(path.name + SIDECAR_SUFFIX)
     if direct.exists():
         return direct
-    match = re.match(r"^(.*?)[._-]?\d+$", path.stem)  # a frame of a sequence: shot_0012.exr -> shot.exr.v2vz.json
+    match = re.match(r"^(.*?)(\d+)(\D*)$", path.name)  # a frame of a sequence: shot_0012.exr -> shot_####.exr
     if match:
-        return path.with_name(match.group(1).rstrip("._- ") + path.suffix + SIDECAR_SUFFIX)
+        hashed = path.with_name(match.group(1) + "#" * len(match.group(2)) + match.group(3) + SIDECAR_SUFFIX)
+        before = match.group(1).rstrip("._- ")
+        return _existing(hashed, path.with_name(before + path.suffix + SIDECAR_SUFFIX) if before else None)
     return direct
+
+
+def _legacy_sidecar(pattern: Path) -> Path:
+    """Where earlier versions kept a pattern's sidecar (`shot.exr.v2vz.json`, shared by shot_ and shot.)."""
+    match = frame_pattern(pattern)
+    base = pattern.name[: match.start()].rstrip("._- ") if match else pattern.stem
+    return pattern.with_name((base or "frames") + pattern.suffix + SIDECAR_SUFFIX)
+
+
+def _existing(current: Path, legacy: Path | None) -> Path:
+    """The current name, unless only an older version's record is there."""
+    return legacy if legacy is not None and not current.exists() and legacy.exists() else current
 
 
 def final_of(preview: EditJob, output: Path | None = None, frames_dir: Path | None = None) -> EditJob:
@@ -274,23 +360,88 @@ def release_take(take: Take) -> None:
             take.output.parent.rmdir()  # only when empty
 
 
+def remove_replaced(sidecar: Path, kept: list[Path]) -> list[Path]:
+    """An `--overwrite` that wrote over an earlier take: the files the earlier record stamps and the new job did not
+    write again (frames beyond the new range, a WAV the new job has no audio for) go, so that the output is the new
+    job's alone. Only files unchanged since the earlier job wrote them; nothing when there is no earlier record."""
+    try:
+        earlier = read_sidecar(sidecar)
+    except (MediaNotFound, InvalidArgument):
+        return []
+    stamps = earlier.get(WRITTEN_KEY)
+    if not isinstance(stamps, dict):
+        return []
+    keep = {os.path.abspath(path) for path in kept}
+    removed: list[Path] = []
+    for name, stamp in stamps.items():
+        path = Path(name)
+        if os.path.abspath(path) not in keep and _stamp(path) == stamp:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def moved_from(record: dict[str, Any], sidecar: Path) -> Path | None:
+    """The folder a take's files were written in, when its sidecar has been moved out of it since (None: not moved).
+    A take moved with its sidecar is found where the sidecar is now."""
+    output = record.get("output")
+    if not output:
+        return None
+    written = sidecar_path(Path(output)).parent
+    here = Path(sidecar).absolute().parent
+    return written if os.path.normpath(written) != os.path.normpath(here) else None
+
+
 def remove_take_files(record: dict[str, Any], sidecar: Path) -> list[Path]:
     """Remove the files a take's record names (its output file or frames, its PNG frames, its WAVs) and the
-    sidecar itself: how a preview goes once its final replaced it. Returns what was removed."""
+    sidecar itself: how a preview goes once its final replaced it. Returns what was removed.
+
+    Only what this take wrote goes: a file whose size or mtime differ from the record's stamp (someone else's file
+    put at that name since) stays. A take moved with its sidecar is removed where it is now. Records of older
+    versions carry no stamps: their named files go as before."""
     removed: list[Path] = []
-    names = [Path(name) for name in record.get("files") or []]
-    if record.get("output") and frame_pattern(Path(record["output"])) is None:
-        names.append(Path(record["output"]))
-    frames_dir = record.get("frames_dir")
-    if frames_dir:
-        count = int(record.get("frame_count") or 0)
-        names += [Path(frames_dir) / f"frame_{index:06d}.png" for index in range(count)]
-    for path in [*dict.fromkeys(names), Path(sidecar)]:
+    stamps = record.get(WRITTEN_KEY)
+    old_folder, new_folder = moved_from(record, sidecar), Path(sidecar).absolute().parent
+    for named in _named_files(record):
+        path = new_folder / named.name if old_folder is not None and named.parent == old_folder else named
+        if isinstance(stamps, dict) and stamps.get(str(named)) != _stamp(path):
+            continue  # not the file this take wrote (or not stamped): never someone else's
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed.append(path)
+    with contextlib.suppress(FileNotFoundError):
+        Path(sidecar).unlink()
+        removed.append(Path(sidecar))
     folders = {path.parent for path in removed}
     for folder in folders:
         with contextlib.suppress(OSError):
             folder.rmdir()  # only when empty: a take folder of frames, a host's frames folder
     return removed
+
+
+def replaced_preview(sidecar: Path, job: EditJob) -> Path | None:
+    """The preview a final's reserved record says it replaces (`v2vz final` without --keep-preview writes it), read
+    before the final's done record is written over it; None for any other take."""
+    try:
+        record = read_sidecar(sidecar)
+    except (MediaNotFound, InvalidArgument):
+        return None
+    named = record.get(REPLACES_KEY)
+    if not isinstance(named, str) or job.preview or job.take is None:
+        return None
+    return Path(named)
+
+
+def remove_replaced_preview(preview_sidecar: Path, final: EditJob) -> list[Path]:
+    """Remove a preview's own files once its final is done, whoever runs the final (the daemon finishes it even when
+    the client that asked for it is gone): only a done preview of the same take and clip, only the files it wrote."""
+    try:
+        record = read_sidecar(preview_sidecar)
+        preview = job_from_record(record)
+    except (MediaNotFound, InvalidArgument):
+        return []
+    same_take = preview.preview and preview.take == final.take and Path(preview.source) == Path(final.source)
+    if not same_take or record.get("state") != "done":
+        return []
+    return remove_take_files(record, preview_sidecar)

@@ -14,10 +14,18 @@ from typing import Annotated
 
 import typer
 
-from v2vz.api.errors import EXIT_INTERRUPTED, EXIT_LOST, InvalidArgument, JobLost, V2vzError
+from v2vz.api.errors import EXIT_INTERRUPTED, EXIT_LOST, DaemonUnavailable, InvalidArgument, JobLost, V2vzError
 from v2vz.api.formats import CODECS, TAKE_FORMATS, default_codec, output_format
 from v2vz.api.job import ATTENTION_LAYOUTS, INVERSIONS, PRESETS, EditJob, EditOptions, parse_fps
-from v2vz.api.takes import release_take, reserve_take, take_output, take_record, take_stem
+from v2vz.api.takes import (
+    Take,
+    next_take,
+    release_take,
+    reserve_take,
+    take_output,
+    take_record,
+    take_stem,
+)
 from v2vz.cli.follow import EventsOption, follow
 from v2vz.cli.output import StageBars, emit_json, err, fail, refuse, say
 
@@ -48,9 +56,7 @@ def edit(
         ),
     ],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What the edited clip should show.")],
-    source_prompt: Annotated[
-        str, typer.Option("--source-prompt", "-s", help="What the clip shows now (required).")
-    ] = "",
+    source_prompt: Annotated[str, typer.Option("--source-prompt", "-s", help="What the clip shows now.")],
     start: Annotated[int, typer.Option(help="First source frame (0-based).")] = 0,
     frames: Annotated[int, typer.Option(help="Number of frames to edit; 0: through the end of the clip.")] = 8,
     out: Annotated[
@@ -178,6 +184,8 @@ def edit(
         plan = TakePlan(out_dir, take_format or "mp4") if out is None else None
         run_edit(job, plan, local, events is not None, quiet, device=device, cache_dir=cache_dir)
     except V2vzError as exc:
+        if isinstance(exc, DaemonUnavailable) and not isinstance(exc, JobLost) and not local:
+            exc = type(exc)(f"{exc}, or pass --local to edit in this process")  # only `edit` has --local
         raise refuse(exc, events is not None) from None
     except KeyboardInterrupt:
         raise fail("interrupted", EXIT_INTERRUPTED) from None
@@ -208,22 +216,27 @@ def run_edit(
     device: str = "auto",
     cache_dir: Path | None = None,
     on_done: Callable[[], None] | None = None,
+    record_extra: dict[str, str] | None = None,
 ) -> None:
     """Check the job, reserve its take (with a plan), then run it here (--local) or on the daemon. A take whose job
-    is refused, fails or is cancelled is given back; one whose job may still run (a detach, a lost daemon) is kept."""
-    take = None
+    is refused, fails or is cancelled is given back; one whose job may still run (a detach, a lost daemon) is kept.
+    `record_extra` goes into the reserved record (a final names the preview it replaces: takes.REPLACES_KEY)."""
+    job = _absolute_paths(job)  # --local records, as the daemon's do, where the source is from anywhere
+    take: Take | None = None
     if plan is not None:
         folder, stem = plan.place(job)
         container = plan.container
         default_codec(container)  # --format checked before anything is made
-        example = take_output(folder, stem, plan.number or 1, container, job.preview)
-        dataclasses.replace(job, output=example).validate()  # the job checked before its take is reserved
-        take = reserve_take(
-            folder, stem, container, job.preview, plan.number, take_record(job, "reserved", output=str(example))
-        )
-        job = dataclasses.replace(job, output=take.output, take=take.number)
-    job.validate()
+        upcoming = plan.number or next_take(folder, stem)  # a refusal names the file to be written
+        example = take_output(folder, stem, upcoming, container, job.preview)
+        dataclasses.replace(job, output=example, take=plan.number or 1).validate()  # checked before it is reserved
+        recorded = job if local or job.model else dataclasses.replace(job, model=_daemon_model())
+        reserved = take_record(recorded, "reserved", **(record_extra or {}))
+        take = reserve_take(folder, stem, container, job.preview, plan.number, reserved)
     try:
+        if take is not None:
+            job = dataclasses.replace(job, output=take.output, take=take.number)
+        job.validate()
         if local:
             if jsonl:
                 raise fail("--events reports the daemon's job events: drop --local to use it")
@@ -236,6 +249,18 @@ def run_edit(
         raise
     if on_done is not None:
         on_done()
+
+
+def _absolute_paths(job: EditJob) -> EditJob:
+    """The job with absolute, resolved paths, as the client sends them (v2vz.client.absolute_paths), without
+    loading grpc for a --local run: every record says where its source and outputs are from anywhere."""
+
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else Path(path).expanduser().resolve()
+
+    return dataclasses.replace(
+        job, source=absolute(job.source), output=absolute(job.output), out_frames_dir=absolute(job.out_frames_dir)
+    )
 
 
 def _may_still_run(error: BaseException) -> bool:
@@ -281,13 +306,22 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
         [f"{len(result.frame_paths)} PNG frames in {job.out_frames_dir}"] if result.frame_paths else []
     )
     fps = Fraction(info.fps)
-    err.print(
-        f"{take}wrote {', '.join(outputs)}: {job.frames} frames at {info.width}x{info.height}, {fps} fps "
-        f"(worked at {result.working_size[0]}x{result.working_size[1]}) in {time.perf_counter() - began:.1f} s",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
+    counted = result.frame_paths and not result.output  # `N PNG frames in DIR` alone: its count is not said twice
+    what = f"{take}wrote {', '.join(outputs)}" + ("" if counted else f": {job.frames} frames")
+    say(
+        f"{what} at {info.width}x{info.height}, {fps} fps "
+        f"(worked at {result.working_size[0]}x{result.working_size[1]}) in {time.perf_counter() - began:.1f} s"
     )
+
+
+def _daemon_model() -> str:
+    """The model the daemon runs a job that names none with: what a queued take's record says (never ""). Asked
+    before the take is reserved, so a daemon that is not there costs no reservation."""
+    from v2vz.client import Client
+
+    with Client() as client:
+        info = client.info()
+    return info.default_model or info.model
 
 
 def run_remote(job: EditJob, jsonl: bool, quiet: bool) -> None:

@@ -76,7 +76,7 @@ def follow_with_bars(client: Client, job_id: str, after: int, quiet: bool) -> pb
                 bars.queued(position)
             elif kind == EventType.PROGRESS:
                 step = last.progress
-                bars.step(step.stage, step.step, step.total, step.cached)
+                bars.step(step.stage, step.step, step.total, step.cached, at=last.time_unix)  # replays time right
             elif kind in (EventType.DONE, EventType.FAILED, EventType.CANCELLED):
                 bars.status(None)
     return last
@@ -91,6 +91,7 @@ def wrote_line(done: pb.Done, began: float | None, frames: int | None) -> str:
     count = done.frames or frames or len(done.frame_paths)
     followed = time.perf_counter() - began if began is not None else sum(done.timings.values())
     seconds = done.seconds or followed
-    line = f"wrote {', '.join(outputs) or 'nothing'}: " + (f"{count} frames " if count else "")
-    line += f"in {seconds:.1f} s"
+    counted = done.frame_paths and not done.output  # `N PNG frames in DIR` alone: its count is not said twice
+    line = f"wrote {', '.join(outputs) or 'nothing'}" + (f": {count} frames" if count and not counted else "")
+    line += f" in {seconds:.1f} s"
     return line + (" (inversion from the cache)" if done.inversion_cached else "")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from v2vz.api.errors import EXIT_FAILED, V2vzError
 from v2vz.api.events import JobState
+from v2vz.api.formats import frame_pattern
 from v2vz.api.wire import summary_to_dict
 from v2vz.cli.follow import EventsOption, follow
-from v2vz.cli.output import emit_json_list, fail, out, refuse, say
+from v2vz.cli.output import emit_json_list, fail, print_line, refuse, say
 
 JobArgument = Annotated[
     str, typer.Argument(metavar="JOB", help="The job id, or any unique start of it (`v2vz jobs` lists them).")
@@ -47,13 +49,13 @@ def cancel(job_id: JobArgument) -> None:
         raise refuse(exc) from None
     full_id = reply.job_id or job_id
     if reply.had_ended:
-        out.print(f"{full_id}: already {reply.state}, nothing to cancel", highlight=False, markup=False, soft_wrap=True)
+        print_line(f"{full_id}: already {reply.state}, nothing to cancel")
         raise typer.Exit(EXIT_FAILED)
     if reply.state == JobState.RUNNING:
         message = f"{full_id}: cancelling, it stops at its next diffusion step (`v2vz attach {full_id}` follows it)"
     else:
         message = f"{full_id}: {reply.state}"
-    out.print(message, highlight=False, markup=False, soft_wrap=True)
+    print_line(message)
 
 
 def _when(unix: float) -> str:
@@ -82,17 +84,37 @@ def jobs(
         return
     for job in listed:
         for line in job_block(job):
-            out.print(line, highlight=False, markup=False, soft_wrap=True)
+            print_line(line)  # prompts, paths and reasons are user-given: control characters escaped
+
+
+def _output_note(job) -> str:
+    """` -> OUTPUT` as the job left it: a job that ended without writing does not claim its take's name (a later
+    job may hold it now), and an output that is gone since (a preview its final replaced) says so."""
+    output = job.output or job.out_frames_dir
+    if not output:
+        return ""
+    if job.state in (JobState.CANCELLED, JobState.FAILED) and job.take:
+        return f" -> nothing written (take {job.take} was not made)"
+    if job.state == JobState.DONE and job.output and not _output_exists(job.output):
+        return f" -> {output} (no longer there)"
+    return f" -> {output}"
+
+
+def _output_exists(output: str) -> bool:
+    """Whether a done job's output is still there (a frame pattern: its folder)."""
+    path = Path(output)
+    return path.parent.is_dir() if frame_pattern(path) is not None else path.exists()
 
 
 def job_block(job) -> list[str]:
     """A job as a few short lines, readable at any terminal width; its id whole, as attach and cancel take it."""
     row = summary_to_dict(job)
     took = f", took {row['seconds']:.1f} s" if row["seconds"] is not None else ""
-    lines = [f"{job.job_id}  {job.state:<9} submitted {_when(job.submitted_unix)}{took}"]
+    take = f"  take {job.take}" if job.take else ""
+    kind = " (preview)" if job.preview else ""
+    lines = [f"{job.job_id}  {job.state:<9} submitted {_when(job.submitted_unix)}{took}{take}{kind}"]
     what = f"frames {job.start}..{job.start + job.frames - 1} of {job.source}" if job.frames else job.source
-    output = job.output or job.out_frames_dir
-    lines.append(f"    {what}" + (f" with {job.model}" if job.model else "") + (f" -> {output}" if output else ""))
+    lines.append(f"    {what}" + (f" with {job.model}" if job.model else "") + _output_note(job))
     lines.append(f"    prompt: {job.prompt}")
     if row["options"]:
         lines.append("    options: " + " ".join(f"{name}={value}" for name, value in row["options"].items()))

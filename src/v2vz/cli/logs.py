@@ -11,7 +11,7 @@ import typer
 
 from v2vz.api.endpoint import DAEMON_LOG_NAME, STATE_FOLDER, cache_root, read_endpoint
 from v2vz.api.errors import AmbiguousJob, DaemonUnavailable, JobNotFound, V2vzError
-from v2vz.cli.output import fail, out, refuse
+from v2vz.cli.output import fail, print_line, refuse
 
 _JOB = re.compile(r"\bjob ([0-9a-f]{12})\b")
 
@@ -66,4 +66,4 @@ def logs(
     except V2vzError as exc:
         raise refuse(exc) from None
     for line in deque(chosen, maxlen=lines):
-        out.print(line, highlight=False, markup=False, soft_wrap=True)
+        print_line(line)  # a log written by an older daemon may hold a prompt's or a path's control characters

@@ -14,8 +14,12 @@ from typer.core import TyperOption
 
 from v2vz import __version__
 from v2vz.api.errors import EXIT_INTERRUPTED, EXIT_USER
+from v2vz.api.runtime_env import prepare_environment
 from v2vz.cli import edit, final, jobs, logs, models, plugins, sample, serve, status, timeline, watch
 from v2vz.cli.output import fail
+
+# First, before any command can load torch: OpenMP reads its wait policy once, when it loads (runtime_env.py)
+prepare_environment()
 
 app = typer.Typer(
     help="v2vz: text-driven video editing with a pretrained image diffusion model (vid2vid-zero).",
@@ -70,7 +74,7 @@ _flags_take_no_value()
 
 def main() -> None:
     """The console entry point: a usage error (an unknown option, a missing value) is one `error:` line, exit 2."""
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer._click.exceptions import ClickException, MissingParameter, NoArgsIsHelpError, UsageError
     from typer.exceptions import Abort
 
     try:
@@ -79,8 +83,11 @@ def main() -> None:
         error.show()
         raise SystemExit(EXIT_USER) from None
     except UsageError as error:
+        message = error.format_message().strip().rstrip(".")  # click ends with a full stop: the hint follows it
+        if isinstance(error, MissingParameter):
+            message += " (it is required)"
         hint = f"; see `{error.ctx.command_path} --help`" if error.ctx is not None else ""
-        raise SystemExit(fail(error.format_message() + hint, EXIT_USER).exit_code) from None
+        raise SystemExit(fail(message + hint, EXIT_USER).exit_code) from None
     except ClickException as error:
         raise SystemExit(fail(error.format_message(), error.exit_code).exit_code) from None
     except Abort:

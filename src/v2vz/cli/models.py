@@ -9,7 +9,7 @@ import typer
 
 from v2vz.api.endpoint import cache_root
 from v2vz.api.errors import ModelUnavailable, V2vzError
-from v2vz.cli.output import emit_json_list, fail, out, refuse, say
+from v2vz.cli.output import emit_json_list, fail, print_line, refuse, say
 
 models_app = typer.Typer(
     help="The models v2vz can edit with here (built-in, folders, the hub cache); `pull` fetches one.",
@@ -53,9 +53,7 @@ def models(
     for row in rows:
         mark = "*" if row["resident"] else " "
         note = " (the daemon's default)" if row["default"] else ""
-        out.print(
-            f"{mark} {row['model']:<{width}}  {row['kind']:<8}  {row['where']}{note}", markup=False, highlight=False
-        )
+        print_line(f"{mark} {row['model']:<{width}}  {row['kind']:<8}  {row['where']}{note}")
     if not any(row["default"] for row in rows):
         say(f"the default model {default} is not here: `v2vz models pull {default}` fetches it")
 

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from v2vz.api.errors import V2vzError
 from v2vz.api.events import Stage, error_line
+from v2vz.api.text import printable
 
 err = Console(stderr=True)
 out = Console()
@@ -46,9 +47,14 @@ STATUS_LABELS = {  # stages without a bar
 }
 
 
+def print_line(text: str) -> None:
+    """One plain line on stdout, control characters escaped (printable), never wrapped: a command's result."""
+    out.print(printable(text), highlight=False, markup=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """One line on stderr and an exit code: what the CLI does for every error a user can fix."""
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -60,8 +66,8 @@ def refuse(error: V2vzError, jsonl: bool = False) -> typer.Exit:
 
 
 def say(message: str) -> None:
-    """One plain line on stderr (no markup, never wrapped)."""
-    err.print(message, highlight=False, markup=False, soft_wrap=True)
+    """One plain line on stderr (no markup, never wrapped, control characters escaped)."""
+    err.print(printable(message), highlight=False, markup=False, soft_wrap=True)
 
 
 def emit_json(data: dict[str, Any]) -> None:
@@ -90,18 +96,89 @@ class StageBarColumn(BarColumn):
 
 
 class EtaColumn(TimeRemainingColumn):
-    """The time a stage has left (`-:--:--` until its rate is known), nothing for the status line."""
+    """The time a stage has left (`-:--:--` until its rate is known), nothing for the status line.
+
+    StageBars computes it from the events' own times (`left`): rich's estimate from when updates arrive would read
+    a replayed history (`v2vz attach` of a running job) as 43 steps in a millisecond. The window bar's is the whole
+    job's time left."""
 
     def render(self, task: Task) -> Text:
-        return Text("") if task.total is None else super().render(task)
+        if task.total is None:
+            return Text("")
+        left = task.fields.get("left")
+        if left is None:
+            return Text("-:--:--", style="progress.remaining")
+        minutes, seconds = divmod(max(0, round(left)), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+
+class ElapsedColumn(TimeElapsedColumn):
+    """A stage's time so far, from the events' own times when StageBars knows them (`elapsed`)."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.fields.get("elapsed")
+        if elapsed is None:
+            return super().render(task)
+        minutes, seconds = divmod(max(0, round(elapsed)), 60)
+        hours, minutes = divmod(minutes, 60)
+        return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.elapsed")
 
 
 LINE_INTERVAL = 5.0  # seconds between two plain progress lines of one stage (logs, pipes, CI); $V2VZ_PROGRESS_SECONDS
 
 
+class JobClock:
+    """The whole job's time left, from the windows done so far: a window takes what the finished ones took on
+    average, and the window under way is as far along as its steps (against the steps a finished window had).
+
+    Times are the events' own (the daemon's `time_unix`, or this process's clock for --local), never when they
+    reach this process, so a replayed history estimates as the live job did.
+    """
+
+    def __init__(self) -> None:
+        self.windows = 0
+        self.started: list[tuple[int, float]] = []  # (window number, when it started), as seen (attach --after: late)
+        self.window_steps: dict[str, int] = {}  # the current window's stage -> steps done
+        self.steps_per_window: int | None = None  # the steps of a finished window, all its stages
+
+    def window(self, number: int, windows: int, at: float) -> None:
+        if self.started and number <= self.started[-1][0]:  # a window again (a restarted daemon runs it again)
+            self.started = [seen for seen in self.started if seen[0] < number]
+        elif self.started and self.window_steps:
+            self.steps_per_window = sum(self.window_steps.values())
+        self.windows = windows
+        self.started.append((number, at))
+        self.window_steps = {}
+
+    @property
+    def first_at(self) -> float | None:
+        return self.started[0][1] if self.started else None
+
+    def step(self, stage: str, step: int, total: int, cached: bool) -> None:
+        """A bar stage's progress in the current window (a cached inversion counts as done)."""
+        self.window_steps[stage] = total if cached else min(step, total)
+
+    def left(self, at: float) -> float | None:
+        """Seconds the whole job has left at time `at`; None before a window has finished (nothing to go by)."""
+        if len(self.started) < 2 or self.windows < 2:
+            return None
+        (first, first_at), (current, current_at) = self.started[0], self.started[-1]
+        per_window = (current_at - first_at) / (current - first)
+        if self.steps_per_window:
+            along = sum(self.window_steps.values()) / self.steps_per_window
+        else:  # no step counts yet: the time the window has run so far
+            along = (at - current_at) / per_window if per_window > 0 else 0.0
+        return max(0.0, per_window * (self.windows - (current - 1) - min(along, 1.0)))
+
+
 class StageBars:
     """A job's progress on stderr: one bar per stage with its ETA on a terminal; plain lines at a sensible rate
-    when stderr is a file or a pipe (a log shows what happens while it happens); nothing with --quiet."""
+    when stderr is a file or a pipe (a log shows what happens while it happens); nothing with --quiet.
+
+    `at` (a daemon event's `time_unix`) times the estimates; without it, this process's clock when the step
+    arrives (--local, where steps are reported as they happen).
+    """
 
     def __init__(self, quiet: bool, status: str | None = None) -> None:
         self.mode = "quiet" if quiet else ("bars" if err.is_terminal else "lines")
@@ -109,7 +186,7 @@ class StageBars:
             TextColumn("[bold]{task.description:<24}"),
             StageBarColumn(),
             CountColumn(),
-            TimeElapsedColumn(),
+            ElapsedColumn(),
             EtaColumn(),
             console=err,
             disable=self.mode != "bars",
@@ -118,8 +195,10 @@ class StageBars:
         self._status = self.progress.add_task(status or "", total=None, visible=False)
         self._stages: dict[str, int] = {}
         self._said_status: str | None = None
-        self._rates: dict[str, tuple[float, int, float]] = {}  # stage -> (first time, first step, last line time)
+        self._rates: dict[str, tuple[float, int]] = {}  # stage -> (its first event's time, its first step)
+        self._said_at: dict[str, float] = {}  # stage -> when its last plain line was printed (this process's clock)
         self._window = ""
+        self._job = JobClock()
         self._interval = float(os.environ.get("V2VZ_PROGRESS_SECONDS") or LINE_INTERVAL)
 
     def __enter__(self) -> StageBars:
@@ -132,12 +211,13 @@ class StageBars:
     def note(self, text: str) -> None:
         """A line that stays (above the bars on a terminal)."""
         if self.mode == "bars":
-            self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
+            self.progress.console.print(printable(text), highlight=False, markup=False, soft_wrap=True)
         elif self.mode == "lines":
             say(text)
 
     def queued(self, position: int) -> None:
-        self.status(f"waiting in the queue: {position} job(s) ahead" if position else "waiting: next in the queue")
+        """A queued event: the jobs ahead of this one now (the daemon sends it again whenever that changes)."""
+        self.status(f"queued: {position} job(s) ahead of it" if position else "queued: it runs next")
 
     def status(self, text: str | None) -> None:
         """Show `text` on the status line; None hides it."""
@@ -149,10 +229,19 @@ class StageBars:
         if text is None:
             self.progress.update(self._status, visible=False)
         else:
-            self.progress.update(self._status, description=text, visible=True)
+            self.progress.update(self._status, description=escape(printable(text)), visible=True)
 
-    def step(self, stage: str, step: int, total: int, cached: bool = False, window_of: int | None = None) -> None:
+    def step(
+        self,
+        stage: str,
+        step: int,
+        total: int,
+        cached: bool = False,
+        window_of: int | None = None,
+        at: float | None = None,
+    ) -> None:
         """One progress report: its stage's bar moves; a new window starts the stage bars again."""
+        at = time.monotonic() if at is None else at
         if stage not in STAGE_LABELS or (stage == Stage.WINDOW and total < 2):
             if stage != Stage.WINDOW:
                 self.status(STATUS_LABELS.get(stage, stage))
@@ -160,36 +249,57 @@ class StageBars:
         if stage == Stage.WINDOW:
             self._window = f" (window {step}/{total})"
             self._rates.clear()
+            self._job.window(step, total, at)
             for name, task in self._stages.items():
                 if name != Stage.WINDOW:
-                    self.progress.reset(task)
+                    self.progress.reset(task, left=None, elapsed=0.0)
+        else:
+            self._job.step(stage, step, total, cached)
         label = STAGE_LABELS[stage] + (" (cached)" if cached else "")
         total = max(total, 1)
+        starts = stage not in self._rates  # its first report in this window: a plain line at once
+        first = self._rates.setdefault(stage, (at, step))
+        if stage == Stage.WINDOW:
+            left = self._job.left(at)
+        elif step > first[1] and step < total:
+            left = (total - step) * (at - first[0]) / (step - first[1])
+        else:
+            left = 0.0 if step >= total else None
         if self.mode == "lines":
-            self._line(stage, label, step, total)
+            self._line(stage, label, step, total, left, at, starts)
             return
         if stage not in self._stages:
             self._stages[stage] = self.progress.add_task(label, total=total)
         completed = total if cached else min(step, total)
-        self.progress.update(self._stages[stage], description=label, total=total, completed=completed)
+        job_began = self._job.first_at
+        elapsed = at - job_began if stage == Stage.WINDOW and job_began is not None else at - first[0]
+        self.progress.update(
+            self._stages[stage], description=label, total=total, completed=completed, left=left, elapsed=elapsed
+        )
+        window = self._stages.get(Stage.WINDOW)
+        if window is not None and stage != Stage.WINDOW:
+            self.progress.update(window, left=self._job.left(at))
         self.status(None)
 
-    def _line(self, stage: str, label: str, step: int, total: int) -> None:
+    def _line(self, stage: str, label: str, step: int, total: int, left: float | None, at: float, starts: bool) -> None:
         """A plain line when a stage starts or ends, and at most every LINE_INTERVAL seconds in between."""
         now = time.monotonic()
-        first = self._rates.get(stage)
-        if first is None:
-            self._rates[stage] = (now, step, now)
-        elif step < total and now - first[2] < self._interval:
+        said = self._said_at.get(stage)
+        if not starts and step < total and said is not None and now - said < self._interval:
             return
-        else:
-            self._rates[stage] = (first[0], first[1], now)
+        self._said_at[stage] = now
         self._said_status = None
         where = "" if stage == Stage.WINDOW else self._window
         text = f"{label} {step}/{total}{where}"
-        if first is not None and step > first[1] and step < total:
-            left = (total - step) * (now - first[0]) / (step - first[1])
-            text += f", about {_duration(left)} left"
+        if stage == Stage.WINDOW:
+            if left is not None:
+                text += f", the whole job about {_duration(left)} left"
+        else:
+            if left is not None and step < total:
+                text += f", about {_duration(left)} left"
+            job_left = self._job.left(at)
+            if job_left is not None:
+                text += f" (the whole job: about {_duration(job_left)} left)"
         say(text)
 
 

@@ -67,7 +67,11 @@ def client_path() -> Path:
 def install(
     host: Annotated[str, typer.Argument(help="resolve (DaVinci Resolve) or blender (the VSE extension zip).")],
     dest: Annotated[
-        Path | None, typer.Option(help="Install into this folder instead of the host's per-user script folder.")
+        Path | None,
+        typer.Option(
+            help="Where to install: resolve: the script goes here instead of Resolve's per-user Scripts/Edit folder; "
+            "blender: the extension zip is written here instead of the current folder."
+        ),
     ] = None,
 ) -> None:
     """Install a host plugin: `v2vz plugin install resolve` adds Workspace > Scripts > Edit > v2vz Re-prompt clip."""

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from v2vz.api.endpoint import cache_root
+from v2vz.api.endpoint import STATE_FOLDER, cache_root, endpoint_path
 from v2vz.api.errors import V2vzError
 from v2vz.cli.output import fail, refuse
+
+if TYPE_CHECKING:
+    from v2vz_daemon.security import StateLock
+
+MAX_CACHE_GIB = 1024**2  # a pebibyte: any real disk, and far from overflowing a byte count
 
 
 def serve(
     model: Annotated[
         str | None,
         typer.Option(
-            help="A diffusers folder, a hub id, or a built-in model (tiny, sd15-random). Default: $V2VZ_MODEL."
+            help="A diffusers folder, a hub id, or a built-in model (tiny, sd15-random). Default: $V2VZ_MODEL, "
+            "else CompVis/stable-diffusion-v1-4 (from the hub cache: `v2vz models pull` fetches it)."
         ),
     ] = None,
     listen: Annotated[
@@ -109,6 +115,7 @@ def serve(
     With --workers or --ray, the model workers are Ray actors: jobs run side by side, and one job's anchored
     windows (--window-links anchored) are spread over them.
     """
+    state_lock = hold_state_folder(cache_dir, state_dir)  # a second daemon is refused before anything is loaded
     from v2vz_engine.model_source import default_model, locate
 
     try:
@@ -124,13 +131,15 @@ def serve(
             raise fail(f"--media-root {root} is not a folder")
     if max_attempts < 1:
         raise fail(f"--max-attempts must be 1 or more, got {max_attempts}")
-    if cache_size < 0 or cache_size != cache_size:
-        raise fail(f"--cache-size must be 0 or more GiB, got {cache_size:g}")
+    if not 0 <= cache_size <= MAX_CACHE_GIB:  # NaN fails too; inf or 1e300 GiB would overflow the byte count
+        raise fail(f"--cache-size must be between 0 and {MAX_CACHE_GIB} GiB, got {cache_size:g}")
     cluster = None
     if workers is not None or ray is not None:
         cluster = cluster_config(workers, ray, ray_token_file, ray_node_ip, device, worker_retries, worker_threads)
-    elif ray_token_file is not None or ray_node_ip is not None:
-        raise fail("--ray-token-file and --ray-node-ip go with --workers N or --ray ADDRESS")
+    elif ray_token_file is not None:
+        raise fail("--ray-token-file goes with --ray ADDRESS (a local cluster makes a token of its own)")
+    elif ray_node_ip is not None:
+        raise fail("--ray-node-ip goes with --workers N or --ray ADDRESS")
     from v2vz_daemon.server import DaemonConfig, serve_forever
 
     config = DaemonConfig(
@@ -147,9 +156,31 @@ def serve(
         cluster=cluster,
     )
     try:
-        serve_forever(config)
+        serve_forever(config, state_lock)
     except V2vzError as exc:
         raise refuse(exc) from None
+
+
+def hold_state_folder(cache_dir: Path | None, state_dir: Path | None) -> StateLock | None:
+    """The state folder locked for this daemon's life, and no live daemon on the endpoint: a second daemon is
+    refused in one line in milliseconds, before the model, torch or the journal are touched.
+
+    A folder that does not exist yet is left alone (no daemon holds it, and a refused option must make nothing):
+    the daemon makes it and takes its lock as it starts, before it reads or sweeps anything.
+    """
+    from v2vz_daemon import security
+
+    folder = state_dir.expanduser().absolute() if state_dir else cache_root(cache_dir) / STATE_FOLDER
+    try:
+        security.refuse_second_daemon(endpoint_path())
+        if not folder.exists():
+            return None
+        security.own_private_folder(folder)
+        lock = security.StateLock(folder)
+        lock.acquire()
+    except V2vzError as exc:
+        raise refuse(exc) from None
+    return lock
 
 
 def cluster_config(workers, address, token_file, node_ip, device, retries, threads):

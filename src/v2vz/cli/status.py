@@ -8,7 +8,7 @@ import typer
 
 from v2vz import __version__
 from v2vz.api.errors import V2vzError
-from v2vz.cli.output import emit_json, out, refuse
+from v2vz.cli.output import emit_json, print_line, refuse
 
 # status --json: its names <- DaemonInfo's fields
 STATUS_FIELDS = (
@@ -68,7 +68,7 @@ def status(
         rows.append(("log", endpoint.log_file))
     rows += [("worker", describe_worker(worker)) for worker in info.workers]
     for name, value in rows:
-        out.print(f"{name:<9}{value}", highlight=False, markup=False, soft_wrap=True)
+        print_line(f"{name:<9}{value}")  # a model folder, a running stage: control characters escaped
 
 
 def device_row(info, memory: str) -> str:

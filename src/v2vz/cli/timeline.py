@@ -58,7 +58,10 @@ def timeline(
     track: Annotated[str, typer.Option(help="Name of the new track (taken: `NAME 2`, `NAME 3`, ...).")] = "v2vz",
     media_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder for the edited clips (default: OUT_STEM-v2vz-media beside OUT)."),
+        typer.Option(
+            help="Folder for the edited clips (default: OUT_STEM-v2vz-media beside OUT; OUT_STEM-media when OUT's "
+            "name ends in -v2vz)."
+        ),
     ] = None,
     take_format: Annotated[
         str,
@@ -161,7 +164,14 @@ class Settings:
         if self.prompt_from not in PROMPT_FROM:
             raise InvalidArgument(f"--prompt-from {self.prompt_from}: choose one of {', '.join(PROMPT_FROM)}")
         if self.media_dir is None:
-            self.media_dir = self.out.parent / f"{self.out.stem}-v2vz-media"
+            self.media_dir = default_media_dir(self.out)
+
+
+def default_media_dir(out: Path) -> Path:
+    """`OUT_STEM-v2vz-media` beside OUT; an OUT already named `...-v2vz` (`cut-v2vz.xml`, the name the docs
+    suggest) gets `cut-v2vz-media`, not `cut-v2vz-v2vz-media`."""
+    stem = out.stem
+    return out.parent / (f"{stem}-media" if stem.lower().endswith("-v2vz") else f"{stem}-v2vz-media")
 
 
 def run(settings: Settings, wait: bool, dry_run: bool) -> None:
@@ -183,18 +193,22 @@ def run(settings: Settings, wait: bool, dry_run: bool) -> None:
     adapters.check_writable(settings.out, source_timeline)
     earlier_output(settings)  # an OUT that exists must be a timeline its tracks can be carried over from
     selection = clips.find_clips(source_timeline, settings.source.parent, settings.prompt_from, cache)
+    planned, unplannable = jobs.plan(
+        selection.candidates, settings.options, settings.model, settings.audio, settings.media_dir, settings.container
+    )
+    selection.refused.extend(unplannable)  # a clip whose own options or prompt a job refuses: alone, not the run
     for refusal in selection.refused:
         say(f"left alone: {refusal.line()}")
+    for note in selection.notes:
+        say(f"note: {note}")
     for name in selection.v2vz_tracks:
         say(f"kept as it is: track {name!r}, which holds v2vz edits")
-    if not selection.candidates:
+    if not planned:
         if selection.refused:
             raise InvalidArgument(f"no marked clip of {settings.source.name} can be edited (see the reasons above)")
         from v2vz.timeline.prompts import HOW_TO_MARK
 
         raise InvalidArgument(f"no clip of {settings.source.name} is marked for v2vz: {HOW_TO_MARK}")
-    planned = jobs.plan(selection.candidates, settings.options, settings.model, settings.audio)
-    jobs.check(planned, settings.media_dir, settings.container)
     if dry_run:
         for item in planned:
             for candidate in item.candidates:
@@ -217,16 +231,19 @@ def run(settings: Settings, wait: bool, dry_run: bool) -> None:
             refused=[refusal.line() for refusal in selection.refused],
             rate=settings.rate,
         )
+        writer = run_state.RecordWriter(state_file, recorded)
 
         def submitted(record: EditRecord) -> None:
             record.model = record.model or info.default_model or info.model
             recorded.edits.append(record)
-            run_state.write_state(state_file, recorded)
-            names = ", ".join(clip.name or "a clip" for clip in record.clips)
+            writer.changed()
+            names = jobs.names_text([clip.name for clip in record.clips])
             say(f"submitted {names}: job {record.job_id}, take {record.take} ({Path(record.output).name})")
 
         def refused(item: jobs.Planned, reason: str) -> None:
             recorded.refused.append(f"{item.names}: the daemon refused it: {reason}")
+            if recorded.edits:  # a record is kept only once a job is submitted
+                writer.changed()
             say(f"left alone: {item.names}: the daemon refused it: {reason}")
 
         try:
@@ -239,6 +256,8 @@ def run(settings: Settings, wait: bool, dry_run: bool) -> None:
                     "to start over"
                 )
             raise
+        finally:
+            writer.flush()  # every job submitted is recorded, however the submitting ended
         if not recorded.edits:
             run_state.remove_state(state_file)
             raise InvalidArgument("the daemon refused every edit (see the reasons above); nothing was written")
@@ -292,20 +311,25 @@ def finish(client, settings: Settings, recorded: RunState, state_file: Path, wai
             )
             return
     bars = ClipBars(settings.quiet, [edit_label(record) for record in pending])
+    writer = run_state.RecordWriter(state_file, recorded)
     try:
         with bars:
             for index, record in enumerate(pending):
+                bars.following(index)
                 ended = jobs.follow(client, record, lambda event, i=index: bars.event(i, event))
                 record.state = ended.state or "failed"
                 record.reason = ended.message
                 bars.ended(index, record)
-                run_state.write_state(state_file, recorded)
+                writer.changed()
     except KeyboardInterrupt:
+        writer.flush()
         say(
             f"detached: the jobs keep running; run the same command again to re-attach and write {settings.out.name} "
             "(`v2vz cancel JOB` cancels one)"
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        writer.flush()  # how each followed job ended, however the following ended (a lost daemon too)
     write_output(settings, recorded, state_file)
 
 
@@ -366,7 +390,7 @@ def write_output(settings: Settings, recorded: RunState, state_file: Path) -> No
                 build.Placement(place.name, record_range, facts, metadata, record.take, place.timecode_clock)
             )
     for record in failed:
-        names = ", ".join(clip.name or "a clip" for clip in record.clips)
+        names = jobs.names_text([clip.name for clip in record.clips])
         say(f"failed: {names} (job {record.job_id}): {record.reason}")
     if not placements:
         run_state.remove_state(state_file)
@@ -396,6 +420,7 @@ def edit_label(record: EditRecord, width: int = 28) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
 
+REPLAY_SLACK_S = 2.0  # an event this much older than the moment its job was followed is history (clocks differ a bit)
 STAGE_SHARE = {Stage.INVERSION: (0.0, 0.4), Stage.NULL_TEXT: (0.4, 0.5), Stage.EDIT: (0.5, 1.0)}
 
 
@@ -432,6 +457,17 @@ class ClipBars:
         self.total = self.progress.add_task(self._total_text(0), total=max(len(labels), 1))
         self._said: dict[int, tuple[str, float]] = {}
         self._interval = float(os.environ.get("V2VZ_PROGRESS_SECONDS") or LINE_INTERVAL)
+        self._since: dict[int, float] = {}  # when each edit began to be followed (its older events are history)
+
+    def following(self, index: int) -> None:
+        """The edit's job is followed from now: the events it replays from before are its history, not news."""
+        self._since[index] = time.time()
+
+    def replayed(self, index: int, event: pb.JobEvent) -> bool:
+        """An event from before this edit was followed (jobs are followed one after another, each from its start:
+        a job that ran meanwhile replays its `queued, 3 ahead` after it is done)."""
+        since = self._since.get(index)
+        return since is not None and 0 < event.time_unix < since - REPLAY_SLACK_S
 
     def _total_text(self, ended: int) -> str:
         return f"total: {ended} of {len(self.labels)} edit(s)"
@@ -446,6 +482,9 @@ class ClipBars:
     def event(self, index: int, event: pb.JobEvent) -> None:
         kind = event.WhichOneof("kind")
         label = self.labels[index]
+        replayed = self.replayed(index, event)
+        if kind == EventType.QUEUED and replayed:
+            return  # where it stood in the queue then is not where it stands now
         if kind == EventType.QUEUED:
             text = f"queued, {event.queued.position} ahead" if event.queued.position else "next in the queue"
             if event.queued.requeued:
@@ -457,8 +496,8 @@ class ClipBars:
             text = f"{step.stage} {step.step}/{step.total}{where}"
         else:
             return
-        stage = event.progress.stage if kind == EventType.PROGRESS else kind
-        self._show(index, f"{label}: {text}", stage)
+        stage = kind if kind == EventType.QUEUED else (None if replayed else event.progress.stage)
+        self._show(index, f"{label}: {text}", stage)  # history moves the bar; only news is said in a log
 
     def ended(self, index: int, record: EditRecord) -> None:
         """A job ended: its line (a failure's reason comes with the summary before OUT is written)."""

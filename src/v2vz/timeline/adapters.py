@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -22,6 +23,7 @@ import opentimelineio as otio
 
 from v2vz.api.errors import InvalidArgument, MediaNotFound, OutputUnwritable, one_line
 from v2vz.api.files import atomic_path
+from v2vz.api.safe_json import check_depth
 from v2vz.timeline.media import MediaCache, MediaProblem, url_to_path
 from v2vz.timeline.ranges import RangeProblem, exact_rate, rate_text, time_of, timecode_frames
 
@@ -103,14 +105,32 @@ def read_timeline(path: Path, rate: Fraction | None = None) -> otio.schema.Timel
     options: dict[str, Any] = {}
     if fmt.adapter in RATELESS:
         options["rate"] = float(rate or 24)
+    guard_json(path, fmt)
     try:
         with quiet_adapter():
             read = otio.adapters.read_from_file(str(path), adapter_name=fmt.adapter, **options)
     except Exception as error:  # adapters raise anything (ParseError, KeyError, their own): one line says which
         reason = one_line(str(error)) or type(error).__name__
         raise InvalidArgument(f"cannot read {path} as {fmt.label}: {reason}") from None
+    timeline = _the_timeline(read, path, fmt)
+    check_times(timeline, path)
+    return timeline
+
+
+def guard_json(path: Path, fmt: TimelineFormat) -> None:
+    """Refuse an OTIO JSON file nested deeper than any timeline is, before OTIO's C++ reader (which recursion
+    crashes, SIGSEGV) sees it."""
+    if fmt.adapter == "otio_json":
+        check_depth(path.read_text(encoding="utf-8", errors="replace"), f"{path} ({fmt.label})")
+
+
+def _the_timeline(read: Any, path: Path, fmt: TimelineFormat) -> otio.schema.Timeline:
+    """The one timeline an adapter read: the file itself, or the only one in a collection; one line otherwise
+    (a file of `null`, a list, a clip, an unknown schema holds none)."""
     if isinstance(read, otio.schema.Timeline):
         return read
+    if not hasattr(read, "find_children"):
+        raise InvalidArgument(f"{path} holds no timeline ({fmt.label}): it holds {_what(read)}")
     timelines = list(read.find_children(descended_from_type=otio.schema.Timeline, shallow_search=False))
     if len(timelines) == 1:
         return timelines[0].deepcopy()  # its own object: the collection that holds it goes away here
@@ -118,6 +138,45 @@ def read_timeline(path: Path, rate: Fraction | None = None) -> otio.schema.Timel
         raise InvalidArgument(f"{path} holds no timeline ({fmt.label})")
     names = ", ".join(repr(t.name) for t in timelines[:5]) + (", ..." if len(timelines) > 5 else "")
     raise InvalidArgument(f"{path} holds {len(timelines)} timelines ({names}): export the one to edit alone")
+
+
+def _what(read: Any) -> str:
+    """What a file holds instead of a timeline, in words."""
+    if read is None:
+        return "null"
+    if isinstance(read, otio._otio.UnknownSchema):
+        return f"an object of the unknown schema {read.original_schema_name}.{read.original_schema_version}"
+    if isinstance(read, otio.core.SerializableObject):
+        return f"a {read.schema_name()}, not a timeline"
+    kinds = {otio._otio.AnyVector: "a list", otio._otio.AnyDictionary: "an object without OTIO_SCHEMA"}
+    return kinds.get(type(read), f"a {type(read).__name__}")
+
+
+def check_times(timeline: otio.schema.Timeline, path: Path) -> None:
+    """Refuse a timeline with a time that is not a number (NaN or infinite value or rate): no clip, gap, marker or
+    transition of it could be placed, and OTIO would write it back as it is."""
+
+    def check(owner: str, *times: otio.opentime.RationalTime | otio.opentime.TimeRange | None) -> None:
+        for time in times:
+            if isinstance(time, otio.opentime.TimeRange):
+                check(owner, time.start_time, time.duration)
+            elif time is not None and not (math.isfinite(time.value) and math.isfinite(time.rate)):
+                raise InvalidArgument(
+                    f"cannot read {path}: {owner} has the time {time.value:g} at {time.rate:g} fps, which is not a "
+                    "number: export the timeline again"
+                )
+
+    check("its start time", timeline.global_start_time)
+    for item in [timeline.tracks, *timeline.find_children(shallow_search=False)]:
+        owner = f"{item.schema_name().lower()} {item.name!r}" if item.name else f"a {item.schema_name().lower()}"
+        check(owner, getattr(item, "source_range", None))
+        if isinstance(item, otio.schema.Transition):
+            check(owner, item.in_offset, item.out_offset)
+        reference = getattr(item, "media_reference", None)
+        if reference is not None:
+            check(f"the media of {owner}", reference.available_range)
+        for marker in getattr(item, "markers", []):
+            check(f"a marker of {owner}", marker.marked_range)
 
 
 def timeline_rates(timeline: otio.schema.Timeline) -> set[Fraction]:

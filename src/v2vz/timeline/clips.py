@@ -50,6 +50,7 @@ class Candidate:
     frames: MediaRange
     record: otio.opentime.TimeRange  # in the timeline's stack (the time every top-level track shares)
     timecode_clock: bool = False  # the timeline counts this media's frames from its start timecode (not from 0)
+    where: str = ""  # the record position as the editor shows it, for messages
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Refusal:
     def line(self) -> str:
         where = f" at {self.where}" if self.where else ""
         track = f"track {self.ref.track_name!r}" if self.ref.track_name else f"video track {self.ref.track + 1}"
+        if self.ref.item < 0:
+            track = "on no track"
         return f"{self.ref.name or 'a clip'} ({track}{where}): {self.reason}"
 
 
@@ -70,6 +73,7 @@ class Selection:
     refused: list[Refusal] = field(default_factory=list)
     unmarked: int = 0  # video clips without prompts (left alone, not listed)
     v2vz_tracks: list[str] = field(default_factory=list)  # tracks an earlier run made, kept as they are
+    notes: list[str] = field(default_factory=list)  # clips edited with prompts chosen among several (which, why)
 
 
 def is_take_path(path: Path) -> bool:
@@ -125,9 +129,20 @@ def where_text(timeline: otio.schema.Timeline, record: otio.opentime.TimeRange) 
         return f"{start.to_seconds():.3f} s"
 
 
-def record_range(clip: otio.schema.Clip, timeline: otio.schema.Timeline) -> otio.opentime.TimeRange:
-    """Where the clip sits in the timeline's stack: its start and duration in the time all top-level tracks share."""
-    return clip.transformed_time_range(clip.trimmed_range(), timeline.tracks)
+def record_ranges(track: otio.schema.Track, timeline: otio.schema.Timeline) -> list[otio.opentime.TimeRange]:
+    """Where each item of a top-level track sits in the timeline's stack, in one pass over the track.
+
+    `transformed_time_range` of one item walks its track from the start to that item, so asking it for every clip
+    of a track costs the square of the track's length (10,000 clips: over a minute), and so does transforming from
+    the track (it sums the track's length each time). The track's ranges of all its children come from one walk,
+    and the track's own offset in the stack, found once, is added to each."""
+    inside = track.range_of_all_children()
+    ranges = [inside[item] for item in track]
+    if not ranges:
+        return []
+    origin = ranges[0].start_time - ranges[0].start_time
+    offset = track.transformed_time(origin, timeline.tracks) - origin
+    return [otio.opentime.TimeRange(found.start_time + offset, found.duration) for found in ranges]
 
 
 def media_start(clip: otio.schema.Clip, facts: MediaFacts) -> otio.opentime.RationalTime | None:
@@ -180,18 +195,21 @@ def check_clip(clip: otio.schema.Clip, base: Path, cache: MediaCache) -> tuple[M
     return facts, frames, bool(facts.timecode) and start is not None and start.value != 0
 
 
+def _is_marked(clip: otio.schema.Clip, prompt_from: str) -> bool:
+    """Whether the clip carries prompts, usable or not (a user meant it for v2vz)."""
+    try:
+        prompts_of(clip, prompt_from)
+    except NotMarked:
+        return False
+    except BadPrompts:
+        return True
+    return True
+
+
 def _marked_inside(composition: otio.core.Composition, prompt_from: str) -> list[str]:
     """Names of the clips in a nested composition that carry prompts (those are the ones a user meant)."""
-    names = []
-    for clip in composition.find_clips(shallow_search=False):
-        try:
-            prompts_of(clip, prompt_from)
-        except NotMarked:
-            continue
-        except BadPrompts:
-            pass
-        names.append(clip.name or "a clip")
-    return names
+    clips = composition.find_clips(shallow_search=False)
+    return [clip.name or "a clip" for clip in clips if _is_marked(clip, prompt_from)]
 
 
 def find_clips(
@@ -201,8 +219,16 @@ def find_clips(
     cache = cache or MediaCache()
     found = Selection()
     for t_index, track in enumerate(timeline.tracks):
-        if not isinstance(track, otio.schema.Track):  # a stack among the tracks: a nested composition
-            for name in _marked_inside(track, prompt_from):
+        if isinstance(track, otio.schema.Clip):  # a clip among the tracks (a hand-made .otio): it plays nowhere
+            if _is_marked(track, prompt_from):
+                ref = ClipRef(t_index, -1, track.name, "")
+                reason = "it sits in the timeline's stack, not on a track: put it on a video track"
+                found.refused.append(Refusal(ref, reason))
+            continue
+        if not isinstance(track, otio.schema.Track):
+            if not isinstance(track, otio.core.Composition):  # a gap or a transition among the tracks
+                continue
+            for name in _marked_inside(track, prompt_from):  # a stack among the tracks: a nested composition
                 ref = ClipRef(t_index, 0, name, track.name)
                 found.refused.append(Refusal(ref, "it is inside a nested stack: mark the clips of a plain track"))
             continue
@@ -211,30 +237,35 @@ def find_clips(
         if is_v2vz_track(track):
             found.v2vz_tracks.append(track.name)
             continue
+        records = record_ranges(track, timeline)
         for i_index, item in enumerate(track):
             if isinstance(item, otio.core.Composition):
                 for name in _marked_inside(item, prompt_from):
                     ref = ClipRef(t_index, i_index, name, track.name)
-                    where = where_text(timeline, item.transformed_time_range(item.trimmed_range(), timeline.tracks))
                     reason = "it is inside a nested stack (a compound clip): open it and edit its source clips"
-                    found.refused.append(Refusal(ref, reason, where))
+                    found.refused.append(Refusal(ref, reason, where_text(timeline, records[i_index])))
                 continue
             if not isinstance(item, otio.schema.Clip) or is_edit(item):
                 continue
             ref = ClipRef(t_index, i_index, item.name, track.name)
+            record = records[i_index]
             try:
                 prompts = prompts_of(item, prompt_from)
             except NotMarked:
                 found.unmarked += 1
                 continue
-            record = record_range(item, timeline)
+            except BadPrompts as problem:  # this clip is left alone with the reason; the others are edited
+                found.refused.append(Refusal(ref, str(problem), where_text(timeline, record)))
+                continue
             where = where_text(timeline, record)
             try:
                 facts, frames, timecode_clock = check_clip(item, base, cache)
-            except (BadPrompts, Refused) as problem:
+            except Refused as problem:
                 found.refused.append(Refusal(ref, str(problem), where))
                 continue
-            found.candidates.append(Candidate(ref, prompts, facts, frames, record, timecode_clock))
+            if prompts.note:
+                found.notes.append(Refusal(ref, prompts.note, where).line())
+            found.candidates.append(Candidate(ref, prompts, facts, frames, record, timecode_clock, where))
     return found
 
 

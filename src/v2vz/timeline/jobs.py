@@ -18,7 +18,7 @@ from v2vz.api.events import FINISHED_STATES, Outcome, outcome
 from v2vz.api.job import EditJob, EditOptions
 from v2vz.api.takes import Take, release_take, reserve_take, sidecar_path, take_output, take_record, take_stem
 from v2vz.api.wire import changed_options, options_to_map, parse_option
-from v2vz.timeline.clips import Candidate
+from v2vz.timeline.clips import Candidate, Refusal
 from v2vz.timeline.state import ClipPlace, EditRecord, range_to_json
 
 CLIENT_NAME = "v2vz-timeline"
@@ -33,7 +33,14 @@ class Planned:
 
     @property
     def names(self) -> str:
-        return ", ".join(c.ref.name or "a clip" for c in self.candidates)
+        return names_text([c.ref.name for c in self.candidates])
+
+
+def names_text(names: list[str], shown: int = 5) -> str:
+    """Clip names for one line: `c0, c1, c2, c3, c4 and 9,995 more` (a job shared by 10,000 clips must not print
+    all of them in every line about it)."""
+    listed = ", ".join(name or "a clip" for name in names[:shown])
+    return listed + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
 
 
 def clip_options(base: EditOptions, given: dict[str, str]) -> EditOptions:
@@ -46,33 +53,60 @@ def clip_options(base: EditOptions, given: dict[str, str]) -> EditOptions:
     return options
 
 
-def plan(candidates: Iterable[Candidate], base: EditOptions, model: str = "", audio: bool = False) -> list[Planned]:
-    """The jobs for these clips, one per distinct edit, in timeline order."""
+def plan(
+    candidates: Iterable[Candidate],
+    base: EditOptions,
+    model: str = "",
+    audio: bool = False,
+    media_dir: Path | None = None,
+    container: str = "mov",
+) -> tuple[list[Planned], list[Refusal]]:
+    """The jobs for these clips, one per distinct edit, in timeline order, each checked as it will be submitted;
+    and the clips whose own options or prompts make a job the daemon would refuse (`--steps 0` in a marker, a
+    5,000-character prompt): those are left alone with the reason, the others are edited."""
     planned: dict[tuple, Planned] = {}
+    refused: list[Refusal] = []
+    checked: dict[tuple, str] = {}  # the reason a distinct job is refused, "" when it is fine (checked once)
     for candidate in candidates:
-        prompts = candidate.prompts
-        options = clip_options(base, prompts.options)
-        job = EditJob(
-            source=candidate.media.path,
-            prompt=prompts.prompt,
-            source_prompt=prompts.source,
-            start=candidate.frames.start,
-            frames=candidate.frames.frames,
-            options=options,
-            model=model,
-            audio=audio,
-        )
+        try:
+            job = _job_of(candidate, base, model, audio)
+        except V2vzError as error:
+            refused.append(Refusal(candidate.ref, f"its options: {error}", candidate.where))
+            continue
         key = (str(job.source), job.start, job.frames, job.prompt, job.source_prompt)
-        key += tuple(sorted(options_to_map(options).items()))
+        key += tuple(sorted(options_to_map(job.options).items()))
+        if key not in checked:
+            checked[key] = _refusal(job, media_dir, container) if media_dir is not None else ""
+        if checked[key]:
+            refused.append(Refusal(candidate.ref, checked[key], candidate.where))
+            continue
         planned.setdefault(key, Planned(job)).candidates.append(candidate)
-    return list(planned.values())
+    return list(planned.values()), refused
 
 
-def check(planned: list[Planned], media_dir: Path, container: str) -> None:
-    """Every job checked as it will be submitted (InvalidArgument at once, before any take is reserved)."""
-    for item in planned:
-        example = take_output(media_dir, take_stem(item.job.source), 1, container)
-        dataclasses.replace(item.job, output=example).validate()
+def _refusal(job: EditJob, media_dir: Path, container: str) -> str:
+    """Why the daemon would refuse this job ("" when it would not)."""
+    try:
+        dataclasses.replace(job, output=take_output(media_dir, take_stem(job.source), 1, container)).validate()
+    except V2vzError as error:
+        return f"its edit cannot be made: {error}"
+    return ""
+
+
+def _job_of(candidate: Candidate, base: EditOptions, model: str, audio: bool) -> EditJob:
+    """The job that edits one clip: the run's options with the clip's own on top."""
+    prompts = candidate.prompts
+    options = clip_options(base, prompts.options)
+    return EditJob(
+        source=candidate.media.path,
+        prompt=prompts.prompt,
+        source_prompt=prompts.source,
+        start=candidate.frames.start,
+        frames=candidate.frames.frames,
+        options=options,
+        model=model,
+        audio=audio,
+    )
 
 
 def take_of(record: EditRecord) -> Take:

@@ -2,7 +2,8 @@
 
 The engine's probe (v2vz_engine.media) says the same, but importing it loads torch; this one stays torch-free so
 that `v2vz timeline` plans its jobs in milliseconds. It counts frames the way the engine does (the stream's own
-count, else a decode), so a range that fits here fits the daemon's check at submit.
+count, else a decode), so a range that fits here fits the daemon's check at submit; and it takes or ignores a start
+timecode by the engine's rules (`timecode_fits`), so both count a clip's frames from the same first frame.
 """
 
 from __future__ import annotations
@@ -56,18 +57,57 @@ def probe(path: Path) -> MediaFacts:
                 raise MediaProblem(f"its media {path} is damaged ({_reason(error)})") from None
         if frames <= 0:
             raise MediaProblem(f"its media {path} holds no decodable video frames")
-        return MediaFacts(path, Fraction(fps), frames, stream.width, stream.height, _timecode(container, stream))
+        return MediaFacts(
+            path, Fraction(fps), frames, stream.width, stream.height, _timecode(container, stream, Fraction(fps))
+        )
     finally:
         container.close()
 
 
-def _timecode(container, stream) -> str | None:
-    """The start timecode a file carries: its video stream's tag, its timecode track's, or the container's."""
-    for tags in (stream.metadata, *(s.metadata for s in container.streams if s.type == "data"), container.metadata):
-        label = (tags or {}).get("timecode")
+_LABEL = re.compile(r"^(\d{1,2})[:;.](\d{2})[:;.](\d{2})([:;.])(\d{2,3})$")  # the engine's (v2vz_engine.media.timecode)
+
+
+def _timecode(container, stream, fps: Fraction) -> str | None:
+    """The start timecode a file carries, found and checked as the engine's probe does: the video stream's tag,
+    then the other streams' (a timecode track), then the container's (`TIMECODE` in Matroska: any case); a label
+    that does not fit the rate is ignored (None), as the engine ignores it, so both count the clip from 0."""
+    streams = [stream, *(s for s in container.streams if s.type != "video")]
+    for tags in (*(s.metadata for s in streams), container.metadata):
+        label = next((str(value) for key, value in (tags or {}).items() if key.lower() == "timecode" and value), None)
         if label:
-            return str(label).strip()
+            return label.strip() if timecode_fits(label, fps) else None
     return None
+
+
+def timecode_fits(label: str, fps: Fraction) -> bool:
+    """Whether a start timecode label exists at `fps`, by the engine's rules (v2vz_engine.media.timecode.to_frames,
+    which this torch-free module cannot import)."""
+    return label_frames(label, fps) is not None
+
+
+def label_frames(label: str, fps: Fraction) -> int | None:
+    """The frame number a timecode label stands for at `fps`, counted as the engine counts it, or None when the
+    label does not exist there: HH:MM:SS:FF with minutes and seconds below 60 and frames below the nominal rate
+    (30 for 30000/1001); drop-frame (`;` or `.` before the frames, which OTIO's own parser reads as non-drop) only
+    at 30000/1001 and 60000/1001, where it skips the first 2 (4) labels of each minute but every tenth."""
+    match = _LABEL.match(str(label).strip())
+    fps = Fraction(fps)
+    if match is None or fps <= 0:
+        return None
+    hours, minutes, seconds, separator, frames = (int(g) if g.isdigit() else g for g in match.groups())
+    nominal = max(1, round(fps))
+    if minutes > 59 or seconds > 59 or frames >= nominal:
+        return None
+    total = ((hours * 60 + minutes) * 60 + seconds) * nominal + frames
+    if separator == ":":
+        return total
+    if fps != Fraction(nominal * 1000, 1001) or nominal % 30:
+        return None
+    dropped = nominal // 15  # labels skipped per minute: 2 at 29.97, 4 at 59.94
+    if seconds == 0 and frames < dropped and minutes % 10:
+        return None
+    all_minutes = hours * 60 + minutes
+    return total - dropped * (all_minutes - all_minutes // 10)
 
 
 def _reason(error: BaseException) -> str:

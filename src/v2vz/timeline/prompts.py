@@ -39,6 +39,7 @@ class ClipPrompts:
     prompt: str
     options: dict[str, str] = field(default_factory=dict)  # option name -> wire string (v2vz.api.wire)
     origin: str = "marker"  # where they came from, for messages: "marker 'v2vz'", "metadata"
+    note: str = ""  # other prompts on the clip that are not used (a second marker, metadata under a marker)
 
 
 class NotMarked(Exception):
@@ -82,6 +83,11 @@ def options_from_text(text: str) -> dict[str, str]:
     index = 0
     while index < len(words):
         word = words[index]
+        if word.startswith("-") and word != word.split()[0]:
+            raise BadPrompts(
+                f"its options line has {word!r} in quotes, as one word: write the options without quotes "
+                "(quote only a value with spaces)"
+            )
         name, sep, value = word.lstrip("-").partition("=")
         name = _ALIASES.get(name.replace("-", "_"), name.replace("-", "_"))
         is_flag = name in _FIELDS and _FIELDS[name].type in ("bool", bool)
@@ -115,14 +121,22 @@ def checked_options(options: dict[str, Any]) -> dict[str, str]:
 
 
 def from_markers(clip: otio.schema.Clip) -> ClipPrompts:
-    """The prompts of the clip's first marker (in time) that has any; NotMarked when none names v2vz."""
+    """The prompts of the clip's first marker (in time) that has any; NotMarked when none names v2vz. When later
+    markers ask for other prompts, the note says which one is used and which are not."""
     markers = sorted(clip.markers, key=lambda m: m.marked_range.start_time.to_seconds())
     named = None
+    said = [(marker, fields_of(marker_text(marker))) for marker in markers]
+    marked = [(marker, fields) for marker, fields in said if "source" in fields or "prompt" in fields]
+    if marked:
+        first, fields = marked[0]
+        prompts = _complete(fields, _marker_label(first))
+        others = [_marker_label(m) for m, f in marked[1:] if _said(f) != _said(fields)]
+        if others:
+            unused = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            note = f"it has {len(others) + 1} markers with different prompts: the first in time, {prompts.origin}, "
+            prompts = dataclasses.replace(prompts, note=note + f"is used; {unused} not")
+        return prompts
     for marker in markers:
-        text = marker_text(marker)
-        fields = fields_of(text)
-        if "source" in fields or "prompt" in fields:
-            return _complete(fields, f"marker {marker.name!r}" if marker.name else "a marker")
         if named is None and (marker.name or "").strip().lower() == MARKER_NAME:
             named = marker
     if named is not None:
@@ -131,6 +145,16 @@ def from_markers(clip: otio.schema.Clip) -> ClipPrompts:
             "in the name: `source: a car; prompt: a jeep`)"
         )
     raise NotMarked
+
+
+def _marker_label(marker: otio.schema.Marker) -> str:
+    name = marker.name if len(marker.name or "") <= 60 else marker.name[:59] + "…"
+    return f"marker {name!r}" if name else "a marker"
+
+
+def _said(fields: dict[str, str]) -> tuple[str, str, str]:
+    """What a marker asks for, to tell two markers that ask for different edits apart."""
+    return (fields.get("source", ""), fields.get("prompt", ""), " ".join(fields.get("options", "").split()))
 
 
 def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
@@ -142,6 +166,9 @@ def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
         raise BadPrompts('its metadata["v2vz"] is not a dictionary of source, prompt and options')
     fields = {"source": data.get("source", data.get("source_prompt")), "prompt": data.get("prompt")}
     fields = {key: value for key, value in fields.items() if value is not None}
+    for key, value in fields.items():
+        if not isinstance(value, str):
+            raise BadPrompts(f'its metadata["v2vz"]["{key}"] is {_kind(value)}, not text')
     options = data.get("options")
     if isinstance(options, str):
         fields["options"] = options
@@ -151,6 +178,17 @@ def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
             raise BadPrompts('its metadata["v2vz"]["options"] is not a dictionary of edit options')
         prompts = dataclasses.replace(prompts, options=checked_options(dict(options.items())))
     return prompts
+
+
+def _kind(value: Any) -> str:
+    """A metadata value's type in words (OTIO's containers included)."""
+    if hasattr(value, "items"):
+        return "a dictionary"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if hasattr(value, "__len__") else type(value).__name__
 
 
 def _complete(fields: dict[str, str], origin: str) -> ClipPrompts:
@@ -169,11 +207,25 @@ def prompts_of(clip: otio.schema.Clip, prompt_from: str = "any") -> ClipPrompts:
         raise InvalidArgument(f"--prompt-from {prompt_from}: choose one of {', '.join(PROMPT_FROM)}")
     if prompt_from in ("any", "markers"):
         try:
-            return from_markers(clip)
+            prompts = from_markers(clip)
         except NotMarked:
             if prompt_from == "markers":
                 raise
+        else:
+            return _with_unused_metadata(clip, prompts) if prompt_from == "any" else prompts
     return from_metadata(clip)
+
+
+def _with_unused_metadata(clip: otio.schema.Clip, prompts: ClipPrompts) -> ClipPrompts:
+    """A marker wins over `metadata["v2vz"]`: when the metadata asks for another edit, the note says so."""
+    try:
+        other = from_metadata(clip)
+    except (NotMarked, BadPrompts):
+        return prompts
+    if (other.source, other.prompt, other.options) == (prompts.source, prompts.prompt, prompts.options):
+        return prompts
+    note = f'its {prompts.origin} is used, not its metadata["v2vz"], which asks for another edit'
+    return dataclasses.replace(prompts, note=f"{prompts.note}; {note}" if prompts.note else note)
 
 
 def is_edit(item: otio.core.SerializableObject) -> bool:

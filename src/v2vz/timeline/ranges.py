@@ -8,10 +8,14 @@ a value must land on a whole frame of the media, or the clip is refused with the
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
 import opentimelineio as otio
+
+from v2vz.timeline.media import label_frames
 
 RATE_TOLERANCE = Fraction(1, 20000)  # relative: 29.97 and 29.97002997 both stand for 30000/1001, but 30 does not
 FRAME_TOLERANCE = Fraction(1, 1000)  # of a frame: the float noise of adapters' arithmetic, never a real offset
@@ -22,10 +26,11 @@ class RangeProblem(Exception):
     """A time that is not a whole frame of the media, or a range outside it: the message is the reason."""
 
 
+@functools.lru_cache(maxsize=256)  # a timeline has a few rates and asks for each of them for every clip
 def exact_rate(rate: float, media_fps: Fraction | None = None) -> Fraction:
     """The exact rate an OTIO rate stands for: `media_fps` when they agree, else a whole rate, an NTSC rate
     (n * 1000/1001) or the nearest fraction with a small denominator."""
-    if not rate or rate <= 0:
+    if not rate or not math.isfinite(rate) or rate <= 0:
         raise RangeProblem(f"its time has no frame rate ({rate})")
     given = Fraction(rate)
     candidates = [Fraction(media_fps)] if media_fps else []
@@ -67,13 +72,13 @@ def rate_text(fps: Fraction) -> str:
 
 
 def timecode_frames(label: str, fps: Fraction) -> int:
-    """A start timecode label (`01:00:00:00`, drop-frame `00:59:59;28`) as a frame number at `fps`."""
-    try:
-        return round(otio.opentime.from_timecode(label, float(fps)).value)
-    except (ValueError, TypeError) as error:
-        raise RangeProblem(
-            f"its media's start timecode {label!r} cannot be read at {rate_text(fps)} fps ({error})"
-        ) from None
+    """A start timecode label (`01:00:00:00`, drop-frame `00:59:59;28` or `00:59:59.28`) as a frame number at `fps`,
+    counted as the engine counts it (media.label_frames: OTIO's parser reads `.` as non-drop, 108 frames off at
+    01:00:00 in 29.97)."""
+    frames = label_frames(label, fps)
+    if frames is None:
+        raise RangeProblem(f"its media's start timecode {label!r} does not exist at {rate_text(fps)} fps")
+    return frames
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import opentimelineio as otio
 
 from v2vz.api.errors import InvalidArgument
 from v2vz.api.files import write_atomic
+from v2vz.api.safe_json import load_file
 
 STATE_SUFFIX = ".v2vz-run.json"
 STATE_FORMAT = "v2vz-timeline-run"
@@ -104,14 +106,46 @@ def write_state(path: Path, state: RunState) -> Path:
     return write_atomic(Path(path), state.to_json())
 
 
+class RecordWriter:
+    """Keeps the run record on disk as the run changes it, in time linear in the number of jobs.
+
+    The record is one JSON document, rewritten whole (atomically): written after every one of 10,000 submissions
+    it costs the square of their number (about 2 s a write at 10,000 jobs, hours in all). A change is written at
+    once when the last write is long enough ago (`min_seconds`, and four times as long as that write took, so
+    writing never takes more than a fifth of the run), else at the next change after that or at `flush`, which
+    every way out of a run calls (done, Ctrl-C, a lost daemon). Only a killed process can lose the last changes:
+    their jobs are then submitted again by the next run, as new takes (nothing is overwritten)."""
+
+    def __init__(self, path: Path, state: RunState, min_seconds: float = 1.0) -> None:
+        self.path, self.state, self.min_seconds = Path(path), state, min_seconds
+        self.writes = 0
+        self._due = 0.0  # time.monotonic() from when a change is written at once
+        self._pending = False
+
+    def changed(self) -> None:
+        self._pending = True
+        if time.monotonic() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the record now if it changed since it was last written."""
+        if not self._pending:
+            return
+        started = time.monotonic()
+        write_state(self.path, self.state)
+        took = time.monotonic() - started
+        self._pending, self.writes = False, self.writes + 1
+        self._due = time.monotonic() + max(self.min_seconds, 4 * took)
+
+
 def read_state(path: Path) -> RunState | None:
     """The run recorded at `path`, or None when there is none; InvalidArgument for a file that is not one."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_file(path, path.name)  # nesting checked first: a deep file is refused, never a crash
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeError, ValueError) as error:
+    except (OSError, InvalidArgument) as error:
         raise InvalidArgument(f"{path} is not a v2vz timeline run ({error}): remove it to start a new run") from None
     try:
         if data.get("format") != STATE_FORMAT:

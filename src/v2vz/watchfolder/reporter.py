@@ -7,10 +7,15 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from v2vz.api.text import printable
 
 
 class Reporter:
+    """The watcher's lines; clip names, paths and reasons go through `printable` (control characters escaped)."""
+
     def __init__(self, console: Console):
         self.console = console
         self.lock = threading.RLock()
@@ -36,12 +41,12 @@ class Reporter:
 
     def line(self, text: str) -> None:
         with self.lock:
-            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
     def step(self, name: str, stage: str, step: int, total: int) -> None:
         with self.lock:
             if self.live:
-                description = f"{name}: {stage}"
+                description = escape(printable(f"{name}: {stage}"))  # the column reads markup
                 if name not in self.tasks:
                     self.tasks[name] = self.progress.add_task(description, total=total or None)
                 self.progress.update(self.tasks[name], description=description, total=total or None, completed=step)

@@ -13,6 +13,7 @@ from typing import Any
 
 from v2vz.api.errors import InvalidArgument, one_line
 from v2vz.api.job import RETIRED_OPTIONS, EditJob, EditOptions
+from v2vz.api.safe_json import MAX_DEPTH, nesting_depth
 from v2vz.api.wire import parse_option, unknown_option
 from v2vz.watchfolder.naming import free_output
 
@@ -55,8 +56,13 @@ def read_toml(path: Path) -> dict[str, Any] | None:
     except OSError as exc:
         raise InvalidArgument(f"cannot read {path.name} ({exc.strerror or type(exc).__name__})") from None
     try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        text = data.decode("utf-8")
+        # tomllib recurses per level of nested arrays and tables: 200,000 `[` exhaust the stack (RecursionError,
+        # or a crash), so the nesting is measured first, without recursion.
+        if nesting_depth(text) > MAX_DEPTH:
+            raise InvalidArgument(f"{path.name} is not valid TOML (nested more than {MAX_DEPTH} levels deep): fix it")
+        return tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise InvalidArgument(f"{path.name} is not valid TOML ({one_line(str(exc))}): fix it") from None
 
 

@@ -8,7 +8,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from v2vz.api.errors import one_line
+from v2vz.api import safe_json
+from v2vz.api.errors import InvalidArgument, one_line
 from v2vz.api.files import write_atomic
 
 STATE_NAME = ".v2vz-watch.json"
@@ -25,10 +26,10 @@ class State:
     def load(self) -> str | None:
         """Read the file; returns a warning line when it was unreadable (then nothing is remembered)."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data = safe_json.loads(self.path.read_text(encoding="utf-8"), self.path.name)  # deep nesting: refused
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, InvalidArgument) as exc:
             return f"warning: ignoring the unreadable {self.path.name} ({one_line(str(exc))})"
         jobs = data.get("files") if isinstance(data, dict) else None
         if not isinstance(jobs, dict):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from v2vz.api.errors import (
     DaemonUnavailable,
     InvalidArgument,
+    JobLost,
     JobNotFound,
     MediaError,
     MediaNotFound,
@@ -69,6 +70,8 @@ class Watcher:
         self.order = 0
         self.client: Client | None = None
         self.follower_client: Client | None = None
+        self.daemon_lock = threading.Lock()
+        self.daemon_away = False  # said "waiting for the daemon" and not yet "the daemon is back"
 
     # -- running ---------------------------------------------------------------------------------------------
 
@@ -115,12 +118,11 @@ class Watcher:
             # watchdog logs a harmless error when its inotify thread is stopped while it reads an event
             logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
             observer.stop()
-            with contextlib.suppress(Exception):
-                self.follower_client.close()
+            close_quietly(self.follower_client)
             follower.join(2.0)
             with contextlib.suppress(Exception):
                 observer.join(2.0)
-            self.client.close()
+            close_quietly(self.client)
         if self.fatal:
             raise DaemonUnavailable(self.fatal)
         with self.lock:
@@ -262,10 +264,11 @@ class Watcher:
         self.order += 1
         entry = {"job_id": None, "size": signature[0], "mtime_ns": signature[1], "out": str(job.output)}
         entry["order"] = self.order
-        self.state.put(name, {**entry, "submitting": time.time()})
+        submitting = {**entry, "submitting": time.time()}
+        self.state.put(name, submitting)
         self.seen.pop(name, None)
         try:
-            reply = self.client.submit(job, client="v2vz-watch")
+            reply = self.submit_when_reachable(name, job, submitting)
         except MediaNotFound as exc:
             self.state.drop(name)
             if (self.in_dir / name).exists():
@@ -275,25 +278,90 @@ class Watcher:
             self.state.drop(name)
             self.fail_file(name, str(exc))
             return
-        self.state.put(name, {**entry, "job_id": reply.job_id})
+        if reply is None:
+            return  # stopped while the daemon was away: the next watcher finds out whether it took the job
+        job_id, ahead = reply
+        self.state.put(name, {**entry, "job_id": job_id})
         with self.lock:
             self.in_flight.add(name)
-        position = f", queue position {reply.queue_position}" if reply.queue_position else ""
-        self.reporter.line(f"{name}: submitted as job {reply.job_id}{position}")
-        self.jobs.put((name, reply.job_id))
+        position = f", {ahead} job(s) ahead of it" if ahead else ""
+        self.reporter.line(f"{name}: submitted as job {job_id}{position}")
+        self.jobs.put((name, job_id))
+
+    def submit_when_reachable(self, name: str, job: EditJob, entry: dict[str, Any]) -> tuple[str, int] | None:
+        """Submit, waiting for the daemon as long as it is away; (job id, jobs ahead), or None when stopped first.
+
+        A submit cut off by a daemon that went away may still have been accepted: once the daemon is back, its job
+        list says whether it was (find_submitted), so a clip is never submitted twice.
+        """
+        from v2vz.client import Client
+
+        while True:
+            try:
+                if self.client is None:
+                    self.client = Client()  # the endpoint file as it is now: a restarted daemon has a new token
+                reply = self.client.submit(job, client="v2vz-watch")
+                return reply.job_id, reply.queue_position
+            except DaemonUnavailable as exc:
+                if not self.wait_for_daemon(exc):
+                    return None
+                self.client = close_quietly(self.client)
+                try:
+                    self.client = Client()
+                    accepted = self.find_submitted(name, entry)
+                except DaemonUnavailable:
+                    continue
+                if accepted:
+                    return accepted, 0
+
+    # -- the daemon away -------------------------------------------------------------------------------------
+
+    def wait_for_daemon(self, error: V2vzError) -> bool:
+        """Wait (saying so once) until the daemon answers again; False when the watcher is stopped first.
+
+        `v2vz watch` runs until Ctrl-C or SIGTERM: a daemon that restarts or is away for a while only delays the
+        clips, which wait in IN_DIR (and their jobs in the daemon's journal) meanwhile.
+        """
+        delay = 0.1
+        while not self.stop.is_set():
+            if self.daemon_answers():
+                with self.daemon_lock:
+                    if self.daemon_away:
+                        self.daemon_away = False
+                        self.reporter.line("the daemon is back: going on")
+                return True
+            with self.daemon_lock:
+                if not self.daemon_away:
+                    self.daemon_away = True
+                    why = "it went away while a job ran" if isinstance(error, JobLost) else one_line(str(error), 300)
+                    self.reporter.line(f"waiting for the daemon ({why}); clips wait in {self.in_dir} meanwhile")
+            self.stop.wait(delay)
+            delay = min(delay * 2, 2.0)
+        return False
+
+    @staticmethod
+    def daemon_answers() -> bool:
+        """The daemon named by the endpoint file (as it is now: a restarted daemon writes a new one) answers."""
+        from v2vz.client import Client
+
+        try:
+            with Client(timeout=5) as probe:
+                probe.info()
+        except DaemonUnavailable:
+            return False
+        return True
 
     # -- following -------------------------------------------------------------------------------------------
 
     def follow_all(self) -> None:
         """One job after another, in submission order: the daemon runs them in that order too."""
-        assert self.follower_client is not None
         while True:
             item = self.jobs.get()
             if item is None or self.stop.is_set():
                 return
             name, job_id = item
             try:
-                last = self.follow(self.follower_client, name, job_id)
+                last = self.follow(name, job_id)
             except JobNotFound:
                 self.state.drop(name)
                 self.release(name)
@@ -309,13 +377,28 @@ class Watcher:
                 return
             self.finish(name, job_id, last)
 
-    def follow(self, client: Client, name: str, job_id: str) -> pb.JobEvent | None:
-        last = None
-        for last in client.follow(job_id):  # noqa: B007 - the last event is the outcome
-            if last.WhichOneof("kind") == EventType.PROGRESS:
-                progress = last.progress
-                self.reporter.step(name, progress.stage, progress.step, progress.total)
-        return last
+    def follow(self, name: str, job_id: str) -> pb.JobEvent | None:
+        """The job's last event; while the daemon is away, wait for it and go on from the last event seen (the
+        journal keeps the job). None when the watcher is stopped first."""
+        from v2vz.client import Client
+
+        last, after = None, 0
+        while True:
+            try:
+                if self.follower_client is None:
+                    self.follower_client = Client()  # the endpoint file as it is now
+                # No reconnecting inside the client: a daemon that is away is said at once, by wait_for_daemon.
+                for last in self.follower_client.follow(job_id, after, reconnect=False):  # noqa: B007 - the outcome
+                    after = max(after, last.sequence)
+                    if last.WhichOneof("kind") == EventType.PROGRESS:
+                        progress = last.progress
+                        self.reporter.step(name, progress.stage, progress.step, progress.total)
+                return last
+            except DaemonUnavailable as exc:  # JobLost too: the stream broke off before the job ended
+                if self.stop.is_set() or not self.wait_for_daemon(exc):
+                    return None
+                self.follower_client = close_quietly(self.follower_client)
+                self.stop.wait(0.2)  # a daemon that answers but is shutting down ends streams at once: no busy loop
 
     def finish(self, name: str, job_id: str, last: pb.JobEvent | None) -> None:
         ended = outcome(job_id, last)
@@ -373,3 +456,10 @@ class Watcher:
         self.move_away(name, FAILED_DIR, reason)
         self.state.drop(name)
         self.reporter.end(name, f"{name} failed: {one_line(reason) or 'no reason given'}")
+
+
+def close_quietly(client: Client | None) -> None:
+    """Close a client that may be gone or broken already; returns None, what the caller's attribute becomes."""
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.close()

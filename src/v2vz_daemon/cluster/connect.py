@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +26,9 @@ log = logging.getLogger("v2vz.daemon")
 LOCAL_NODE_IP = "127.0.0.2"  # a loopback address Ray keeps (127.0.0.1 it swaps for the external one)
 NAMESPACE = "v2vz"
 INSTALL_HINT = "pip install 'v2vz[cluster]'"
+LOCAL_GCS_RECONNECT_S = 5  # seconds a local cluster's processes wait for a dead GCS (Ray's default: 60)
+TOKEN_MAX_BYTES = 4096  # a Ray token is 64 hex digits: anything much longer is not one
+MAX_WORKER_THREADS = 1024  # torch threads of one CPU worker: more than any machine's cores
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class ClusterConfig:
             raise ClusterUnavailable(f"--workers must be 1 or more, got {self.workers}")
         if self.threads < 1:
             raise ClusterUnavailable(f"--worker-threads must be 1 or more, got {self.threads}")
+        if self.threads > MAX_WORKER_THREADS:  # 100000 torch threads per worker exhaust the process
+            raise ClusterUnavailable(f"--worker-threads must be at most {MAX_WORKER_THREADS}, got {self.threads}")
         if self.retries < 0:
             raise ClusterUnavailable(f"--worker-retries must be 0 or more, got {self.retries}")
         if self.address and self.token_file is None:
@@ -52,6 +58,14 @@ class ClusterConfig:
             )
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ClusterUnavailable(f"a cluster's workers run on auto, cpu or cuda, not {self.device!r}")
+        if self.token_file is not None and not self.address:
+            raise ClusterUnavailable(
+                "--ray-token-file goes with --ray ADDRESS: a local cluster (--workers) makes a token of its own"
+            )
+        if not self.address and self.workers and (self.device == "cpu" or not _gpu_devices()):
+            problem = too_many_workers(self.workers, 0.0, machine_cpus(), "this machine")
+            if problem:  # refused now, before Ray starts (a GPU machine's count is checked once torch is up)
+                raise ClusterUnavailable(problem)
 
 
 def require_ray() -> None:
@@ -72,10 +86,34 @@ def import_ray(token: str) -> ModuleType:
 
 
 def read_token(path: Path) -> str:
+    """The token in `path`: a private regular file of at most TOKEN_MAX_BYTES (a FIFO, a device or a file others
+    can read is refused in one line, never waited on, read without end, or used)."""
+    path = Path(path).expanduser()
     try:
-        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as error:
         raise ClusterUnavailable(f"cannot read the Ray token file {path}: {error.strerror or error}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ClusterUnavailable(f"the Ray token file {path} is not a regular file")
+        if os.name == "posix" and info.st_mode & 0o077:
+            raise ClusterUnavailable(
+                f"the Ray token file {path} is open to others (mode {info.st_mode & 0o777:o}): chmod 600 {path}"
+            )
+        if info.st_size > TOKEN_MAX_BYTES:
+            raise ClusterUnavailable(
+                f"the Ray token file {path} is {info.st_size} bytes: a token is one line (ray get-auth-token)"
+            )
+        data = os.read(fd, TOKEN_MAX_BYTES + 1)
+    except OSError as error:
+        raise ClusterUnavailable(f"cannot read the Ray token file {path}: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
+    try:
+        token = data[:TOKEN_MAX_BYTES].decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ClusterUnavailable(f"the Ray token file {path} is not text: a token is one line") from None
     if not token:
         raise ClusterUnavailable(f"the Ray token file {path} is empty")
     return token
@@ -113,8 +151,51 @@ def local_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def start(config: ClusterConfig) -> ModuleType:
-    """ray.init for the daemon (its driver): a local cluster, or the joined one; returns the ray module."""
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def too_many_workers(workers: int, gpus: float, cpus: float, where: str) -> str | None:
+    """Why `workers` does not fit: one GPU per GPU worker, at least one CPU per CPU worker (None when it fits)."""
+    if gpus >= 1 and workers > gpus:
+        return f"--workers {workers}, but {where} has {gpus:g} GPU{'s' if gpus != 1 else ''}: one per worker"
+    if gpus < 1 and workers > cpus:
+        return (
+            f"--workers {workers}, but {where} has {cpus:g} CPU{'s' if cpus != 1 else ''}: "
+            "at most one CPU worker per CPU"
+        )
+    return None
+
+
+def _gpu_devices() -> bool:
+    """Whether this machine may have a GPU torch can use (NVIDIA's or AMD's device files), without importing it."""
+    return any(Path("/dev").glob("nvidia[0-9]*")) or Path("/dev/kfd").exists()
+
+
+def placement(ray: ModuleType, config: ClusterConfig) -> dict:
+    """How many workers, on GPUs or CPUs, in the cluster `ray` is connected to (ClusterUnavailable if none fit)."""
+    if config.address:
+        resources = ray.cluster_resources()
+        gpus, cpus, where = float(resources.get("GPU", 0)), float(resources.get("CPU", 0)), "the Ray cluster"
+    else:
+        gpus, cpus, where = float(local_gpus()) if config.device != "cpu" else 0.0, machine_cpus(), "this machine"
+    if config.device.startswith("cuda") and gpus < 1:
+        raise ClusterUnavailable("--device cuda, but the Ray cluster has no GPU: use --device cpu")
+    gpu = config.device != "cpu" and gpus >= 1
+    size = config.workers or (int(gpus) if gpu else 1)
+    problem = too_many_workers(size, gpus if gpu else 0.0, cpus, where)
+    if problem:
+        raise ClusterUnavailable(problem)
+    return {"size": size, "gpu": gpu, "version": ray.__version__}
+
+
+def start(config: ClusterConfig, temp_dir: str | None = None) -> ModuleType:
+    """ray.init for the daemon's driver process (cluster/driver.py): a local cluster whose session files are in
+    `temp_dir` (a private folder), or the joined one; returns the ray module."""
     if config.address:
         ray = import_ray(read_token(config.token_file))
         check_cluster(config.address, config.token_file)
@@ -124,19 +205,25 @@ def start(config: ClusterConfig) -> ModuleType:
         except Exception as error:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, AuthenticationError
             raise ClusterUnavailable(f"cannot join the Ray cluster at {config.address}: {error}") from None
         return ray
-    ray = import_ray(secrets.token_hex(32))  # this daemon's alone: no ~/.ray/auth_token is written
     gpus = local_gpus() if config.device != "cpu" else 0
     workers = config.workers or max(gpus, 1)
+    problem = too_many_workers(workers, gpus, machine_cpus(), "this machine")
+    if problem:  # before ray.init: Ray would make room for any number of CPU workers
+        raise ClusterUnavailable(problem)
+    # A local GCS never comes back once dead (no Redis behind it): let Ray give up in seconds, not a minute, so that
+    # the daemon starts a new cluster at once (the driver process ends; cluster/driver.py)
+    os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(LOCAL_GCS_RECONNECT_S))
+    ray = import_ray(secrets.token_hex(32))  # this daemon's alone: no ~/.ray/auth_token is written
     try:
         ray.init(
-            num_cpus=max(workers * (config.threads if not gpus else 1), os.cpu_count() or 1),
+            num_cpus=max(workers * (config.threads if not gpus else 1), machine_cpus()),
             num_gpus=gpus,
             include_dashboard=False,
             namespace=NAMESPACE,
             log_to_driver=False,
             _node_ip_address=config.node_ip or LOCAL_NODE_IP,
+            _temp_dir=temp_dir,
         )
     except Exception as error:  # noqa: BLE001
         raise ClusterUnavailable(f"cannot start the local Ray cluster: {error}") from None
-    log.info("local Ray cluster on %s (token authentication, no dashboard)", config.node_ip or LOCAL_NODE_IP)
     return ray

@@ -34,12 +34,16 @@ class EditWorker:
         cache_max_bytes: int,
         threads: int,
     ) -> None:
+        from v2vz.api.runtime_env import prepare_environment
+
+        prepare_environment()  # the passive wait policy, before this worker process loads torch (its OpenMP)
         import torch
 
         from v2vz_daemon.model_slot import ModelSlot, import_engine
+        from v2vz_engine.cpu import apply_cpu_threads
 
         if device == "cpu" or not torch.cuda.is_available():
-            torch.set_num_threads(threads)
+            apply_cpu_threads(threads)  # every span of this worker runs with them (v2vz_engine.cpu)
             device = "cpu"
         import_engine()
         self.name = name

@@ -26,7 +26,10 @@ class MediaInfo:
     """A clip's size, exact frame rate, length and audio; `is_sequence` for a folder or numbered images.
 
     `colour` and `timecode` (the label of frame 0, e.g. "01:00:00:00" or drop-frame "00:59:59;28") are what a video
-    file says; an image sequence or an untagged file leaves them at their defaults.
+    file says; an image sequence or an untagged file leaves them at their defaults. `width` and `height` are the
+    size as displayed: a clip whose display matrix turns it (a phone's portrait video) is read upright, and `upright`
+    names the turn ("clock", "cclock", "rot180", "hflip", "vflip", "transpose", "antitranspose"; None when stored
+    upright).
     """
 
     path: Path
@@ -38,3 +41,4 @@ class MediaInfo:
     is_sequence: bool = False
     colour: ColourTags = field(default_factory=ColourTags)
     timecode: str | None = None
+    upright: str | None = None  # how stored frames are turned to show as the file's display matrix says (video.py)

@@ -4,6 +4,8 @@ Pure functions, no PyAV: an edit of frames 120.. of a clip that starts at 01:00:
 frame 120, so an editor conforms the take onto the source's own timeline. A timecode counts frames at its nominal
 rate (30 for 29.97, 24 for 23.976); drop-frame (29.97 and 59.94 only, written with `;` or `.` before the frames)
 skips the labels ;00 and ;01 (;00..;03 at 59.94) of every minute except each tenth, so the label tracks the clock.
+A day wraps at 24 hours, as a clock does; a label already past 24 hours (FFmpeg writes and reads up to 99) is not a
+time of day, and counts on to 99:59:59 instead of jumping back a day.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from v2vz.api.errors import InvalidArgument
 
 _LABEL = re.compile(r"^(\d{1,2})[:;.](\d{2})[:;.](\d{2})([:;.])(\d{2,3})$")
 _DAY_HOURS = 24
+_MOST_HOURS = 100  # two digits: where a label that is past a day wraps
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def to_frames(label: str | Timecode, fps: Fraction) -> int:
     return total - drop * (minutes - minutes // 10)
 
 
-def from_frames(frame: int, fps: Fraction, drop: bool = False) -> Timecode:
-    """The label of frame number `frame` (from 00:00:00:00) at `fps`; past 24 hours it wraps, as a clock does."""
+def from_frames(frame: int, fps: Fraction, drop: bool = False, wrap_hours: int = _DAY_HOURS) -> Timecode:
+    """The label of frame number `frame` (from 00:00:00:00) at `fps`; past `wrap_hours` (a day) it wraps, as a clock
+    does."""
     if frame < 0:
         raise InvalidArgument(f"frame number {frame} is negative")
     rate = nominal_rate(fps)
@@ -86,7 +90,7 @@ def from_frames(frame: int, fps: Fraction, drop: bool = False) -> Timecode:
         per_minute = rate * 60 - skip
         tens, rest = divmod(frame, per_ten_minutes)
         frame += 9 * skip * tens + (skip * ((rest - skip) // per_minute) if rest > skip else 0)
-    frame %= rate * 3600 * _DAY_HOURS
+    frame %= rate * 3600 * wrap_hours
     seconds, frames = divmod(frame, rate)
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
@@ -94,6 +98,8 @@ def from_frames(frame: int, fps: Fraction, drop: bool = False) -> Timecode:
 
 
 def add(label: str, frames: int, fps: Fraction) -> str:
-    """`label` moved on by `frames` frames at `fps`, in the same counting (drop-frame stays drop-frame)."""
+    """`label` moved on by `frames` frames at `fps`, in the same counting (drop-frame stays drop-frame; a label
+    past 24 hours stays past them rather than wrapping to the next day's time)."""
     code = parse(label)
-    return str(from_frames(to_frames(code, fps) + frames, fps, code.drop))
+    wrap_hours = _DAY_HOURS if code.hours < _DAY_HOURS else _MOST_HOURS
+    return str(from_frames(to_frames(code, fps) + frames, fps, code.drop, wrap_hours))

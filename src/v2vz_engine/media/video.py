@@ -2,7 +2,8 @@
 
 Frame indices are 0-based positions in display order. Reads seek to a keyframe and decode forward, yet give
 the same pixels as decoding from the start, so editing frames 200..207 of a long clip stays cheap. Frames become
-RGB with the clip's own YUV matrix and range (colour.py); a probe also reports its colour tags and start timecode.
+RGB with the clip's own YUV matrix and range (colour.py), turned upright as the clip's display matrix says (a
+phone's portrait clip is read as shown, not as stored); a probe also reports its colour tags and start timecode.
 Writing is writers.py's: `Mp4Writer` and `write_mp4` are its H.264 MP4 without a source, kept for their callers.
 Every error is a `v2vz.api.errors` exception with one line that names the file.
 """
@@ -10,6 +11,8 @@ Every error is a `v2vz.api.errors` exception with one line that names the file.
 from __future__ import annotations
 
 import logging
+import math
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -63,13 +66,77 @@ def _decode_error(path: Path, error: BaseException) -> MediaError:
     return MediaError(f"{path} is damaged and cannot be decoded ({_ffmpeg_reason(error)}); export it again")
 
 
+# The lossless turn of each display matrix FFmpeg's own autorotate applies (fftools' insert_filter: `transpose`,
+# `hflip`, `vflip`), by the rotation it reads and the signs of the matrix; as numpy on (H, W, 3) pixels.
+_TURNS = {
+    "clock": lambda pixels: np.rot90(pixels, -1),
+    "cclock": lambda pixels: np.rot90(pixels, 1),
+    "rot180": lambda pixels: pixels[::-1, ::-1],
+    "hflip": lambda pixels: pixels[:, ::-1],
+    "vflip": lambda pixels: pixels[::-1],
+    "transpose": lambda pixels: pixels.transpose(1, 0, 2),
+    "antitranspose": lambda pixels: np.rot90(pixels, -1)[::-1],
+}
+SIDEWAYS = frozenset({"clock", "cclock", "transpose", "antitranspose"})  # these swap width and height
+
+
+def upright_turn(matrix: tuple[int, ...] | None, path: Path) -> str | None:
+    """The turn (a `_TURNS` key) that shows stored frames as a display matrix says, None for none; FFmpeg's rules.
+
+    MediaError for a matrix that turns by an angle other than a multiple of 90 degrees: no lossless turn shows it.
+    """
+    if matrix is None:
+        return None
+    scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+    if not scale_x or not scale_y:
+        return None  # a degenerate matrix: FFmpeg ignores it too
+    theta = -round(-math.degrees(math.atan2(matrix[1] / scale_y, matrix[0] / scale_x)))
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1:
+        return "transpose" if matrix[3] > 0 else "clock"
+    if abs(theta - 270) < 1:
+        return "antitranspose" if matrix[3] < 0 else "cclock"
+    if abs(theta - 180) < 1:
+        flips = (matrix[0] < 0, matrix[4] < 0)
+        return {(True, True): "rot180", (True, False): "hflip", (False, True): "vflip"}.get(flips)
+    if abs(theta) < 1:
+        return "vflip" if matrix[4] < 0 else None
+    raise MediaError(
+        f"{path} is displayed turned by {theta:.0f} degrees, which v2vz cannot read upright without resampling; "
+        "export it upright (or turned by a multiple of 90 degrees)"
+    )
+
+
+def turn_upright(pixels: np.ndarray, turn: str | None) -> np.ndarray:
+    """(H, W, 3) stored pixels as displayed: the model edits, and every output holds, what a player shows."""
+    return pixels if turn is None else np.ascontiguousarray(_TURNS[turn](pixels))
+
+
+def _display_matrix(path: Path) -> tuple[int, ...] | None:
+    """The video stream's display matrix (9 int32, FFmpeg's layout), as its first decoded frame carries it.
+
+    A container of its own, so the probe's frame count never starts from a seek."""
+    with _open(path) as container:
+        try:
+            frame = next(iter(container.decode(container.streams.video[0])), None)
+        except av.FFmpegError as error:
+            raise _decode_error(path, error) from error
+        for data in frame.side_data if frame is not None else ():
+            if data.type.name == "DISPLAYMATRIX" and len(bytes(data)) >= 36:
+                return struct.unpack("=9i", bytes(data)[:36])
+    return None
+
+
 def probe_video(path: Path) -> MediaInfo:
-    """Describe a video file: size, exact frame rate (a Fraction, so 30000/1001 stays exact), frames and audio."""
+    """Describe a video file: size as displayed, exact frame rate (a Fraction, so 30000/1001 stays exact), frames
+    and audio."""
     with _open(path) as container:
         stream = container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate
         if not fps or fps <= 0:
             raise MediaError(f"{path} does not say its frame rate; export it again at a constant frame rate")
+        turn = upright_turn(_display_matrix(path), path)
+        width, height = (stream.height, stream.width) if turn in SIDEWAYS else (stream.width, stream.height)
         frame_count = stream.frames
         if frame_count <= 0:  # some containers (MKV, WebM, raw streams) do not store it: count
             try:
@@ -80,25 +147,28 @@ def probe_video(path: Path) -> MediaInfo:
             raise MediaError(f"{path} contains no decodable video frames; export it again")
         return MediaInfo(
             path=path,
-            width=stream.width,
-            height=stream.height,
+            width=width,
+            height=height,
             fps=Fraction(fps),
             frame_count=frame_count,
             has_audio=bool(container.streams.audio),
             colour=tags_of(stream.codec_context),
             timecode=_start_timecode(container, Fraction(fps)),
+            upright=turn,
         )
 
 
 def _start_timecode(container: av.container.InputContainer, fps: Fraction) -> str | None:
-    """The label of frame 0: the video stream's `timecode` tag, a timecode (tmcd) track's, or the container's.
+    """The label of frame 0: the video stream's `timecode` tag, a timecode (tmcd) track's, or the container's, in
+    any case (Matroska's is `TIMECODE`).
 
     A label that does not fit the frame rate (drop-frame at 25 fps, frame 30 of a 30 fps second) is ignored with a
     warning: a wrong timecode on an output would be worse than none.
     """
     streams = [container.streams.video[0], *(s for s in container.streams if s.type != "video")]
     for metadata in (*(s.metadata for s in streams), container.metadata):
-        label = metadata.get("timecode")
+        # Matroska's tag is TIMECODE (its tags are upper case), MOV/MP4's and MXF's timecode
+        label = next((value for key, value in metadata.items() if key.lower() == "timecode" and value), None)
         if not label:
             continue
         try:
@@ -165,7 +235,8 @@ def _decode_seeking(
 
 def iter_video_frames(info: MediaInfo, start: int, count: int) -> Iterator[np.ndarray]:
     """Frames start..start+count-1 of a probed video (range already checked), one at a time as uint8 RGB (H, W, 3),
-    converted from YUV with the clip's own matrix and range (`info.colour`; FFmpeg's BT.601 default if untagged).
+    converted from YUV with the clip's own matrix and range (`info.colour`; FFmpeg's BT.601 default if untagged)
+    and turned upright as its display matrix says (`info.upright`).
 
     One container stays open while the caller consumes frames, so a long range is decoded once and never held in
     memory as a whole.
@@ -174,11 +245,11 @@ def iter_video_frames(info: MediaInfo, start: int, count: int) -> Iterator[np.nd
     options = decode_options(info.colour)
     try:
         for pixels in _decode_seeking(info.path, start, count, info.fps, options):
-            yield pixels
+            yield turn_upright(pixels, info.upright)
             done += 1
         if done < count:  # not seekable, or untrustworthy timestamps: count frames from the start
             for pixels in _decode_sequential(info.path, start + done, count - done, options):
-                yield pixels
+                yield turn_upright(pixels, info.upright)
                 done += 1
     except av.FFmpegError as error:
         raise _decode_error(info.path, error) from error

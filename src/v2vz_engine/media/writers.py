@@ -29,7 +29,8 @@ from av.video.reformatter import Interpolation
 
 from v2vz.api.errors import InvalidArgument, V2vzError
 from v2vz.api.files import atomic_path, replace_with, temporary_beside
-from v2vz.api.formats import OutputFormat, frame_path, frame_pattern
+from v2vz.api.formats import OutputFormat, check_size, frame_path, frame_pattern
+from v2vz.api.takes import hashed_pattern
 from v2vz_engine.media.audio import AudioFeed, TrimmedAudio, audio_tracks, ffmpeg_reason, pcm_codec
 from v2vz_engine.media.colour import encode_options, output_tags, tag, to_linear
 from v2vz_engine.media.info import ColourTags, MediaInfo
@@ -38,12 +39,12 @@ from v2vz_engine.media.timecode import add as add_frames
 
 log = logging.getLogger(__name__)
 
-DNXHR_MIN_SIZE = (256, 120)  # FFmpeg's DNxHR encoder refuses anything smaller (any size above it, odd ones too)
 _AAC_BITS_PER_CHANNEL = 96_000
 _FILE_ERRNOS = frozenset(
     {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG, errno.EIO, errno.EACCES, errno.EROFS}
 )
 _SCALE = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
+_MOST_REORDER_FRAMES = 64  # B-frame reordering delays decoding by a few frames (x265 at most 16 B-frames), never more
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,7 @@ class VideoFileWriter(ClipWriter):
         self._container = None
         self._stream = None
         self._audio_streams: list = []
+        self._last_dts: int | None = None
         if size is not None:
             self._check_codec_size(*size)
             self._start(*size)
@@ -256,6 +258,17 @@ class VideoFileWriter(ClipWriter):
             stream = self._container.add_stream(pcm_codec(feed.codec), rate=feed.rate, layout=feed.layout)
         return stream
 
+    def _mux_video(self, packets: list[av.Packet]) -> None:
+        """Mux encoded video, repairing impossible decode times: FFmpeg's libx265 wrapper gives a
+        2-frame stream's dts from uninitialised memory (off by ~1e11), which the MP4/MOV muxer then refuses after
+        the whole edit ("pts/dts pair unsupported"). Such a dts becomes the one after the last, never past pts."""
+        for packet in packets:
+            if None not in (packet.pts, packet.dts) and not 0 <= packet.pts - packet.dts <= _MOST_REORDER_FRAMES:
+                packet.dts = packet.pts if self._last_dts is None else min(packet.pts, self._last_dts + 1)
+            if packet.dts is not None:
+                self._last_dts = packet.dts
+            self._container.mux(packet)
+
     def _mux_audio(self, seconds: Fraction) -> None:
         for feed, stream in zip(self.audio, self._audio_streams, strict=True):
             for frame in feed.frames_until(seconds):
@@ -273,7 +286,7 @@ class VideoFileWriter(ClipWriter):
                 frame = rgb_frame(pixels).reformat(format=self._stream.pix_fmt, interpolation=_SCALE, **options)
                 tag(frame, self.colour)  # the output's tags, not swscale's (an untagged source stays untagged)
                 frame.pts, frame.time_base = self.frames, 1 / self.fps
-                self._container.mux(self._stream.encode(frame))
+                self._mux_video(self._stream.encode(frame))
                 self.frames += 1
             self._mux_audio(Fraction(self.frames) / self.fps)
         except BaseException as error:
@@ -288,7 +301,7 @@ class VideoFileWriter(ClipWriter):
             self.abort()
             raise InvalidArgument(f"no frames were written to {self.path}")
         try:
-            self._container.mux(self._stream.encode(None))
+            self._mux_video(self._stream.encode(None))
             self._mux_audio(Fraction(self.frames) / self.fps)  # the audio ends with the last frame written
             for stream in self._audio_streams:
                 self._container.mux(stream.encode(None))
@@ -318,15 +331,13 @@ class VideoFileWriter(ClipWriter):
 
 
 def sequence_audio_path(pattern: Path, number: int = 1) -> Path:
-    """The WAV of audio stream `number` (from 1) beside a frame sequence: shot_%04d.exr -> shot.wav, shot.2.wav."""
-    match = frame_pattern(pattern)
-    if match is None:
+    """The WAV of audio stream `number` (from 1) beside a frame sequence: shot_%04d.exr -> shot_####.wav,
+    shot_####.2.wav; each pattern its own, as its sidecar (shot.%04d.exr in the same folder: shot.####.wav)."""
+    if frame_pattern(pattern) is None:
         raise InvalidArgument(f"{pattern} has no frame number (%04d)")
-    name = pattern.name
-    before, after = name[: match.start()].rstrip("._- "), name[match.end() :]
-    if pattern.suffix and after.endswith(pattern.suffix):
-        after = after[: -len(pattern.suffix)]
-    stem = (before + after if before else after.lstrip("._- ")) or "audio"
+    stem = hashed_pattern(pattern)
+    if pattern.suffix and stem.endswith(pattern.suffix):
+        stem = stem[: -len(pattern.suffix)]
     return pattern.with_name(f"{stem}.wav" if number == 1 else f"{stem}.{number}.wav")
 
 
@@ -437,19 +448,9 @@ class FrameSequenceWriter(ClipWriter):
 
 def check_codec_size(fmt: OutputFormat, width: int, height: int, path: Path) -> None:
     """Refuse, before any work, the sizes an encoder cannot write correctly (no padding: the take keeps the
-    source's size, or is not written). `media.resolve` calls it at submit; the writer again when it opens."""
-    if fmt.codec == "dnxhr_hq" and (width < DNXHR_MIN_SIZE[0] or height < DNXHR_MIN_SIZE[1]):
-        least = f"{DNXHR_MIN_SIZE[0]}x{DNXHR_MIN_SIZE[1]}"
-        raise InvalidArgument(
-            f"DNxHR needs frames of at least {least}, {path.name} would be {width}x{height}: "
-            "write ProRes (--codec prores_422hq) or H.264 instead"
-        )
-    if fmt.codec == "prores_422hq" and width % 16 == 1:
-        # FFmpeg's prores_ks drops the last chroma column there: the right edge decodes as garbage colour
-        raise InvalidArgument(
-            f"ProRes 422 cannot be written {width} pixels wide (16n+1) without a damaged right edge: "
-            f"write ProRes 4444 (--codec prores_4444) or DNxHR for {path.name} instead"
-        )
+    source's size, or is not written). `media.resolve` calls it at submit; the writer again when it opens.
+    The limits are the contract's (`v2vz.api.formats.SIZE_LIMITS`)."""
+    check_size(fmt, width, height, path)
 
 
 def output_timecode(source: MediaInfo, first_frame: int, fps: Fraction) -> str | None:
