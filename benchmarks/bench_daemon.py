@@ -25,18 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.media_kit (write_mp4)
+
 SOURCE, TARGETS = "a red ball rolling over green grass", ("a blue ball rolling over snow", "a golden ball on sand")
 
 
 def write_clip(path: Path, frames: int, seed: int) -> Path:
     """A sample clip with a per-run tint: new content, so the daemon's cache cannot serve it."""
+    from tests.media_kit import write_mp4
+    from v2vz.cli.sample import make_sample_clip
     from v2vz_engine import media
 
     base = path.with_suffix(".base.mp4")
-    media.make_sample_clip(base, frames=frames, width=256, height=256)
+    make_sample_clip(base, frames=frames, width=256, height=256)
     pixels, info = media.read_frames(base, 0, frames)
     tint = np.random.default_rng(seed).integers(0, 40, size=3)
-    media.write_mp4(np.clip(pixels.astype(int) + tint, 0, 255).astype(np.uint8), path, info.fps or Fraction(24))
+    write_mp4(np.clip(pixels.astype(int) + tint, 0, 255).astype(np.uint8), path, info.fps or Fraction(24))
     base.unlink()
     return path
 

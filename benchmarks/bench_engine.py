@@ -505,7 +505,7 @@ def bench_attention(report: Report, device: torch.device, args: argparse.Namespa
 
 
 def sample_clip(folder: Path) -> Path:
-    from v2vz_engine.media.video import make_sample_clip
+    from v2vz.cli.sample import make_sample_clip
 
     return make_sample_clip(folder / "sample.mp4", frames=CLIP_FRAMES, width=CLIP_SIZE, height=CLIP_SIZE)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from v2vz.api.job import EditJob, EditOptions
-from v2vz_engine.media import make_sample_clip
+from v2vz.cli.sample import make_sample_clip
 from v2vz_engine.models import load_model
 from v2vz_engine.pipeline import VideoEditPipeline
 from v2vz_engine.run import run_job

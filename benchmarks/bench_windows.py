@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(json.loads(args.child))))
         return 0
 
-    from v2vz_engine import media
+    from v2vz.cli.sample import make_sample_clip
 
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print_environment(report, device, args)
     lengths = [int(n) for n in args.lengths.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="v2vz-bench-windows-"))
-    clip = media.make_sample_clip(workdir / "clip.mp4", frames=max(lengths), width=args.size, height=args.size)
+    clip = make_sample_clip(workdir / "clip.mp4", frames=max(lengths), width=args.size, height=args.size)
     all_ok = True
     for model in args.models.split(","):
         steps = args.tiny_steps if model == "tiny" else args.sd15_steps

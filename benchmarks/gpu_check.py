@@ -206,8 +206,8 @@ class Budget:
 
 def run_checks(plan: Plan, device: torch.device, cache_dir: Path, budget: Budget, compile_unet: bool) -> list[Row]:
     from v2vz.api.job import EditJob, EditOptions
+    from v2vz.cli.sample import make_sample_clip
     from v2vz_daemon.inversion_cache import InversionCache
-    from v2vz_engine import media
     from v2vz_engine.models import BUILTIN_MODELS, ensure_builtin, load_model
     from v2vz_engine.pipeline import VideoEditPipeline
     from v2vz_engine.windows import estimated_bytes
@@ -248,7 +248,7 @@ def run_checks(plan: Plan, device: torch.device, cache_dir: Path, budget: Budget
     )
 
     work = Path(tempfile.mkdtemp(prefix="v2vz-gpu-check-"))
-    clip = media.make_sample_clip(work / "clip.mp4", frames=plan.long_frames, width=plan.size, height=plan.size)
+    clip = make_sample_clip(work / "clip.mp4", frames=plan.long_frames, width=plan.size, height=plan.size)
     cache = InversionCache(work / "cache")
 
     def job(name: str, options: EditOptions, frames: int, prompt: str = TARGET) -> EditJob:

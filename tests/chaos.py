@@ -31,10 +31,10 @@ SOURCE, TARGET = "a red square on a field", "a blue circle on a field"
 
 
 def make_clip(path: Path, frames: int = 6, seed: int = 0) -> Path:
-    from v2vz_engine import media
+    from .media_kit import write_mp4
 
     rng = np.random.default_rng(seed)
-    return media.write_mp4((rng.random((frames, 48, 64, 3)) * 255).astype(np.uint8), path, Fraction(24))
+    return write_mp4((rng.random((frames, 48, 64, 3)) * 255).astype(np.uint8), path, Fraction(24))
 
 
 class Daemon:

@@ -3,6 +3,9 @@
 `make_clip` writes an MP4 or MOV of any size (odd ones too) and frame rate, with audio streams whose samples are
 known (`audio_signal`), a start timecode and colour tags; the pixels are encoded with the matrix and range the tags
 name, so a reader that honours the tags gets `CLIP_RGB` back.
+
+`write_mp4` is the one exception: given frames as an H.264 MP4 through the engine's own writer, for tests that need
+a clip of known pixels and are not about the writer (it was the engine's until only tests used it).
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
+from v2vz.api.formats import OutputFormat
+from v2vz_engine.media.writers import VideoFileWriter, check_frames
+
 CLIP_RGB = (200, 40, 60)  # a saturated colour: BT.601 and BT.709 decode it visibly differently
 CLICKS = (1000, 7000, 13000)  # samples of the "clicks" signal that are not silent
+MP4_H264 = OutputFormat(container="mp4", codec="h264", sequence=False)
 
 # code points (ISO/IEC 23091-2) and the swscale matrix of each tag set a test asks for
 COLOUR_TAGS = {
@@ -145,3 +152,11 @@ def exr_channel_types(path: Path) -> dict[str, int]:
         types[name.decode()] = int.from_bytes(chlist[:4], "little")
         chlist = chlist[16:]
     return types
+
+
+def write_mp4(frames: np.ndarray, path: str | Path, fps: Fraction) -> Path:
+    """Write H.264 MP4 at exactly `fps` and the frames' own size, without audio; readers never see a partial file."""
+    check_frames(frames)
+    with VideoFileWriter(Path(path), MP4_H264, Fraction(fps)) as writer:
+        writer.write(frames)
+    return writer.path

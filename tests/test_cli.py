@@ -20,7 +20,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from v2vz.cli.main import app
-from v2vz_engine.media import probe, read_frames, working_size, write_mp4
+from v2vz_engine.media import probe, read_frames, working_size
+
+from .media_kit import write_mp4
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 V2VZ = Path(sys.executable).parent / "v2vz"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from v2vz.cli.sample import make_sample_clip
 from v2vz_engine import media
 
 from .conftest import CLIPS, serve_tiny
@@ -142,7 +143,7 @@ def sha256(path: Path) -> str:
 
 def clip_copy(folder: Path, frames: int = 12) -> Path:
     """A short clip of its own in `folder`, so that its takes land beside it."""
-    clip = media.make_sample_clip(folder / "shot.mp4", frames=frames, width=96, height=64)
+    clip = make_sample_clip(folder / "shot.mp4", frames=frames, width=96, height=64)
     return clip
 
 

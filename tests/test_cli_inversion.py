@@ -37,7 +37,8 @@ def test_the_inversion_a_job_gets(submitted, flags: list[str], preset: str, inve
     result = CliRunner().invoke(app, [*ARGS, "--preset", preset, *flags])
     assert result.exit_code == 0, result.output
     (job,) = submitted
-    assert job.options.inversion == inversion and job.source == Path("clip.mp4")
+    # the job records its source from anywhere (an absolute path, as the daemon's jobs do: issue 23, item 16)
+    assert job.options.inversion == inversion and job.source == Path("clip.mp4").resolve()
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from v2vz.api.v1 import editor_pb2 as pb
 from v2vz_engine import media
 
 from .daemon_kit import BIKES, connect, make_daemon, request, watch
+from .media_kit import write_mp4
 
 
 def test_submit_watch_and_frames_on_disk(daemon, root):
@@ -239,7 +240,7 @@ def test_a_running_job_is_requeued_after_a_crash(root, pipeline):
 def test_reprompt_hits_the_cache_and_a_changed_source_misses(daemon, root):
     clip = root / "clip.mp4"
     rng = np.random.default_rng(0)
-    media.write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))
+    write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))
     stub, md = connect(daemon)
 
     def run(prompt: str, name: str) -> tuple[pb.Done, list[str]]:
@@ -254,14 +255,14 @@ def test_reprompt_hits_the_cache_and_a_changed_source_misses(daemon, root):
     assert not cold.inversion_cached and "null-text" in cold_stages
     assert warm.inversion_cached and "null-text" not in warm_stages
     assert [s for s in warm_stages if s.startswith("inversion")] == ["inversion (cached)"]
-    media.write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))  # same path, new content
+    write_mp4((rng.random((6, 48, 64, 3)) * 255).astype(np.uint8), clip, Fraction(24))  # same path, new content
     changed, _ = run("a blue circle", "three")
     assert not changed.inversion_cached
 
 
 def test_out_of_memory_fails_the_job_and_the_daemon_serves_the_next(daemon, root, monkeypatch):
     stub, md = connect(daemon)
-    original = daemon.pipeline.edit
+    original = daemon.slot.pipeline.edit
     calls = []
 
     def edit_once_oom(*args, **kwargs):
@@ -270,7 +271,7 @@ def test_out_of_memory_fails_the_job_and_the_daemon_serves_the_next(daemon, root
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(daemon.pipeline, "edit", edit_once_oom)
+    monkeypatch.setattr(daemon.slot.pipeline, "edit", edit_once_oom)
     fixed = request(root / "a", options={"steps": "3", "window": "3"})  # a window the user chose is not shrunk
     failed = watch(stub, md, stub.SubmitEdit(fixed, metadata=md).job_id)[-1]
     assert failed.WhichOneof("kind") == "failed" and failed.failed.code == "RESOURCE_EXHAUSTED"
@@ -280,7 +281,7 @@ def test_out_of_memory_fails_the_job_and_the_daemon_serves_the_next(daemon, root
 
 def test_an_automatic_window_that_runs_out_of_memory_is_retried_smaller(daemon, root, monkeypatch):
     stub, md = connect(daemon)
-    original = daemon.pipeline.edit
+    original = daemon.slot.pipeline.edit
     sizes = []
 
     def edit_oom_above_one_frame(frames, *args, **kwargs):
@@ -289,7 +290,7 @@ def test_an_automatic_window_that_runs_out_of_memory_is_retried_smaller(daemon, 
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return original(frames, *args, **kwargs)
 
-    monkeypatch.setattr(daemon.pipeline, "edit", edit_oom_above_one_frame)
+    monkeypatch.setattr(daemon.slot.pipeline, "edit", edit_oom_above_one_frame)
     events = watch(stub, md, stub.SubmitEdit(request(root / "a"), metadata=md).job_id)
     assert events[-1].WhichOneof("kind") == "done" and len(events[-1].done.frame_paths) == 3
     assert sizes == [3, 1, 1, 1]

@@ -81,7 +81,7 @@ def test_a_journal_disk_that_fills_up_fails_the_job_once_it_can_be_recorded(root
                 pass
             filler = fill(state)
             wait_for(lambda: health(server) != serving, what="NOT_SERVING on a full journal disk")
-            assert server.worker.journal.writable is False
+            assert server.journal.writable is False
             with pytest.raises(grpc.RpcError) as refused:
                 stub.SubmitEdit(request(root / "b"), metadata=md)
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

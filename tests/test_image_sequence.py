@@ -379,10 +379,10 @@ def test_a_frame_rate_for_a_video_source_is_refused(pipeline, tmp_path):
     from fractions import Fraction
 
     from v2vz.api.job import EditJob, EditOptions
-    from v2vz_engine import media
+    from v2vz.cli.sample import make_sample_clip
     from v2vz_engine.run import run_job
 
-    clip = media.make_sample_clip(tmp_path / "clip.mp4", frames=4, width=64, height=64)
+    clip = make_sample_clip(tmp_path / "clip.mp4", frames=4, width=64, height=64)
     job = EditJob(
         source=clip,
         prompt="a blue ball",

@@ -80,10 +80,13 @@ def test_the_contract_imports_only_itself():
 @pytest.mark.parametrize(
     "layer, forbidden",
     [
-        ("v2vz_daemon", ("v2vz.cli", "v2vz.client", "v2vz.watchfolder")),  # the daemon knows only the contract
-        ("v2vz_engine", ("v2vz_daemon", "v2vz.cli", "v2vz.client", "v2vz.watchfolder")),  # the engine never reaches up
-        ("v2vz.client", ("v2vz.cli", "v2vz.watchfolder", "v2vz_daemon", "v2vz_engine")),
-        ("v2vz.watchfolder", ("v2vz.cli", "v2vz_daemon", "v2vz_engine")),
+        ("v2vz_daemon", ("v2vz.cli", "v2vz.client", "v2vz.watchfolder", "v2vz.timeline")),  # only the contract
+        ("v2vz_engine", ("v2vz_daemon", "v2vz.cli", "v2vz.client", "v2vz.watchfolder", "v2vz.timeline")),  # never up
+        ("v2vz.client", ("v2vz.cli", "v2vz.watchfolder", "v2vz.timeline", "v2vz_daemon", "v2vz_engine")),
+        ("v2vz.watchfolder", ("v2vz.cli", "v2vz.timeline", "v2vz_daemon", "v2vz_engine")),
+        ("v2vz.timeline", ("v2vz.cli", "v2vz.client", "v2vz.watchfolder", "v2vz_daemon", "v2vz_engine")),
+        # the media probe sits below the engine and the timeline: it knows only the contract
+        ("v2vz.media", ("v2vz.cli", "v2vz.client", "v2vz.watchfolder", "v2vz.timeline", "v2vz_daemon", "v2vz_engine")),
     ],
 )
 def test_each_layer_imports_only_what_it_may(layer: str, forbidden: tuple[str, ...]):
@@ -122,16 +125,32 @@ def test_no_import_circles():
             visit(name, [name])
 
 
-def test_the_command_the_client_and_the_watch_folder_leave_torch_out():
-    """What plugins and a render box's watcher import: no torch, no diffusers, no engine, no daemon."""
+def loaded_by(modules_imported: str, heavy: tuple[str, ...]) -> list[str]:
+    """The modules in `heavy` (or below them) that importing `modules_imported` loads, in a fresh interpreter."""
     script = (
         "import json, sys\n"
-        "import v2vz.cli.main, v2vz.client, v2vz.watchfolder.watcher, v2vz.api.events, v2vz.api.wire\n"
-        "heavy = ('torch', 'diffusers', 'transformers', 'numpy', 'av', 'v2vz_engine', 'v2vz_daemon')\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+        f"import {modules_imported}\n"
+        f"heavy = {heavy!r}\n"
+        "print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy))))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout) == []
+    return json.loads(done.stdout)
+
+
+def test_the_command_the_client_and_the_watch_folder_leave_torch_out():
+    """What plugins and a render box's watcher import: no torch, no diffusers, no engine, no daemon."""
+    imported = "v2vz.cli.main, v2vz.client, v2vz.watchfolder.watcher, v2vz.api.events, v2vz.api.wire"
+    heavy = ("torch", "diffusers", "transformers", "numpy", "av", "v2vz_engine", "v2vz_daemon")
+    assert loaded_by(imported, heavy) == []
+
+
+def test_the_media_probe_and_the_timeline_leave_torch_out():
+    """`v2vz timeline` probes with v2vz.media: PyAV, numpy and Pillow, never torch, the engine or the daemon."""
+    imported = (
+        "v2vz.media.probe, v2vz.media.image_sequence, v2vz.media.timecode, v2vz.timeline.media, v2vz.timeline.run"
+    )
+    heavy = ("torch", "diffusers", "transformers", "v2vz_engine", "v2vz_daemon", "v2vz.cli", "v2vz.client")
+    assert loaded_by(imported, heavy) == []
 
 
 def third_party_imports(path: Path) -> set[str]:
@@ -156,3 +175,12 @@ def test_ray_is_imported_only_by_the_cluster_package():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []
+
+
+def test_the_media_probe_imports_only_pyav_numpy_pillow_and_the_contract():
+    """What keeps v2vz.media torch-free for good: a new import of torch (or of anything heavy) fails here at once."""
+    allowed = {"av", "numpy", "PIL", "v2vz", "__future__", *sys.stdlib_module_names}
+    media = {name: path for name, path in modules().items() if within(name, "v2vz.media")}
+    assert "v2vz.media.probe" in media
+    for name, path in media.items():
+        assert third_party_imports(path) <= allowed, (name, third_party_imports(path) - allowed)

@@ -13,7 +13,8 @@ import pytest
 
 from v2vz.api.errors import InvalidArgument, OutputUnwritable
 from v2vz.api.formats import frame_path, output_format
-from v2vz_engine.media import ColourTags, MediaInfo, iter_frames, make_sample_clip, open_writer, probe
+from v2vz.cli.sample import make_sample_clip
+from v2vz_engine.media import ColourTags, MediaInfo, iter_frames, open_writer, probe
 from v2vz_engine.media.timecode import add, from_frames, parse, to_frames
 from v2vz_engine.media.writers import sequence_audio_path
 

@@ -17,6 +17,7 @@ import pytest
 
 from v2vz.api import takes
 from v2vz.api.job import EditJob
+from v2vz.cli.sample import make_sample_clip
 from v2vz.watchfolder.settings import resolve_job
 from v2vz_engine import media
 from v2vz_engine.media.writers import sequence_audio_path
@@ -80,7 +81,7 @@ def test_a_stray_huge_take_number_never_blocks_the_takes_of_its_clip(tmp_path):
 
 
 def test_the_cli_leaves_no_reservation_behind_a_stray_take(tmp_path):
-    clip = media.make_sample_clip(tmp_path / "shot.mp4", frames=4, width=64, height=64)
+    clip = make_sample_clip(tmp_path / "shot.mp4", frames=4, width=64, height=64)
     (tmp_path / "shot-v2vz-t999999.mp4").write_bytes(b"stray")
     env = {**os.environ, "V2VZ_ENDPOINT": str(tmp_path / "nobody" / "endpoint.json")}
     done = run(["edit", str(clip), "--frames", "2", *BALL], env)
@@ -139,7 +140,7 @@ def served(model_cache):
 
 
 def clip_in(folder: Path, name: str = "shot.mp4", audio: bool = False) -> Path:
-    return media.make_sample_clip(folder / name, frames=8, width=64, height=64, audio=audio)
+    return make_sample_clip(folder / name, frames=8, width=64, height=64, audio=audio)
 
 
 def preview(env: dict, clip: Path) -> dict:

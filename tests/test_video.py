@@ -11,16 +11,17 @@ import pytest
 from PIL import Image
 
 from v2vz.api.errors import InvalidArgument, MediaError, MediaNotFound, RangeError
+from v2vz.cli.sample import make_sample_clip
 from v2vz_engine.media import (
     MediaInfo,
-    make_sample_clip,
     probe,
     read_frames,
     resize_frames,
     working_size,
-    write_mp4,
     write_png_frames,
 )
+
+from .media_kit import write_mp4
 
 CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clips"
 

@@ -1,4 +1,4 @@
-"""Job events from the journal to the watchers: record, wake every stream, and turn journal events into wire events.
+"""Job events from the journal to the watchers: record, and wake every stream (wire.py turns them into wire events).
 
 Events are written to the journal first (so a watcher that reconnects finds them), then a version counter is bumped
 and every waiting stream wakes and reads what is new. Streams never wait on each other.
@@ -7,15 +7,11 @@ and every waiting stream wakes and reads what is new. Streams never wait on each
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 from v2vz.api.errors import JournalFull
-from v2vz.api.events import FINISHED_STATES, TERMINAL_TYPES, EventType
-from v2vz.api.v1 import editor_pb2 as pb
+from v2vz.api.events import TERMINAL_TYPES, EventType, JobState, ProgressUpdate
 from v2vz_daemon.journal import EventRecord, Journal
-
-FRAME_CHUNK = 1024 * 1024  # a streamed frame's PNG goes in chunks of this size
 
 
 class EventHub:
@@ -35,6 +31,10 @@ class EventHub:
         event = self.journal.append_event(job_id, kind, payload)
         self.notify()
         return event
+
+    def progress(self, job_id: str, update: ProgressUpdate) -> EventRecord:
+        """Record a progress event of a running job and wake the watchers."""
+        return self.emit(job_id, EventType.PROGRESS, update.to_record())
 
     def notify(self) -> None:
         """Something changed (an event, a state, a shutdown): wake every waiting stream and the worker."""
@@ -60,53 +60,31 @@ class EventHub:
         if recorded:
             self.notify()
 
+    def follow(self, job_id: str, after: int, keep_going: Callable[[], bool]) -> Iterator[EventRecord]:
+        """A job's events after sequence `after`, as they come, up to its terminal event, while keep_going() holds.
+
+        Attached past the end of an ended job, the terminal event comes again: the watcher learns how it ended."""
+        final = self.final_event(job_id)
+        if final is not None and final.sequence <= after:
+            yield final
+            return
+        while True:
+            seen = self.version
+            for event in self.journal.events_after(job_id, after):
+                yield event
+                after = event.sequence
+                if event.kind in TERMINAL_TYPES:
+                    return
+            self.record_position(job_id)  # the jobs ahead changed: a new "queued" event, read on the next turn
+            if not keep_going():
+                return
+            self.wait_for_change(seen, timeout=1.0)
+
     def final_event(self, job_id: str) -> EventRecord | None:
         """The done/failed/cancelled event of a finished job, else None."""
         record = self.journal.get(job_id)
-        if record is None or record.state not in FINISHED_STATES:
+        if record is None or not JobState(record.state).is_terminal():
             return None
         events = self.journal.events_after(job_id, 0)
         return next((e for e in reversed(events) if e.kind in TERMINAL_TYPES), None)
 
-
-def to_wire(event: EventRecord, stream_frames: bool) -> Iterator[pb.JobEvent]:
-    """One journal event as wire events: a frame with stream_frames is sent as PNG chunks with one sequence."""
-    base = dict(job_id=event.job_id, sequence=event.sequence, time_unix=event.time)
-    payload = event.payload
-    if event.kind == EventType.QUEUED:
-        # The journal counts from 1 (1: next to run); the wire counts the queued jobs ahead (0: next to run).
-        position = max(0, payload.get("position", 1) - 1)
-        yield pb.JobEvent(**base, queued=pb.Queued(position=position, requeued=bool(payload.get("recovered"))))
-    elif event.kind == EventType.PROGRESS:
-        yield pb.JobEvent(**base, progress=pb.Progress(**payload))
-    elif event.kind == EventType.FRAME:
-        data = b""
-        if stream_frames:
-            try:
-                data = Path(payload["path"]).read_bytes()
-            except OSError:
-                data = b""
-        chunks = max(1, -(-len(data) // FRAME_CHUNK))
-        for chunk in range(chunks):
-            piece = data[chunk * FRAME_CHUNK : (chunk + 1) * FRAME_CHUNK]
-            frame = pb.FrameReady(index=payload["index"], path=payload["path"], png=piece, chunk=chunk, chunks=chunks)
-            yield pb.JobEvent(**base, frame=frame)
-    elif event.kind == EventType.DONE:
-        yield pb.JobEvent(
-            **base,
-            done=pb.Done(
-                output=payload.get("output", payload.get("out_mp4", "")),  # journals of protocol 4 say out_mp4
-                frame_paths=payload.get("frame_paths", []),
-                timings=payload.get("timings", {}),
-                inversion_cached=payload.get("inversion_cached", False),
-                seconds=payload.get("seconds", 0.0),
-                frames=payload.get("frames", len(payload.get("frame_paths", []))),
-                take=payload.get("take") or 0,
-                preview=payload.get("preview", False),
-                sidecar=payload.get("sidecar", ""),
-            ),
-        )
-    elif event.kind == EventType.FAILED:
-        yield pb.JobEvent(**base, failed=pb.Failed(reason=payload.get("reason", ""), code=payload.get("code", "")))
-    elif event.kind == EventType.CANCELLED:
-        yield pb.JobEvent(**base, cancelled=pb.Cancelled(reason=payload.get("reason", "")))

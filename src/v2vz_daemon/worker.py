@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from v2vz.api.errors import Cancelled, JournalFull, status_of
-from v2vz.api.events import EventType, JobState, Stage
+from v2vz.api.events import EventType, JobOutcome, JobState, ProgressUpdate, Stage
+from v2vz_daemon.cancels import CancelRegistry
 from v2vz_daemon.event_hub import EventHub
 from v2vz_daemon.inversion_cache import InversionCache
 from v2vz_daemon.journal import JobRecord, Journal
 from v2vz_daemon.model_slot import ModelSlot
 
 if TYPE_CHECKING:
+    from v2vz.api.job import EditJob
     from v2vz_daemon.cluster.service import Cluster
+    from v2vz_engine.run import JobResult
+    from v2vz_engine.spans import SpanTask
 
 log = logging.getLogger("v2vz.daemon")
 
@@ -31,7 +35,8 @@ log = logging.getLogger("v2vz.daemon")
 class Worker:
     """Runs the journal's queued jobs on the model slot's pipeline, or on the cluster, until `stopping` is set.
 
-    `cancel_flags` is shared by every worker thread of a daemon: a cancel reaches the job whichever thread runs it.
+    `cancels` is the daemon's one registry, shared by every worker thread: a cancel reaches the job whichever thread
+    runs it.
     """
 
     def __init__(
@@ -41,7 +46,7 @@ class Worker:
         slot: ModelSlot,
         cache: InversionCache,
         stopping: threading.Event,
-        cancel_flags: set[str] | None = None,
+        cancels: CancelRegistry,
         cluster: Cluster | None = None,
     ) -> None:
         self.journal = journal
@@ -49,11 +54,17 @@ class Worker:
         self.slot = slot
         self.cache = cache
         self.stopping = stopping
+        self.cancels = cancels
         self.cluster = cluster
         self.ready = cluster.ready if cluster is not None else slot.ready
-        self._cancel: set[str] = cancel_flags if cancel_flags is not None else set()
-        self._unrecorded: tuple[str, str, dict] | None = None  # an outcome the journal could not take yet
-        self.running: tuple[str, str] | None = None  # (job id, what it does now) while a job runs: for GetInfo
+        self._unrecorded: tuple[str, JobOutcome] | None = None  # an outcome the journal could not take yet
+        self._events: JobEvents | None = None  # the running job's, while one runs
+
+    @property
+    def running(self) -> tuple[str, str] | None:
+        """(job id, what it does now) while a job runs: for GetInfo."""
+        events = self._events
+        return None if events is None else (events.job_id, events.doing)
 
     def run(self) -> None:
         """The worker thread's loop: it survives any exception, and a journal that cannot be written."""
@@ -72,10 +83,10 @@ class Worker:
         if not self.journal.writable and self._unrecorded is None:
             self.journal.check_writable()
         if self._unrecorded is not None:
-            job_id, state, payload = self._unrecorded
-            self.journal.finish(job_id, state, reason=payload.get("reason", ""), result=_result(payload))
+            job_id, ended = self._unrecorded
+            self.journal.finish(job_id, ended.state, reason=ended.reason, result=ended.result())
             self._unrecorded = None
-            log.info("recorded job %s as %s now that the journal can be written again", job_id, state)
+            log.info("recorded job %s as %s now that the journal can be written again", job_id, ended.state)
             self.hub.notify()
             return
         if not self.ready.wait(timeout=0.2):
@@ -86,122 +97,137 @@ class Worker:
             return
         self.run_job(record)
 
-    def request_cancel(self, job_id: str) -> str:
-        """Cancel a queued job at once, or flag a running one to stop at its next step; returns its state now."""
-        state = self.journal.request_cancel(job_id)
-        if state == JobState.RUNNING:
-            self._cancel.add(job_id)
-        self.hub.notify()
-        return state
-
     def run_job(self, record: JobRecord) -> None:
         from v2vz_engine.run import LocalRunner, as_resource_error, free_device_memory, run_spans
 
         job_id, job = record.job_id, record.job
         if self.journal.cancel_requested(job_id):
-            self.finish(job_id, JobState.CANCELLED, {"reason": "cancelled before it started"})
+            self.finish(job_id, JobOutcome(JobState.CANCELLED, reason="cancelled before it started"))
             return
         attempt = f" (attempt {record.attempts}, after a restart)" if record.attempts > 1 else ""
         log.info(
             "job %s started%s: frames %d..%d of %s", job_id, attempt, job.start, job.start + job.frames - 1, job.source
         )
         began = time.monotonic()
-        window = {"window": 0, "windows": 0}  # which window the engine is on: sent with every progress event
-
-        def progress(stage: str, step: int, total: int, cached: bool = False, window_of: int | None = None) -> None:
-            if stage == Stage.WINDOW:
-                window.update(window=step, windows=total)
-            where = dict(window, window=window_of) if window_of is not None else window  # windows running at once
-            if cached:
-                log.info("job %s: window %d/%d inverted from the cache", job_id, where["window"], where["windows"])
-            self.running = (job_id, describe_step(stage, step, total, cached, **where))
-            payload = {"stage": stage, "step": step, "total": total, "cached": cached, **where}
-            self.hub.emit(job_id, EventType.PROGRESS, payload)
-
-        def on_retry(task, retry: int, most: int, reason: str) -> None:
-            number = max(task.window + 1, 0)
-            log.warning("job %s: %s runs again (retry %d of %d): %s", job_id, task.label, retry, most, reason)
-            payload = {"stage": Stage.RETRY, "step": retry, "total": most, "cached": False, **window}
-            self.hub.emit(job_id, EventType.PROGRESS, dict(payload, window=number, reason=reason[:400]))
-
-        def cancel() -> bool:
-            return job_id in self._cancel or self.stopping.is_set()
-
-        announced = announced_frames(self.journal, job_id) if record.attempts > 1 else set()
-
-        def on_frame(index: int, path: Path) -> None:
-            if index in announced:  # an earlier attempt announced it (same path, written again): each frame once
-                return
-            self.hub.emit(job_id, EventType.FRAME, {"index": index, "path": str(path)})
-
+        events = self._events = JobEvents(self, record)
         try:
-            self.running = (job_id, Stage.START.value)
-            self.hub.emit(job_id, EventType.PROGRESS, {"stage": Stage.START, "step": 0, "total": 1, "cached": False})
+            events.started()
             if self.cluster is not None:
-                runner = self.cluster.runner(job_id, on_retry)
+                runner = self.cluster.runner(job_id, events.on_retry)
             else:
-                runner = LocalRunner(self.slot.pipeline_for(job.model, progress), self.cache)
-            result = run_spans(job, runner, progress, cancel, on_frame=on_frame)
+                runner = LocalRunner(self.slot.pipeline_for(job.model, events.progress), self.cache)
+            result = run_spans(job, runner, events.progress, events.cancelled, on_frame=events.on_frame)
         except Cancelled as exc:
-            if self.stopping.is_set() and job_id not in self._cancel:
+            if self.stopping.is_set() and not self.cancels.requested(job_id):
                 log.info("job %s interrupted by shutdown; it runs again at the next start", job_id)
                 return  # left 'running': recover() re-queues it
-            self.finish(job_id, JobState.CANCELLED, {"reason": str(exc)})
+            self.finish(job_id, JobOutcome(JobState.CANCELLED, reason=str(exc)))
         except Exception as exc:  # noqa: BLE001 - every failure becomes the job's one-line reason, the worker lives on
-            exc = as_resource_error(exc) or exc
-            status = status_of(exc)
-            if status == "INTERNAL":
-                log.exception("job %s failed", job_id)
-                first = str(exc).splitlines()[0] if str(exc) else ""
-                reason = f"internal error: {type(exc).__name__}: {first}"
-            else:
-                reason = str(exc)
-            self.finish(job_id, JobState.FAILED, {"reason": reason, "code": status})
+            self.finish(job_id, failure(job_id, as_resource_error(exc) or exc))
         else:
-            payload = {
-                "output": str(result.output) if result.output else "",
-                "frame_paths": [str(p) for p in result.frame_paths],
-                "timings": result.timings,
-                "inversion_cached": result.inversion_cached,
-                "seconds": round(time.monotonic() - began, 3),
-                "frames": sum(len(span) for span in result.windows),
-                "take": job.take or 0,
-                "preview": job.preview,
-                "sidecar": str(result.sidecar) if result.sidecar else "",
-            }
-            self.finish(job_id, JobState.DONE, payload)
+            self.finish(job_id, done(job, result, seconds=round(time.monotonic() - began, 3)))
         finally:
-            self.running = None
-            self._cancel.discard(job_id)
+            self._events = None
+            self.cancels.clear(job_id)
             if self.cluster is None:  # the model is in this process (a cluster's workers hold their own)
                 free_device_memory()
 
-    def finish(self, job_id: str, state: str, payload: dict) -> None:
+    def finish(self, job_id: str, ended: JobOutcome) -> None:
         """Record the outcome (the terminal event with it); kept for later when the journal cannot be written."""
         try:
-            self.journal.finish(job_id, state, reason=payload.get("reason", ""), result=_result(payload))
+            self.journal.finish(job_id, ended.state, reason=ended.reason, result=ended.result())
         except JournalFull as exc:
-            log.warning("job %s ended %s but cannot be recorded yet: %s", job_id, state, exc)
-            self._unrecorded = (job_id, state, payload)
+            log.warning("job %s ended %s but cannot be recorded yet: %s", job_id, ended.state, exc)
+            self._unrecorded = (job_id, ended)
             return
-        log_outcome(job_id, state, payload)
+        log_outcome(job_id, ended)
         self.hub.notify()
 
 
-def log_outcome(job_id: str, state: str, payload: dict) -> None:
+class JobEvents:
+    """The engine's callbacks for one running job -> the event hub (and the daemon log, and what GetInfo shows).
+
+    It keeps which window the engine is on, so that every progress event says so, and skips the frames an earlier
+    attempt of the job announced already.
+    """
+
+    def __init__(self, worker: Worker, record: JobRecord) -> None:
+        self.job_id = record.job_id
+        self.hub = worker.hub
+        self._worker = worker
+        self.window, self.windows = 0, 0  # which window the engine is on: sent with every progress event
+        self.doing = Stage.START.value  # what the job does now, in a few words
+        self._announced = announced_frames(worker.journal, record.job_id) if record.attempts > 1 else set()
+
+    def started(self) -> None:
+        """The job left the queue."""
+        self.hub.progress(self.job_id, ProgressUpdate(Stage.START, 0, 1))
+
+    def progress(self, stage: str, step: int, total: int, cached: bool = False, window_of: int | None = None) -> None:
+        """The engine's ProgressFn; `window_of`: the window of an event when several windows run at once."""
+        if stage == Stage.WINDOW:
+            self.window, self.windows = step, total
+        window = self.window if window_of is None else window_of
+        if cached:
+            log.info("job %s: window %d/%d inverted from the cache", self.job_id, window, self.windows)
+        update = ProgressUpdate(stage, step, total, cached, window, self.windows)
+        self.doing = describe_step(update)
+        self.hub.progress(self.job_id, update)
+
+    def on_retry(self, task: SpanTask, retry: int, most: int, reason: str) -> None:
+        """A cluster worker died mid-window: its window runs again elsewhere."""
+        log.warning("job %s: %s runs again (retry %d of %d): %s", self.job_id, task.label, retry, most, reason)
+        update = ProgressUpdate(Stage.RETRY, retry, most, False, max(task.window + 1, 0), self.windows, reason[:400])
+        self.hub.progress(self.job_id, update)
+
+    def cancelled(self) -> bool:
+        """The engine's cancel check: a cancel was asked for, or the daemon stops."""
+        return self._worker.cancels.requested(self.job_id) or self._worker.stopping.is_set()
+
+    def on_frame(self, index: int, path: Path) -> None:
+        """A frame was written: announced once per job (an earlier attempt wrote it to the same path)."""
+        if index not in self._announced:
+            self.hub.emit(self.job_id, EventType.FRAME, {"index": index, "path": str(path)})
+
+
+def done(job: EditJob, result: JobResult, seconds: float) -> JobOutcome:
+    """The outcome of a job the engine finished: its outputs, times and frames."""
+    return JobOutcome(
+        JobState.DONE,
+        output=str(result.output) if result.output else "",
+        frame_paths=tuple(str(p) for p in result.frame_paths),
+        timings=result.timings,
+        inversion_cached=result.inversion_cached,
+        seconds=seconds,
+        frames=sum(len(span) for span in result.windows),
+        take=job.take or 0,
+        preview=job.preview,
+        sidecar=str(result.sidecar) if result.sidecar else "",
+    )
+
+
+def failure(job_id: str, exc: BaseException) -> JobOutcome:
+    """A failed job's outcome: the error's one line and status; an unexpected error is logged with its traceback."""
+    status = status_of(exc)
+    if status != "INTERNAL":
+        return JobOutcome(JobState.FAILED, reason=str(exc), code=status)
+    log.exception("job %s failed", job_id)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return JobOutcome(JobState.FAILED, reason=f"internal error: {type(exc).__name__}: {first}", code=status)
+
+
+def log_outcome(job_id: str, ended: JobOutcome) -> None:
     """The daemon log's line for a job that ended: done with its outputs and time, failed with the reason."""
-    if state == JobState.DONE:
-        output = payload.get("output") or payload.get("out_mp4")
-        outputs = [output] if output else []
-        if payload.get("frame_paths"):
-            outputs.append(f"{len(payload['frame_paths'])} PNG frames in {Path(payload['frame_paths'][0]).parent}")
-        cached = " (inversion from the cache)" if payload.get("inversion_cached") else ""
-        seconds = payload.get("seconds", 0.0)
-        log.info("job %s done in %.1f s: %s%s", job_id, seconds, ", ".join(outputs) or "no outputs", cached)
-    elif state == JobState.FAILED:
-        log.warning("job %s failed (%s): %s", job_id, payload.get("code", ""), payload.get("reason", ""))
+    if ended.state == JobState.DONE:
+        outputs = [ended.output] if ended.output else []
+        if ended.frame_paths:
+            outputs.append(f"{len(ended.frame_paths)} PNG frames in {Path(ended.frame_paths[0]).parent}")
+        cached = " (inversion from the cache)" if ended.inversion_cached else ""
+        log.info("job %s done in %.1f s: %s%s", job_id, ended.seconds, ", ".join(outputs) or "no outputs", cached)
+    elif ended.state == JobState.FAILED:
+        log.warning("job %s failed (%s): %s", job_id, ended.code, ended.reason)
     else:
-        log.info("job %s %s: %s", job_id, state, payload.get("reason", ""))
+        log.info("job %s %s: %s", job_id, ended.state, ended.reason)
 
 
 def announced_frames(journal: Journal, job_id: str) -> set[int]:
@@ -213,12 +239,8 @@ def announced_frames(journal: Journal, job_id: str) -> set[int]:
     return {event.payload["index"] for event in journal.events_after(job_id, 0) if event.kind == EventType.FRAME}
 
 
-def describe_step(stage: str, step: int, total: int, cached: bool, window: int, windows: int) -> str:
+def describe_step(update: ProgressUpdate) -> str:
     """What a job does now in a few words, e.g. `edit 12/50 (window 1/2)`, for `v2vz status`."""
-    text = f"{stage} {step}/{total}" + (" (cached)" if cached else "")
-    return text + (f" (window {window}/{windows})" if windows > 1 and stage != Stage.WINDOW else "")
-
-
-def _result(payload: dict) -> dict:
-    """The outcome's fields besides its reason (the journal keeps the reason in a column of its own)."""
-    return {key: value for key, value in payload.items() if key != "reason"}
+    text = f"{update.stage} {update.step}/{update.total}" + (" (cached)" if update.cached else "")
+    several = update.windows > 1 and update.stage != Stage.WINDOW
+    return text + (f" (window {update.window}/{update.windows})" if several else "")

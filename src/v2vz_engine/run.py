@@ -42,7 +42,14 @@ from v2vz_engine.inversion import InversionStore
 from v2vz_engine.media import writers
 from v2vz_engine.pipeline import CancelFn, VideoEditPipeline
 from v2vz_engine.spans import ANCHOR_PASS, SpanResult, SpanTask, edit_span
-from v2vz_engine.windows import AnchorBank, auto_window, free_memory_bytes, plan_links, plan_windows
+from v2vz_engine.windows import (
+    AnchorBank,
+    WindowPlan,
+    auto_window,
+    free_memory_bytes,
+    plan_links,
+    plan_windows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,14 +179,19 @@ def run_job(
     cancel: CancelFn | None = None,
     cache: InversionStore | None = None,
     on_frame: FrameCallback | None = None,
+    *,
+    info: media.MediaInfo | None = None,
 ) -> JobResult:
     """Edit job.frames frames of job.source from job.start in this process; raises V2vzError subclasses for bad input.
 
     With a cache, each window's inversion is looked up by the window's decoded frames (so a changed file never gets
     a stale entry) and stored after a miss: a re-prompt skips inversion and null-text, and a job cancelled or failed
     halfway keeps the inversions of the windows it finished. PNG frames already written stay on disk too.
+
+    `info`: what media.resolve(job) returned beside the job, for a caller that resolved it already (the CLI's
+    --local, before the model loads): the job is then neither checked nor probed again (a probe of an MKV decodes it).
     """
-    return run_spans(job, LocalRunner(pipeline, cache), progress, cancel, on_frame)
+    return run_spans(job, LocalRunner(pipeline, cache), progress, cancel, on_frame, info=info)
 
 
 def run_spans(
@@ -188,129 +200,256 @@ def run_spans(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     on_frame: FrameCallback | None = None,
+    *,
+    info: media.MediaInfo | None = None,
 ) -> JobResult:
     """Plan the job's windows, have `runner` edit them, and write and announce the frames in order, each once.
 
     Anchored: the anchor pass first, then up to runner.capacity windows in flight at once. Chained: one window after
     another, each attending to the last one's recorded frames. Whatever order the windows finish in, frames are
-    written in clip order; a window still running when a later one finishes is waited for.
+    written in clip order; a window still running when a later one finishes is waited for. `info`: the job was
+    resolved against its source already (media.resolve returned both), so it is neither checked nor probed again.
     """
     began = time.perf_counter()
-    job, info = media.resolve(job)
+    timings: dict[str, float] = {}
+    # 1. The plan: the job resolved against its source, the options as edited, the working size, the windows.
+    plan = plan_job(job, runner, info)
+    # 2. The anchor pass (anchored windows only): the frames every window attends to, edited together first.
+    anchors = _anchor_pass(plan, runner, progress, cancel, timings)
+    windows = _WindowRun(plan, runner, anchors, progress, cancel, timings)
+    # 3. The output sink: the writer of the output, the PNG frames each announced to on_frame.
+    sink = _OutputSink(plan, on_frame, timings)
+    try:
+        # 4. The windows, as many at once as their links allow, written in clip order; out of memory re-plans.
+        windows.run(sink)
+        files = sink.close()
+    except BaseException:
+        windows.stop()
+        sink.abort()
+        raise
+    # 5. The sidecar: the take's record of what was written, beside the output.
+    plan = windows.plan  # as re-planned: the windows as edited
+    sidecar = _write_sidecar(plan, files, sink.frame_paths, time.perf_counter() - began, windows.done)
+    if progress:
+        progress(Stage.WRITE, 1, 1)
+    output = Path(plan.job.output) if plan.job.output is not None else None
+    return JobResult(
+        output,
+        sink.frame_paths,
+        plan.info,
+        plan.working_size,
+        windows.done,
+        timings,
+        windows.cached_windows,
+        sidecar,
+        files,
+    )
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What a job edits and how, decided before a frame is read (step 1 of run_spans).
+
+    `job` is resolved (frames=0 counted) with the options as edited (a preview's); `asked` is the same job with the
+    options asked for, which the output's metadata and the sidecar keep (a preview's final is `asked` without
+    `preview`). An out-of-memory window of an automatic size re-plans the windows from it on (`replan`).
+    """
+
+    job: EditJob
+    asked: EditJob
+    info: media.MediaInfo
+    facts: WorkerFacts
+    working_size: tuple[int, int]
+    automatic: bool  # the window was chosen from the free memory, so it may shrink when the device runs out
+    windows: WindowPlan
+
+    def replan(self, failed: range, frames: int) -> JobPlan:
+        """This plan after window `failed` ran out of memory: the windows before it kept, `frames`-frame ones on."""
+        kept = tuple(window for window in self.windows.windows if window.start < failed.start)
+        rest = plan_windows(self.job.frames - failed.start, frames)
+        shifted = tuple(range(failed.start + r.start, failed.start + r.stop) for r in rest)
+        return dataclasses.replace(self, windows=dataclasses.replace(self.windows, windows=kept + shifted))
+
+
+def plan_job(job: EditJob, runner: SpanRunner, info: media.MediaInfo | None = None) -> JobPlan:
+    """Resolve the job (unless `info` says it is resolved), then choose the options, working size and windows."""
+    if info is None:
+        job, info = media.resolve(job)
     options = preview_options(job.options) if job.preview else job.options
     facts = runner.facts(job.model)
     long_side = options.size or facts.native_size
     if job.preview:
         long_side = max(PREVIEW_MIN_SIDE, long_side // 2)
     width, height = media.working_size(info.width, info.height, long_side)
-    recorded = job  # the sidecar keeps the options asked for: a preview's final is the same job without `preview`
-    job = dataclasses.replace(job, options=options)
-    automatic = job.options.window == 0
-    window = auto_window(width, height, facts.free_bytes, facts.dtype_bytes) if automatic else job.options.window
-    plan = plan_links(job.frames, window, job.options.window_links, job.options.anchors)
-    timings: dict[str, float] = {}
-    cached_windows = 0
-    failed = threading.Event()
+    automatic = options.window == 0
+    window = auto_window(width, height, facts.free_bytes, facts.dtype_bytes) if automatic else options.window
+    windows = plan_links(job.frames, window, options.window_links, options.anchors)
+    edited = dataclasses.replace(job, options=options)
+    log.debug("%d windows, %s: %d edits end to end", len(windows.windows), windows.links, windows.critical_path)
+    return JobPlan(edited, job, info, facts, (width, height), automatic, windows)
 
-    def span_cancel() -> bool:
-        return failed.is_set() or bool(cancel and cancel())
 
-    anchors = None
-    if plan.anchored:
-        if cancel and cancel():
-            raise Cancelled("cancelled before the anchor frames")
-        if progress:
-            progress(Stage.ANCHORS, 0, 1)
+def _anchor_pass(
+    plan: JobPlan,
+    runner: SpanRunner,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+    timings: dict[str, float],
+) -> torch.Tensor | None:
+    """The anchor frames' trajectories, edited together (step 2); None for chained windows, which have no pass."""
+    links = plan.windows
+    if not links.anchored:
+        return None
+    if cancel and cancel():
+        raise Cancelled("cancelled before the anchor frames")
+    if progress:
+        progress(Stage.ANCHORS, 0, 1)
+    mark = time.perf_counter()
+    small = media.resize_frames(_read_frames(plan.job, plan.info, links.anchor_frames), *plan.working_size)
+    _add(timings, {"read": time.perf_counter() - mark})
+    positions = tuple(range(len(links.anchor_frames)))
+    task = SpanTask(plan.job, ANCHOR_PASS, links.anchor_frames, small, record=positions)
+    result = runner.submit(task, None, _tagged(progress, 0, runner), cancel).result()
+    _add(timings, result.timings)
+    if progress:
+        progress(Stage.ANCHORS, 1, 1)
+    return result.trajectories
+
+
+class _OutputSink:
+    """Where edited windows go, in clip order (step 3): at the source size to the output file, whose writer it owns
+    (closed when the job ends, aborted when it fails), and as PNG frames, each announced to `on_frame`."""
+
+    def __init__(self, plan: JobPlan, on_frame: FrameCallback | None, timings: dict[str, float]) -> None:
+        self._plan = plan
+        self._on_frame = on_frame
+        self._timings = timings
+        self.frame_paths: list[Path] = []
+        self._writer = _open_writer(plan.asked, plan.info)
+
+    def write(self, span: range, frames: np.ndarray) -> None:
+        """Write the frames of `span` (job indices) edited at the working size."""
         mark = time.perf_counter()
-        small = media.resize_frames(_read_frames(job, info, plan.anchor_frames), width, height)
-        _add(timings, {"read": time.perf_counter() - mark})
-        positions = tuple(range(len(plan.anchor_frames)))
-        task = SpanTask(job, ANCHOR_PASS, plan.anchor_frames, small, record=positions)
-        result = runner.submit(task, None, _tagged(progress, 0, runner), cancel).result()
-        anchors = result.trajectories
-        _add(timings, result.timings)
-        if progress:
-            progress(Stage.ANCHORS, 1, 1)
-    pending = deque(plan.windows)
-    total = len(pending)
-    in_flight: deque[tuple[range, Future[SpanResult]]] = deque()
-    done: list[range] = []
-    bank = AnchorBank(job.options.anchors)
-    buffer = _FrameBuffer(media.iter_frames(job.source, job.start, job.frames, info))
-    frame_paths: list[Path] = []
-    writer = _open_writer(recorded, info)
-    try:
-        while pending or in_flight:
-            limit = runner.capacity if plan.anchored else 1
-            while pending and len(in_flight) < limit:
-                span = pending.popleft()
-                if cancel and cancel():
-                    raise Cancelled(f"cancelled before frames {span.start}..{span.stop - 1}")
-                if progress:
-                    progress(Stage.WINDOW, len(done) + len(in_flight) + 1, total)
-                mark = time.perf_counter()
-                small = media.resize_frames(buffer.take(span), width, height)
-                _add(timings, {"read": time.perf_counter() - mark})
-                number = len(done) + len(in_flight)
-                if plan.anchored:
-                    task = SpanTask(job, number, tuple(span), small)
-                    span_anchors = anchors
-                else:
-                    _, span_anchors = bank.anchors_for(span)
-                    task = SpanTask(job, number, tuple(span), small, record=tuple(bank.to_record(span)))
-                span_progress = _tagged(progress, number + 1, runner)
-                in_flight.append((span, runner.submit(task, span_anchors, span_progress, span_cancel)))
-            span, future = in_flight.popleft()
+        info, frames_dir = self._plan.info, self._plan.job.out_frames_dir
+        full = media.resize_frames(frames, info.width, info.height)
+        if frames_dir:
+            for offset, index in enumerate(span):
+                with _writing(frames_dir):
+                    (path,) = media.write_png_frames(full[offset : offset + 1], frames_dir, index)
+                self.frame_paths.append(path)
+                if self._on_frame:
+                    self._on_frame(index, path)
+        if self._writer:
+            with _writing(self._writer.path):
+                self._writer.write(full)
+        _add(self._timings, {"write": time.perf_counter() - mark})
+
+    def close(self) -> list[Path]:
+        """Finish the output: every file it wrote (frames of a sequence, WAVs)."""
+        with _writing(self._plan.job.output):
+            return self._writer.close() if self._writer else []
+
+    def abort(self) -> None:
+        """The job failed or was cancelled: the half-written output goes (the PNG frames stay)."""
+        if self._writer:
+            self._writer.abort()
+
+
+class _WindowRun:
+    """The job's windows on `runner` (step 4): each submitted once the windows it depends on are done
+    (WindowPlan.depends_on) and the runner has room, handed to the sink in clip order, however they finish. A window
+    of an automatic size that runs out of memory re-plans the rest at half its size (JobPlan.replan)."""
+
+    def __init__(
+        self,
+        plan: JobPlan,
+        runner: SpanRunner,
+        anchors: torch.Tensor | None,
+        progress: ProgressFn | None,
+        cancel: CancelFn | None,
+        timings: dict[str, float],
+    ) -> None:
+        self.plan = plan
+        self.done: list[range] = []
+        self.cached_windows = 0  # windows whose inversion came from the cache
+        self._runner = runner
+        self._anchors = anchors
+        self._progress = progress
+        self._cancel = cancel
+        self._timings = timings
+        self._bank = AnchorBank(plan.job.options.anchors)
+        self._pending = deque(plan.windows.windows)
+        self._in_flight: deque[tuple[range, Future[SpanResult]]] = deque()
+        self._buffer = self._frames_from(0)
+        self._failed = threading.Event()  # set: the spans in flight stop at their next step
+
+    def run(self, sink: _OutputSink) -> None:
+        """Edit every window; the sink gets each one's frames in clip order as soon as those before it are in."""
+        while self._pending or self._in_flight:
+            self._submit_ready()
+            span, future = self._in_flight.popleft()
             try:
                 result = future.result()
             except Exception as error:
-                failed.set()  # the later spans in flight stop at their next step
-                if not (automatic and len(span) > 1 and _is_out_of_memory(error)):
-                    _drain(in_flight)
-                    raise
-                smaller = max(1, len(span) // 2)
-                log.warning("out of memory with a %d-frame window: retrying with %d frames", len(span), smaller)
-                _drain(in_flight)
-                failed.clear()
-                free_device_memory()
-                rest = plan_windows(job.frames - span.start, smaller)
-                pending = deque(range(span.start + r.start, span.start + r.stop) for r in rest)
-                total = len(done) + len(pending)
-                frames_left = media.iter_frames(job.source, job.start + span.start, job.frames - span.start, info)
-                buffer = _FrameBuffer(frames_left, first=span.start)
+                self._failed.set()  # the later spans in flight stop at their next step
+                if not (self.plan.automatic and len(span) > 1 and _is_out_of_memory(error)):
+                    raise  # stop() waits for the spans in flight
+                self._retry_smaller(span)
                 continue
-            if not plan.anchored:
-                bank.store(span, list(bank.to_record(span)), result.trajectories)
-            cached_windows += result.cached
-            _add(timings, result.timings)
+            if not self.plan.windows.anchored:
+                self._bank.store(span, list(self._bank.to_record(span)), result.trajectories)
+            self.cached_windows += result.cached
+            _add(self._timings, result.timings)
+            sink.write(span, result.frames)
+            self.done.append(span)
+
+    def stop(self) -> None:
+        """The job failed or was cancelled: the spans still in flight stop at their next step and are waited for."""
+        self._failed.set()
+        _drain(self._in_flight)
+
+    def _submit_ready(self) -> None:
+        """Hand the runner every pending window whose links are done, while it has room."""
+        while self._pending and len(self._in_flight) < self._runner.capacity:
+            number = len(self.done) + len(self._in_flight)
+            if any(needed >= len(self.done) for needed in self.plan.windows.depends_on(number)):
+                return  # a window it links to is still in flight (-1, the anchor pass, is always done)
+            span = self._pending.popleft()
+            if self._cancel and self._cancel():
+                raise Cancelled(f"cancelled before frames {span.start}..{span.stop - 1}")
+            if self._progress:
+                self._progress(Stage.WINDOW, number + 1, len(self.plan.windows.windows))
             mark = time.perf_counter()
-            full = media.resize_frames(result.frames, info.width, info.height)
-            if job.out_frames_dir:
-                for offset, index in enumerate(span):
-                    with _writing(job.out_frames_dir):
-                        (path,) = media.write_png_frames(full[offset : offset + 1], job.out_frames_dir, index)
-                    frame_paths.append(path)
-                    if on_frame:
-                        on_frame(index, path)
-            if writer:
-                with _writing(writer.path):
-                    writer.write(full)
-            _add(timings, {"write": time.perf_counter() - mark})
-            done.append(span)
-        with _writing(job.output):
-            files = writer.close() if writer else []
-    except BaseException:
-        failed.set()  # the spans still in flight stop at their next step
-        _drain(in_flight)
-        if writer:
-            writer.abort()
-        raise
-    seconds = time.perf_counter() - began
-    sidecar = _write_sidecar(recorded, info, (width, height), files, frame_paths, seconds, done, facts.cpu_threads)
-    if progress:
-        progress(Stage.WRITE, 1, 1)
-    output = Path(job.output) if job.output is not None else None
-    return JobResult(output, frame_paths, info, (width, height), done, timings, cached_windows, sidecar, files)
+            small = media.resize_frames(self._buffer.take(span), *self.plan.working_size)
+            _add(self._timings, {"read": time.perf_counter() - mark})
+            if self.plan.windows.anchored:
+                task = SpanTask(self.plan.job, number, tuple(span), small)
+                anchors = self._anchors
+            else:
+                _, anchors = self._bank.anchors_for(span)
+                task = SpanTask(self.plan.job, number, tuple(span), small, record=tuple(self._bank.to_record(span)))
+            span_progress = _tagged(self._progress, number + 1, self._runner)
+            self._in_flight.append((span, self._runner.submit(task, anchors, span_progress, self._span_cancel)))
+
+    def _span_cancel(self) -> bool:
+        return self._failed.is_set() or bool(self._cancel and self._cancel())
+
+    def _retry_smaller(self, span: range) -> None:
+        """Re-plan from `span` on with windows of half its frames, once the spans in flight have stopped."""
+        smaller = max(1, len(span) // 2)
+        log.warning("out of memory with a %d-frame window: retrying with %d frames", len(span), smaller)
+        _drain(self._in_flight)
+        self._failed.clear()
+        free_device_memory()
+        self.plan = self.plan.replan(span, smaller)
+        self._pending = deque(self.plan.windows.windows[len(self.done) :])
+        self._buffer = self._frames_from(span.start)
+
+    def _frames_from(self, first: int) -> _FrameBuffer:
+        """The job's frames from index `first` on, read ahead only as far as the current window needs."""
+        job = self.plan.job
+        frames = media.iter_frames(job.source, job.start + first, job.frames - first, self.plan.info)
+        return _FrameBuffer(frames, first=first)
 
 
 def _tagged(progress: ProgressFn | None, window: int, runner: SpanRunner) -> ProgressFn | None:
@@ -367,18 +506,12 @@ def _open_writer(job: EditJob, info: media.MediaInfo) -> writers.ClipWriter | No
 
 
 def _write_sidecar(
-    job: EditJob,
-    info: media.MediaInfo,
-    size: tuple[int, int],
-    files: list[Path],
-    frame_paths: list[Path],
-    seconds: float,
-    windows: list[range],
-    cpu_threads: int | None,
+    plan: JobPlan, files: list[Path], frame_paths: list[Path], seconds: float, windows: list[range]
 ) -> Path:
-    """The take's JSON beside its output: the whole job (to re-make it exactly) and what was written. `windows`
-    (the frames of each window as edited: an automatic window follows the memory free then) and `cpu_threads` are
-    what a re-make elsewhere must match (docs/media.md, "Re-making a take exactly")."""
+    """The take's JSON beside its output: the whole job as asked (to re-make it exactly) and what was written.
+    `windows` (the frames of each window as edited: an automatic window follows the memory free then) and the CPU
+    threads are what a re-make elsewhere must match (docs/media.md, "Re-making a take exactly")."""
+    job, info = plan.asked, plan.info
     path = sidecar_path(job.output, job.out_frames_dir)
     record = take_record(
         job,
@@ -389,9 +522,9 @@ def _write_sidecar(
         frame_count=len(frame_paths) or job.frames,
         source_size=[info.width, info.height],
         fps=str(info.fps),
-        working_size=list(size),
+        working_size=list(plan.working_size),
         windows=[[window.start, window.stop] for window in windows],
-        cpu_threads=cpu_threads,
+        cpu_threads=plan.facts.cpu_threads,
         seconds=round(seconds, 3),
         written_unix=round(time.time(), 3),
         version=__version__,

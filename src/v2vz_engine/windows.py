@@ -142,14 +142,15 @@ class WindowPlan:
         return bool(self.anchor_frames)
 
     def depends_on(self, index: int) -> tuple[int, ...]:
-        """The windows window `index` waits for (-1: the anchor pass)."""
+        """The windows window `index` waits for (-1: the anchor pass): run.py submits a window once they are done."""
         if self.anchored:
             return (-1,)
         return (index - 1,) if index > 0 else ()
 
     @property
     def critical_path(self) -> int:
-        """Edits one after another however many workers there are: 2 anchored, one per window chained."""
+        """Edits one after another however many workers there are: 2 anchored, one per window chained (run.py logs
+        it with the plan; benchmarks/bench_window_links.py reports it)."""
         if len(self.windows) == 1:
             return 1
         return 2 if self.anchored else len(self.windows)

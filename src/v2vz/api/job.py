@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from v2vz.api.errors import InvalidArgument, RangeError
 from v2vz.api.formats import OutputFormat, output_format
@@ -24,8 +24,8 @@ CutoffRule = Literal["nearest", "published"]
 LrDecay = Literal["steps", "published"]
 WindowLinks = Literal["chained", "anchored"]
 
-ATTENTION_LAYOUTS: tuple[str, ...] = ("dense", "published", "sparse_causal", "per_frame")
-INVERSIONS: tuple[str, ...] = ("direct", "null-text", "negative-prompt")
+ATTENTION_LAYOUTS: tuple[str, ...] = get_args(AttentionLayout)  # for help texts; the Literal is the one list
+INVERSIONS: tuple[str, ...] = get_args(InversionMethod)
 # Option names older versions wrote into journals; a record that has them still loads (EditOptions.from_record).
 RETIRED_OPTIONS = frozenset({"fast_mode"})
 PRESETS: tuple[str, ...] = ("default", "published")
@@ -146,17 +146,7 @@ class EditOptions:
                 else:
                     unit = f", got {_short(value)}"
                 raise InvalidArgument(f"{name} must be between {low} and {high}{unit}")
-        choices = {
-            "attention": ATTENTION_LAYOUTS,
-            "inversion": INVERSIONS,
-            "inversion_prompt": ("source", "empty"),
-            "null_lr_decay": ("steps", "published"),
-            "cross_replace_cutoff": ("nearest", "published"),
-            "refine_padding": ("aligned", "identity"),
-            "vae_encode": ("mean", "sample"),
-            "window_links": ("chained", "anchored"),
-        }
-        for name, allowed in choices.items():
+        for name, allowed in OPTION_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
 
@@ -181,6 +171,13 @@ class EditOptions:
             "vae_encode": self.vae_encode,
             "seed": self.seed if self.vae_encode == "sample" else None,
         }
+
+
+# The values each option typed as a Literal accepts, read from its type: the one place its choices are written
+# (validate checks them, and wire.parse_option reads the same types).
+OPTION_CHOICES: dict[str, tuple[str, ...]] = {
+    name: get_args(kind) for name, kind in get_type_hints(EditOptions).items() if get_origin(kind) is Literal
+}
 
 
 def parse_fps(text: str | float | Fraction) -> Fraction:

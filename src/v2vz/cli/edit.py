@@ -223,20 +223,23 @@ def run_edit(
     `record_extra` goes into the reserved record (a final names the preview it replaces: takes.REPLACES_KEY)."""
     job = _absolute_paths(job)  # --local records, as the daemon's do, where the source is from anywhere
     take: Take | None = None
-    if plan is not None:
+    if plan is None:
+        job.validate()  # the CLI's one check; media.resolve (--local) or the daemon checks the job it runs again
+    else:
         folder, stem = plan.place(job)
         container = plan.container
         default_codec(container)  # --format checked before anything is made
         upcoming = plan.number or next_take(folder, stem)  # a refusal names the file to be written
         example = take_output(folder, stem, upcoming, container, job.preview)
-        dataclasses.replace(job, output=example, take=plan.number or 1).validate()  # checked before it is reserved
+        # The job as it will be, checked before its take is reserved: the take's own number differs from `upcoming`
+        # only when another client reserved that one meanwhile (media.resolve or the daemon checks the real job).
+        dataclasses.replace(job, output=example, take=plan.number or 1).validate()
         recorded = job if local or job.model else dataclasses.replace(job, model=_daemon_model())
         reserved = take_record(recorded, "reserved", **(record_extra or {}))
         take = reserve_take(folder, stem, container, job.preview, plan.number, reserved)
     try:
         if take is not None:
             job = dataclasses.replace(job, output=take.output, take=take.number)
-        job.validate()
         if local:
             if jsonl:
                 raise fail("--events reports the daemon's job events: drop --local to use it")
@@ -283,7 +286,7 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
     from v2vz_engine.prompt_length import prompt_note
     from v2vz_engine.run import as_resource_error, run_job
 
-    job, _ = media.resolve(job)  # fail fast, before the model loads
+    job, info = media.resolve(job)  # fail fast, before the model loads; run_job reads with this probe
     refuse_existing(job)
     for name, text in (("prompt", job.prompt), ("source prompt", job.source_prompt)):
         note = prompt_note(name, text)
@@ -294,7 +297,7 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
 
     with StageBars(quiet) as bars:
         try:
-            result = run_job(job, pipeline, bars.step)
+            result = run_job(job, pipeline, bars.step, info=info)
         except Exception as exc:
             resource = as_resource_error(exc)
             if resource is None:

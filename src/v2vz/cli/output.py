@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Self
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     Task,
     TextColumn,
     TimeElapsedColumn,
@@ -172,25 +173,47 @@ class JobClock:
         return max(0.0, per_window * (self.windows - (current - 1) - min(along, 1.0)))
 
 
-class StageBars:
-    """A job's progress on stderr: one bar per stage with its ETA on a terminal; plain lines at a sensible rate
-    when stderr is a file or a pipe (a log shows what happens while it happens); nothing with --quiet.
+class ProgressDisplay:
+    """What every progress display of the command shares (a job's stages here, `v2vz timeline`'s edits): rich bars
+    on stderr when it is a terminal; plain lines at a sensible rate when it is a file or a pipe (a log shows what
+    happens while it happens; $V2VZ_PROGRESS_SECONDS sets the rate); nothing with --quiet."""
+
+    def __init__(self, quiet: bool, *columns: ProgressColumn) -> None:
+        self.mode = "quiet" if quiet else ("bars" if err.is_terminal else "lines")
+        self.progress = Progress(*columns, console=err, disable=self.mode != "bars", transient=False)
+        self._interval = float(os.environ.get("V2VZ_PROGRESS_SECONDS") or LINE_INTERVAL)
+
+    def __enter__(self) -> Self:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def note(self, text: str) -> None:
+        """A line that stays (above the bars on a terminal); nothing with --quiet."""
+        if self.mode == "bars":
+            self.progress.console.print(printable(text), highlight=False, markup=False, soft_wrap=True)
+        elif self.mode == "lines":
+            say(text)
+
+
+class StageBars(ProgressDisplay):
+    """A job's progress on stderr: one bar per stage with its ETA on a terminal, plain lines otherwise, nothing
+    with --quiet (ProgressDisplay).
 
     `at` (a daemon event's `time_unix`) times the estimates; without it, this process's clock when the step
     arrives (--local, where steps are reported as they happen).
     """
 
     def __init__(self, quiet: bool, status: str | None = None) -> None:
-        self.mode = "quiet" if quiet else ("bars" if err.is_terminal else "lines")
-        self.progress = Progress(
+        super().__init__(
+            quiet,
             TextColumn("[bold]{task.description:<24}"),
             StageBarColumn(),
             CountColumn(),
             ElapsedColumn(),
             EtaColumn(),
-            console=err,
-            disable=self.mode != "bars",
-            transient=False,
         )
         self._status = self.progress.add_task(status or "", total=None, visible=False)
         self._stages: dict[str, int] = {}
@@ -199,21 +222,6 @@ class StageBars:
         self._said_at: dict[str, float] = {}  # stage -> when its last plain line was printed (this process's clock)
         self._window = ""
         self._job = JobClock()
-        self._interval = float(os.environ.get("V2VZ_PROGRESS_SECONDS") or LINE_INTERVAL)
-
-    def __enter__(self) -> StageBars:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.progress.stop()
-
-    def note(self, text: str) -> None:
-        """A line that stays (above the bars on a terminal)."""
-        if self.mode == "bars":
-            self.progress.console.print(printable(text), highlight=False, markup=False, soft_wrap=True)
-        elif self.mode == "lines":
-            say(text)
 
     def queued(self, position: int) -> None:
         """A queued event: the jobs ahead of this one now (the daemon sends it again whenever that changes)."""

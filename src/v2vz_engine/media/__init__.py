@@ -2,7 +2,8 @@
 
 `resolve(job)` is the one check of a job against its source that the CLI (`--local`), the daemon (at submit) and
 `run_job` all call: the source exists and decodes, a source frame rate is only given for an image sequence, and the
-range lies inside the clip (frames=0 becomes "through the end"). `probe` and `iter_frames` read either kind.
+range lies inside the clip (frames=0 becomes "through the end"). `probe` (the torch-free `v2vz.media.probe`, which
+`v2vz timeline` uses too) and `iter_frames` read either kind.
 `open_writer` (writers.py) writes an edit in the format its output name asks for, with the source's audio,
 timecode and colour tags (docs/media.md).
 """
@@ -18,11 +19,11 @@ import numpy as np
 
 from v2vz.api.errors import InvalidArgument, RangeError
 from v2vz.api.job import EditJob
+from v2vz.media.probe import DEFAULT_SEQUENCE_FPS, is_image_sequence, probe
 from v2vz_engine.media import image_sequence, video, writers
 from v2vz_engine.media.frames import resize_frames, working_size, write_png_frames
 from v2vz_engine.media.info import ColourTags, MediaInfo
 from v2vz_engine.media.outputs import check_outputs, write_error
-from v2vz_engine.media.video import Mp4Writer, make_sample_clip, write_mp4
 from v2vz_engine.media.writers import ClipWriter, open_writer
 
 __all__ = [
@@ -30,40 +31,18 @@ __all__ = [
     "ClipWriter",
     "ColourTags",
     "MediaInfo",
-    "Mp4Writer",
     "check_range",
     "is_image_sequence",
     "iter_frames",
-    "make_sample_clip",
     "open_writer",
     "probe",
     "read_frames",
     "resize_frames",
     "resolve",
     "working_size",
-    "write_mp4",
     "write_error",
     "write_png_frames",
 ]
-
-DEFAULT_SEQUENCE_FPS = Fraction(24)  # an image sequence carries no frame rate; a job can give its own
-
-
-def is_image_sequence(path: str | Path) -> bool:
-    """A folder of images or an image file (a numbered sequence from that file on, or a still)."""
-    return image_sequence.is_image_source(Path(path).expanduser())
-
-
-def probe(path: str | Path) -> MediaInfo:
-    """Describe a source: size, exact frame rate (a Fraction, so 30000/1001 stays exact), frames and audio.
-
-    An image sequence (see image_sequence.py) is described too, at DEFAULT_SEQUENCE_FPS and without audio.
-    """
-    path = Path(path).expanduser()
-    if path.exists() and is_image_sequence(path):
-        files, width, height = image_sequence.probe_sequence(path)
-        return MediaInfo(path, width, height, DEFAULT_SEQUENCE_FPS, len(files), has_audio=False, is_sequence=True)
-    return video.probe_video(path)
 
 
 def check_range(info: MediaInfo, start: int, count: int) -> None:
@@ -79,11 +58,13 @@ def check_range(info: MediaInfo, start: int, count: int) -> None:
         )
 
 
-def resolve(job: EditJob) -> tuple[EditJob, MediaInfo]:
+def resolve(job: EditJob, checked: bool = False) -> tuple[EditJob, MediaInfo]:
     """The job checked against its source, with frames=0 made the real count, and the source as the job reads it
     (an image sequence at the job's frame rate). Its outputs are checked too: never the source, always writable.
-    Raises the one-line V2vzError of the first problem."""
-    job.validate()
+    Raises the one-line V2vzError of the first problem. `checked`: the caller has just run `job.validate()` (the
+    daemon's admission, after `job_from_request`): the job is checked once per side."""
+    if not checked:
+        job.validate()
     info = probe(job.source)
     job = job.through_end(info.frame_count)
     if job.source_fps is not None:

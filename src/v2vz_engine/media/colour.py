@@ -17,23 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from v2vz_engine.media.info import ColourTags
-
-# FFmpeg's names of the ISO/IEC 23091-2 (H.273) code points, as ffprobe prints them.
-PRIMARIES: dict[int, str] = {
-    1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
-    10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213",
-}  # fmt: skip
-TRANSFERS: dict[int, str] = {
-    1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100",
-    10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
-    16: "smpte2084", 17: "smpte428", 18: "arib-std-b67",
-}  # fmt: skip
-MATRICES: dict[int, str] = {
-    0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco", 9: "bt2020nc",
-    10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c", 14: "ictcp",
-}  # fmt: skip
-RANGES: dict[int, str] = {1: "limited", 2: "full"}
+from v2vz.media.info import MATRICES, PRIMARIES, RANGES, TRANSFERS, ColourTags
 
 # The matrices swscale converts with; another tagged matrix is decoded by FFmpeg's own reading of the frame and
 # not written back (an output is never tagged with a matrix its samples were not encoded with).
@@ -50,25 +34,11 @@ _SWS_RANGE: dict[str, ColorRange] = {"limited": ColorRange.MPEG, "full": ColorRa
 _LIMITED_ONLY = frozenset({"prores_422hq", "prores_4444"})  # ProRes has no full-range flag: it is video range
 
 
-def _name(table: dict[int, str], code: int | None) -> str | None:
-    return table.get(int(code)) if code is not None else None
-
-
 def _code(table: dict[int, str], name: str | None, unspecified: int) -> int:
     for code, known in table.items():
         if known == name:
             return code
     return unspecified
-
-
-def tags_of(codec_context: object) -> ColourTags:
-    """The tags a decoder (or a stream's parameters) reports; codes without a name (unspecified) become None."""
-    return ColourTags(
-        primaries=_name(PRIMARIES, getattr(codec_context, "color_primaries", None)),
-        transfer=_name(TRANSFERS, getattr(codec_context, "color_trc", None)),
-        matrix=_name(MATRICES, getattr(codec_context, "colorspace", None)),
-        range=_name(RANGES, getattr(codec_context, "color_range", None)),
-    )
 
 
 def decode_options(tags: ColourTags) -> dict[str, object]:
