@@ -6,8 +6,8 @@ A real `v2vz serve --workers 2 --device cpu --worker-retries R` (a local Ray clu
 jobs of --frames frames at once; a killer SIGKILLs the process of a worker that is busy with a window, --kills times,
 a random 0.5-3 s apart (each time after the killed worker is back). Nothing may be lost or repeated: every job must end
 done, with each of its frames announced once and in order and on disk, and the journal must hold one `retry` event
-per kill that hit a window. Prints the figures; exits 1 if any check fails. tests/test_cluster.py runs single kills
-in the suite; this is the longer run.
+per kill that hit a window. Prints the figures; exits 1 if any check fails. tests/daemon/test_cluster.py runs single
+kills in the suite; this is the longer run.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Chaos runs: SIGKILL a real `v2vz serve` and a real `v2vz watch` at random moments, restart them, and count.
 
 Nothing may be lost (every job ends done, every dropped clip is edited), nothing repeated (one job per clip, one
-terminal event per job) and no temporary file may be left behind. tests/test_chaos.py runs a few kills of each in the
-suite; for the long run with figures:
+terminal event per job) and no temporary file may be left behind. tests/scenarios/test_chaos.py runs a few kills of
+each in the suite; for the long run with figures:
 
     python -m tests.chaos --kills 20 --jobs 6 --clips 6
 """

@@ -170,7 +170,7 @@ def test_ray_is_imported_only_by_the_cluster_package():
     assert users and all(within(name, "v2vz_daemon.cluster") for name in users), users
     script = (
         "import json, sys\n"
-        "import v2vz_daemon.server, v2vz_daemon.worker, v2vz_engine.run, v2vz.cli.serve\n"
+        "import v2vz_daemon.server, v2vz_daemon.job_loop, v2vz_engine.run, v2vz.cli.serve\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'ray' or 'cluster' in m)))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

@@ -6,7 +6,7 @@ The Blender extension and the Resolve script cannot import v2vz (a host's Python
 so they run the client as a subprocess and read its JSON lines (docs/events.md). This module is their one reader:
 standard library only, Python 3.8 syntax, no host API, because it runs inside Blender's Python and, under Resolve,
 in the user's own one. Its stage, event-type and error names are held equal to `v2vz.api` by
-tests/test_host_client.py.
+tests/plugins/test_host_client.py.
 
 A reader thread puts every JSON object the client prints on a `queue.Queue`, then one item of its own,
 `{"type": "exit", "returncode": N, "stderr": "..."}`. The host's main thread takes them (`ClientRun.drain` from a

@@ -1,4 +1,4 @@
-"""The daemon's cancels: one registry for every worker thread, so a cancel reaches a job whichever thread runs it."""
+"""The daemon's cancels: one registry for every job loop, so a cancel reaches a job whichever thread runs it."""
 
 from __future__ import annotations
 

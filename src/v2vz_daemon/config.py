@@ -24,7 +24,7 @@ class DaemonConfig:
     endpoint_file: Path = field(default_factory=endpoint_path)
     cache_max_bytes: int = 4 * 1024**3
     max_attempts: int = 3  # a job interrupted by this many daemon deaths is failed instead of re-queued
-    workers: int = 32  # gRPC threads; an event stream holds one while it is open
+    rpc_threads: int = 32  # gRPC threads; an event stream holds one while it is open
     max_streams: int = 24  # open WatchJob streams at most: the other threads always answer unary calls and health
     media_roots: tuple[Path, ...] = ()  # with allow_remote: the only folders remote clients may name
     allowed_models: tuple[str, ...] = ()  # what remote clients may name besides the default model

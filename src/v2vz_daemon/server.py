@@ -8,8 +8,8 @@ maps requests to the daemon's calls and their replies. The parts:
 - journal.py: every job and event in SQLite before a call returns, so a restart never loses one;
 - admission.py: whether a SubmitEdit request is taken, and the resolved job (testable without gRPC);
 - uploads.py: UploadMedia's files, and the temporaries an interrupted job left, swept at start;
-- worker.py: one worker thread runs jobs in submission order (one per model worker with a cluster);
-- cancels.py: the daemon's one registry of cancels, whichever worker thread runs the job;
+- job_loop.py: one job loop thread runs jobs in submission order (one per model worker with a cluster);
+- cancels.py: the daemon's one registry of cancels, whichever job loop runs it;
 - cluster/: with --workers or --ray, the model workers are Ray actors (imported only then);
 - event_hub.py: events from the journal to every WatchJob stream (and again after a reconnect);
 - wire.py: journal events and jobs as wire messages;
@@ -49,12 +49,12 @@ from v2vz_daemon.cancels import CancelRegistry
 from v2vz_daemon.config import DaemonConfig
 from v2vz_daemon.event_hub import EventHub
 from v2vz_daemon.inversion_cache import InversionCache
+from v2vz_daemon.job_loop import JobLoop
 from v2vz_daemon.journal import Journal
 from v2vz_daemon.logs import LOG_FORMAT, OneLineFormatter, open_log
 from v2vz_daemon.model_slot import ModelSlot, PipelineFactory, import_engine, memory
 from v2vz_daemon.uploads import UPLOAD_PREFIX, store_upload, sweep_temporaries, sweep_temporaries_in
 from v2vz_daemon.wire import job_summary, to_wire
-from v2vz_daemon.worker import Worker
 
 if TYPE_CHECKING:
     from v2vz_daemon.cluster.dispatch import WorkerState
@@ -72,7 +72,7 @@ MAX_SEQUENCE = 2**63 - 1  # the journal's integers
 
 
 class Daemon:
-    """The server and its parts: model slot, journal, event hub, cancels, inversion cache and workers."""
+    """The server and its parts: model slot, journal, event hub, cancels, inversion cache and job loops."""
 
     def __init__(
         self,
@@ -93,7 +93,7 @@ class Daemon:
         self.uploads = uploads_folder(config)
         self.hub = EventHub(self.journal)
         self.stopping = threading.Event()
-        self.cancels = CancelRegistry(self.journal, self.hub)  # one for every worker thread
+        self.cancels = CancelRegistry(self.journal, self.hub)  # one for every job loop
         self.cluster: Cluster | None = None
         if config.cluster is not None:
             from v2vz_daemon.cluster.service import Cluster
@@ -101,7 +101,7 @@ class Daemon:
             self.cluster = Cluster(
                 config.cluster, config.model, config.cache_dir, self.cache.folder, config.cache_max_bytes
             )
-        self.workers = [self._new_worker()]  # with a cluster: one per model worker, once start() knows how many
+        self.job_loops = [self._new_job_loop()]  # with a cluster: one per model worker, once start() knows how many
         self.server: grpc.Server | None = None
         self.address = ""
         self.threads: list[threading.Thread] = []
@@ -119,8 +119,8 @@ class Daemon:
         """Why jobs can never run: the model (or the cluster's workers) could not be loaded."""
         return self.cluster.error if self.cluster is not None else self.slot.error
 
-    def _new_worker(self) -> Worker:
-        return Worker(self.journal, self.hub, self.slot, self.cache, self.stopping, self.cancels, cluster=self.cluster)
+    def _new_job_loop(self) -> JobLoop:
+        return JobLoop(self.journal, self.hub, self.slot, self.cache, self.stopping, self.cancels, cluster=self.cluster)
 
     # ----------------------------------------------------------------------------------------------------------
     # Life cycle
@@ -143,7 +143,7 @@ class Daemon:
         self.versions = import_engine()
         if self.cluster is not None:  # ray.init on the main thread; a bad address or token fails here, at once
             count = self.cluster.start()
-            self.workers += [self._new_worker() for _ in range(count - 1)]
+            self.job_loops += [self._new_job_loop() for _ in range(count - 1)]
             self.versions["ray"] = self.cluster.ray.__version__
         for record in self.journal.running():
             sweep_temporaries(record.job)  # what the interrupted attempt was writing when the daemon died
@@ -154,7 +154,7 @@ class Daemon:
         address = security.resolve_listen(self.config.listen, self.config.endpoint_file, self.config.allow_remote)
         security.prepare_socket(address)
         self.server = grpc.server(
-            ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="v2vz-rpc"),
+            ThreadPoolExecutor(max_workers=self.config.rpc_threads, thread_name_prefix="v2vz-rpc"),
             interceptors=[security.TokenInterceptor(self.token)],
             options=[("grpc.max_receive_message_length", MAX_RECEIVE), ("grpc.max_send_message_length", MAX_SEND)],
         )
@@ -175,7 +175,7 @@ class Daemon:
         endpoint = Endpoint(address, self.token, os.getpid(), __version__, str(self.log_file))
         write_endpoint(self.config.endpoint_file, endpoint)
         targets = [(self._load, "v2vz-loader")] + [
-            (worker.run, f"v2vz-worker-{n + 1}" if n else "v2vz-worker") for n, worker in enumerate(self.workers)
+            (loop.run, f"v2vz-job-loop-{n + 1}" if n else "v2vz-job-loop") for n, loop in enumerate(self.job_loops)
         ]
         for target, name in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -194,7 +194,7 @@ class Daemon:
         if self.server:
             self.server.stop(grace).wait()
         for thread in self.threads:
-            if thread.name.startswith("v2vz-worker"):  # the loader may be stuck in a slow load: a daemon thread
+            if thread.name.startswith("v2vz-job-loop"):  # the loader may be stuck in a slow load: a daemon thread
                 thread.join(timeout=grace + 30)
         if self.cluster is not None:
             self.cluster.stop()
@@ -222,7 +222,7 @@ class Daemon:
             journal_writable=self.journal.writable,
             address=self.address,
         )
-        running = [worker.running for worker in self.workers if worker.running is not None]
+        running = [loop.running for loop in self.job_loops if loop.running is not None]
         if running:
             info.running_job, info.running_stage = running[0]
         if cluster is not None:

@@ -50,11 +50,11 @@ class AnchorLink:
 
     anchors: latent trajectories (steps, 2, A, 4, h, w) of frames of earlier windows, both branches; they join every
     UNet call ahead of the window's frames, for their keys and values only.
-    record: positions within the window whose trajectories later windows need.
+    trajectory_positions: positions within the window whose trajectories later windows need.
     """
 
     anchors: torch.Tensor | None = None
-    record: tuple[int, ...] = ()
+    trajectory_positions: tuple[int, ...] = ()
 
 
 ALONE = AnchorLink()  # a clip edited in one piece: no anchors, nothing recorded
@@ -232,7 +232,7 @@ class VideoEditPipeline:
         """Denoise the source and edit branches together from z_T; returns the edit branch's z_0.
 
         With keep_source the latents are both branches (2F, ...) - the source branch is the reconstruction.
-        With a link, its anchors join every UNet call and the trajectories of its `record` positions are returned.
+        With a link, its anchors join every UNet call and the trajectories of its `trajectory_positions` are returned.
         An inversion with a trajectory (direct) puts the source branch on it (direct.py); otherwise both branches
         are denoised with the inversion's nulls (null-text) or the source prompt (negative-prompt) as unconditional.
         """
@@ -241,7 +241,7 @@ class VideoEditPipeline:
             raise ValueError(f"the inversion serves {inversion.steps} steps, not a {schedule.steps}-step edit")
         direct = inversion.trajectory is not None
         frames = inversion.z_T.shape[0]
-        anchors, record = link.anchors, tuple(link.record)
+        anchors, record = link.anchors, tuple(link.trajectory_positions)
         if anchors is not None and anchors.shape[:2] != (schedule.steps, 2):
             raise ValueError(f"anchor trajectories {tuple(anchors.shape)} do not match a {schedule.steps}-step edit")
         if anchors is not None:

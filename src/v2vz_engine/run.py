@@ -117,7 +117,7 @@ def _writing(path: Path | None) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class WorkerFacts:
+class DeviceFacts:
     """What planning a job needs of the device that edits it: the model's native size, its dtype, free memory."""
 
     native_size: int
@@ -126,7 +126,7 @@ class WorkerFacts:
     cpu_threads: int | None = None  # the torch threads a CPU edits with (part of its pixels); None on a GPU
 
     @classmethod
-    def of(cls, pipeline: VideoEditPipeline) -> WorkerFacts:
+    def of(cls, pipeline: VideoEditPipeline) -> DeviceFacts:
         model = pipeline.model
         dtype_bytes = torch.finfo(model.dtype).bits // 8
         threads = apply_cpu_threads() if model.device.type == "cpu" else None
@@ -138,7 +138,7 @@ class SpanRunner(Protocol):
 
     capacity: int  # spans worth keeping in flight at once
 
-    def facts(self, model: str) -> WorkerFacts: ...
+    def facts(self, model: str) -> DeviceFacts: ...
 
     def submit(
         self,
@@ -158,8 +158,8 @@ class LocalRunner:
         self.pipeline = pipeline
         self.cache = cache
 
-    def facts(self, model: str) -> WorkerFacts:
-        return WorkerFacts.of(self.pipeline)
+    def facts(self, model: str) -> DeviceFacts:
+        return DeviceFacts.of(self.pipeline)
 
     def submit(self, task, anchors, progress, cancel) -> Future[SpanResult]:
         future: Future[SpanResult] = Future()
@@ -258,7 +258,7 @@ class JobPlan:
     job: EditJob
     asked: EditJob
     info: media.MediaInfo
-    facts: WorkerFacts
+    facts: DeviceFacts
     working_size: tuple[int, int]
     automatic: bool  # the window was chosen from the free memory, so it may shrink when the device runs out
     windows: WindowPlan
@@ -308,7 +308,7 @@ def _anchor_pass(
     small = media.resize_frames(_read_frames(plan.job, plan.info, links.anchor_frames), *plan.working_size)
     _add(timings, {"read": time.perf_counter() - mark})
     positions = tuple(range(len(links.anchor_frames)))
-    task = SpanTask(plan.job, ANCHOR_PASS, links.anchor_frames, small, record=positions)
+    task = SpanTask(plan.job, ANCHOR_PASS, links.anchor_frames, small, trajectory_positions=positions)
     result = runner.submit(task, None, _tagged(progress, 0, runner), cancel).result()
     _add(timings, result.timings)
     if progress:
@@ -427,7 +427,8 @@ class _WindowRun:
                 anchors = self._anchors
             else:
                 _, anchors = self._bank.anchors_for(span)
-                task = SpanTask(self.plan.job, number, tuple(span), small, record=tuple(self._bank.to_record(span)))
+                positions = tuple(self._bank.to_record(span))
+                task = SpanTask(self.plan.job, number, tuple(span), small, trajectory_positions=positions)
             span_progress = _tagged(self._progress, number + 1, self._runner)
             self._in_flight.append((span, self._runner.submit(task, anchors, span_progress, self._span_cancel)))
 

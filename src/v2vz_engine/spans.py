@@ -26,7 +26,7 @@ ANCHOR_PASS = -1  # the `window` number of an anchored job's anchor pass
 class SpanTask:
     """What a worker needs to edit one span: the job (options as edited), its frames and what to record.
 
-    indices: frame numbers within the job, in clip order. record: positions within the span whose latent
+    indices: frame numbers within the job, in clip order. trajectory_positions: positions within the span whose latent
     trajectories later spans attend to. The anchors' trajectories travel beside the task (they are shared by every
     window of an anchored job, so a cluster sends them once).
     """
@@ -35,7 +35,7 @@ class SpanTask:
     window: int  # 0-based window number, or ANCHOR_PASS
     indices: tuple[int, ...]
     frames: np.ndarray  # uint8 (F, h, w, 3) at the working size
-    record: tuple[int, ...] = ()
+    trajectory_positions: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
@@ -47,7 +47,7 @@ class SpanTask:
 @dataclass
 class SpanResult:
     frames: np.ndarray  # uint8 (F, h, w, 3) at the working size
-    trajectories: torch.Tensor | None  # (steps, 2, R, 4, h, w) of task.record, on the CPU
+    trajectories: torch.Tensor | None  # (steps, 2, R, 4, h, w) of task.trajectory_positions, on the CPU
     timings: dict[str, float] = field(default_factory=dict)
     cached: bool = False  # the inversion came from the cache
 
@@ -93,7 +93,7 @@ def edit_span(
         progress=progress,
         cancel=cancel,
         inversion=inversion,
-        link=AnchorLink(anchors, task.record),
+        link=AnchorLink(anchors, task.trajectory_positions),
     )
     if key is not None and not cached:
         cache.put(key, result.inversion)

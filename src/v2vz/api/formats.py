@@ -139,7 +139,8 @@ class SizeLimit:
     instead: str = "write ProRes 4444 to a .mov (--codec prores_4444) instead"
 
 
-# Found by encoding and decoding each size with PyAV's bundled FFmpeg (tests/test_r3_media.py holds them to it).
+# Found by encoding and decoding each size with PyAV's bundled FFmpeg (tests/engine/test_media_edge_cases.py holds
+# them to it).
 SIZE_LIMITS: dict[str, SizeLimit] = {
     "h264": SizeLimit("H.264", most=(16384, 16384), why="libx264 refuses a side above 16384"),
     "h265": SizeLimit(

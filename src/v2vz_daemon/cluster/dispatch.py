@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from v2vz.api.errors import Cancelled, WorkerLost, one_line
 from v2vz_daemon.cluster.driver import DriverProcess, Lost
 from v2vz_daemon.cluster.worker_actor import SPAN_SECONDS
-from v2vz_engine.run import WorkerFacts
+from v2vz_engine.run import DeviceFacts
 from v2vz_engine.spans import ANCHOR_PASS, SpanResult, SpanTask
 
 log = logging.getLogger("v2vz.daemon")
@@ -60,7 +60,7 @@ class WorkerPool:
         self.driver: DriverProcess | None = None
         self.states = {name: WorkerState(name) for name in names}
         self._changed = threading.Condition()
-        self._facts: dict[str, WorkerFacts] = {}
+        self._facts: dict[str, DeviceFacts] = {}
         self.stopping = threading.Event()
         self.down: str | None = None  # why the cluster cannot be brought back: spans waiting for a worker fail
 
@@ -174,7 +174,7 @@ class WorkerPool:
                     if worker.state == "idle" and worker.pid != described["pid"]:  # restarted between two jobs
                         worker.pid, worker.node = described["pid"], described["node"]
 
-    def facts(self, model: str, cancel: Callable[[], bool] | None) -> WorkerFacts:
+    def facts(self, model: str, cancel: Callable[[], bool] | None) -> DeviceFacts:
         """The device facts planning needs, asked of a free worker once per model (the workers are alike)."""
         while model not in self._facts:
             name = self.acquire("", 0, cancel)
@@ -210,7 +210,7 @@ class ClusterRunner:
         self._anchors: dict[int, list] = {}  # id(tensor): [tensor, its key in the driver, the driver's generation]
         self._anchors_lock = threading.Lock()
 
-    def facts(self, model: str) -> WorkerFacts:
+    def facts(self, model: str) -> DeviceFacts:
         return self.pool.facts(model, None)
 
     def submit(self, task: SpanTask, anchors, progress, cancel) -> Future[SpanResult]:

@@ -82,10 +82,10 @@ class EditWorker:
         }
 
     def facts(self, model: str):
-        from v2vz_engine.run import WorkerFacts
+        from v2vz_engine.run import DeviceFacts
 
         with self._edit_lock:
-            return WorkerFacts.of(self.slot.pipeline_for(model))
+            return DeviceFacts.of(self.slot.pipeline_for(model))
 
     def edit(self, task_id: str, task, anchors):
         """Edit one span (v2vz_engine.spans.edit_span); its progress waits in `drain`, `cancel` stops it."""
