@@ -144,3 +144,9 @@ def daemon(root, pipeline):
     assert server.wait_ready(30)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def endpoint(daemon) -> dict:
+    """The environment in which the installed `v2vz` talks to the in-process test daemon."""
+    return {"V2VZ_ENDPOINT": str(daemon.config.endpoint_file)}

@@ -18,18 +18,12 @@ import pytest
 from v2vz.cli.sample import make_sample_clip
 from v2vz_engine import media
 
+from ..cli_kit import jsonl
+from ..cli_kit import run_in as run
 from ..conftest import CLIPS, serve_tiny
 
 V2VZ = str(Path(sys.executable).with_name("v2vz"))
 EDIT = ["-s", "people riding bikes on a road", "-p", "people riding horses on a road", "--steps", "3"]
-
-
-def run(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([V2VZ, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def jsonl(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,7 @@ progress that is neither wrong nor stale (replays, whole jobs in windows, queue 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,34 +15,20 @@ from v2vz.cli import output
 from v2vz.cli.follow import follow_with_bars
 from v2vz.cli.output import StageBars, printable
 
-from ..conftest import CLIPS, V2VZ
+from ..cli_kit import lines, one_error
+from ..cli_kit import run as run_in_terminal
+from ..conftest import CLIPS
 from ..daemon_kit import connect, make_daemon, request
 
 BIKES = CLIPS / "bikes.mp4"
 EDIT = ["-p", "people riding horses on a road", "-s", "people riding bikes on a road"]
-HOSTILE = "a jeep\x1b[2J\x1b[31m in red\x1b[0m\nerror: fake line\r\u202eevil"
 
 
 def run(args: list[str], env: dict | None = None, timeout: float = 120, cwd: Path | None = None):
-    env = {**os.environ, "COLUMNS": "100", **(env or {})}
-    return subprocess.run([V2VZ, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
+    return run_in_terminal(args, env, timeout, cwd, columns=100)
 
 
-def lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def one_error(done, *words: str) -> str:
-    said = lines(done.stderr)
-    assert done.returncode == 2 and len(said) == 1 and said[0].startswith("error: "), (done.returncode, said)
-    for word in words:
-        assert word in said[0], said
-    return said[0]
-
-
-@pytest.fixture
-def endpoint(daemon) -> dict:
-    return {"V2VZ_ENDPOINT": str(daemon.config.endpoint_file)}
+HOSTILE = "a jeep\x1b[2J\x1b[31m in red\x1b[0m\nerror: fake line\r\u202eevil"
 
 
 def no_controls(text: str) -> bool:

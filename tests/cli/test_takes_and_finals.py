@@ -22,18 +22,12 @@ from v2vz.watchfolder.settings import resolve_job
 from v2vz_engine import media
 from v2vz_engine.media.writers import sequence_audio_path
 
+from ..cli_kit import jsonl
+from ..cli_kit import run_in as run
 from ..conftest import serve_tiny
 
 V2VZ = str(Path(sys.executable).with_name("v2vz"))
 BALL = ["-s", "a red ball", "-p", "a blue ball", "--steps", "2"]
-
-
-def run(args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([V2VZ, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def jsonl(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
 def job(tmp_path: Path, **changes) -> EditJob:

@@ -217,16 +217,6 @@ class FakeClient:
         ]
 
 
-@pytest.fixture
-def fake(monkeypatch) -> FakeDaemon:
-    import v2vz.client
-
-    daemon = FakeDaemon()
-    monkeypatch.setattr(FakeClient, "daemon", daemon, raising=False)
-    monkeypatch.setattr(v2vz.client, "Client", FakeClient)
-    return daemon
-
-
 def invoke(*args: str):
     return CliRunner().invoke(app, ["timeline", *map(str, args), "--quiet"])
 

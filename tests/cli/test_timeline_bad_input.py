@@ -60,17 +60,6 @@ def media(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture
-def fake(monkeypatch) -> FakeDaemon:
-    """The fake daemon client of tests/cli/test_timeline.py in place of v2vz.client.Client."""
-    import v2vz.client
-
-    daemon = FakeDaemon()
-    monkeypatch.setattr(FakeClient, "daemon", daemon, raising=False)
-    monkeypatch.setattr(v2vz.client, "Client", FakeClient)
-    return daemon
-
-
 def marked(name: str, path: Path, first: int, *markers: str, **meta) -> otio.schema.Clip:
     """A 3-frame clip of the 24 fps media from `first`, with these markers (in time order) and metadata."""
     made = clip(name, path, "24", first, 3, None, **meta)

@@ -4,10 +4,8 @@ log, errors in seconds, and messages that say what happened."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,34 +16,12 @@ import pytest
 
 from v2vz.api.v1 import editor_pb2 as pb
 
-from ..conftest import CLIPS, V2VZ
+from ..cli_kit import lines, one_error, run
+from ..conftest import CLIPS
 from ..daemon_kit import connect, make_daemon, request, watch
 
 BIKES = CLIPS / "bikes.mp4"
 EDIT = ["-p", "people riding horses on a road", "-s", "people riding bikes on a road"]
-
-
-def run(args: list[str], env: dict | None = None, timeout: float = 120, cwd: Path | None = None):
-    env = {**os.environ, "COLUMNS": "80", **(env or {})}
-    return subprocess.run([V2VZ, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
-
-
-def lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def one_error(done, *words: str) -> str:
-    said = lines(done.stderr)
-    assert done.returncode == 2 and len(said) == 1 and said[0].startswith("error: "), (done.returncode, said)
-    for word in words:
-        assert word in said[0], said
-    return said[0]
-
-
-@pytest.fixture
-def endpoint(daemon) -> dict:
-    """The environment in which the installed `v2vz` talks to the in-process test daemon."""
-    return {"V2VZ_ENDPOINT": str(daemon.config.endpoint_file)}
 
 
 def test_version_and_help_say_what_the_code_does():

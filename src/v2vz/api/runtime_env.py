@@ -1,10 +1,12 @@
 """How a v2vz process uses the CPU: OpenMP's wait policy and the number of torch threads, decided in one place.
 
 Why it matters (docs/benchmarks.md, section 11; docs/media.md, "Re-making a take exactly"):
-- Speed: OpenMP's threads spin while they wait for work by default (OMP_WAIT_POLICY active). On a machine whose
-  cores are shared with other work, a spinning thread takes the very core the thread it waits for needs, and an
-  edit ran about 10x slower than a fair share. A passive policy (threads sleep while waiting) fixes that, and costs
-  little when the machine is idle. It is read once, when the OpenMP runtime loads, that is before `import torch`:
+- Speed: OpenMP's threads spin while they wait for work (libgomp, torch's OpenMP on Linux, spins about 300,000
+  rounds before it sleeps; OMP_WAIT_POLICY=ACTIVE for ever). On a machine whose cores are shared with other work, a
+  spinning thread takes the very core the thread it waits for needs. Sleeping at once (PASSIVE) fixes that but makes
+  every wake-up slow: 2x slower on an idle machine. A short spin (GOMP_SPINCOUNT=10000) measured as fast as active
+  on an idle machine and as passive on a busy one (benchmarks/bench_busy.py; docs/benchmarks.md, section 11), so
+  that is what v2vz sets. It is read once, when the OpenMP runtime loads, that is before `import torch`:
   `prepare_environment()` therefore runs at the very start of every entry point (the `v2vz` command, and it is
   passed on to Ray workers), and it never overrides a policy the user set.
 - Reproducibility: torch's CPU kernels and MKL cut their sums into one chunk per thread, so the thread count is part
@@ -29,18 +31,20 @@ THREADS_ENV = "OMP_NUM_THREADS"  # the user's explicit torch thread count, as Op
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 # A wait policy the user chose in any of the runtimes' own words: then we set none.
 WAIT_POLICY_KNOBS = (WAIT_POLICY_ENV, "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "KMP_LIBRARY")
-PASSIVE = "PASSIVE"
+SPIN_COUNT_ENV = "GOMP_SPINCOUNT"
+SHORT_SPIN = "10000"  # rounds a waiting thread spins before it sleeps (libgomp's default is 300000)
 # No run-time change of the thread count (OpenMP's and MKL's dynamic adjustment): the count is the job's.
 FIXED_THREAD_COUNT = {"OMP_DYNAMIC": "FALSE", "MKL_DYNAMIC": "FALSE"}
 
 
 def prepare_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Set the passive wait policy and the fixed thread count in `environ` (default os.environ) unless the user
-    set them; returns what was set. Must run before the OpenMP runtime loads (before `import torch`)."""
+    """Set the short spin before a waiting thread sleeps and the fixed thread count in `environ` (default
+    os.environ) unless the user set them; returns what was set. Must run before the OpenMP runtime loads (before
+    `import torch`)."""
     environ = os.environ if environ is None else environ
     wanted = dict(FIXED_THREAD_COUNT)
     if not any(environ.get(knob) for knob in WAIT_POLICY_KNOBS):
-        wanted[WAIT_POLICY_ENV] = PASSIVE
+        wanted[SPIN_COUNT_ENV] = SHORT_SPIN
     added = {name: value for name, value in wanted.items() if not environ.get(name)}
     environ.update(added)
     return added

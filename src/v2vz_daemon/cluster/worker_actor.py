@@ -36,7 +36,7 @@ class EditWorker:
     ) -> None:
         from v2vz.api.runtime_env import prepare_environment
 
-        prepare_environment()  # the passive wait policy, before this worker process loads torch (its OpenMP)
+        prepare_environment()  # OpenMP's short spin, before this worker process loads torch (its OpenMP)
         import torch
 
         from v2vz_daemon.model_slot import ModelSlot, import_engine
