@@ -15,7 +15,8 @@ file of this folder as a menu entry) and the script loads it from there by its p
 
 Prompts come from a dialog where Resolve offers one (Studio), else from a marker named `v2vz` on the clip whose note
 has the lines `source: <what the clip shows>` and `prompt: <the edit>` (and optionally `options: --steps 30` and
-`preview: yes`). See plugins/davinci/README.md.
+`preview: yes`; for a local edit `edit only: WORDS`, `matte: above|PATH`, `self replace: F`, `show mask: yes`).
+See plugins/davinci/README.md.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ ALLOWED_OPTIONS = {
     "--null-steps": True,
     "--inversion": True,
     "--fast": False,
+    "--edit-only-threshold": True,
+    "--matte-feather": True,
 }
 REFUSED_TYPES = ("compound", "generator", "title", "timeline", "fusion", "multicam", "adjustment")
 MARKER_HELP = (
@@ -63,10 +66,23 @@ MARKER_HELP = (
     "fast preview first, that the final then replaces), then run Workspace > Scripts > Edit > v2vz Re-prompt clip "
     "again"
 )
+# The marker's lines for a local edit (plugins/davinci/README.md): `edit only: car`, `matte: above` (the clip on the
+# track above) or `matte: /path/matte.mov`, `self replace: 0.4`, `show mask: yes` (the masks into the media pool).
+LOCAL_KEYS = ("edit only", "matte", "self replace", "show mask")
+MATTE_ABOVE = "above"
+MASK_SUFFIX = "-mask"  # the job folder's sibling the masks go to
 YES, NO = ("yes", "y", "true", "on", "1"), ("no", "n", "false", "off", "0", "")  # the `preview:` line
 # What a job marker's job is: an edit; a preview, whose final the same run makes; a final, which replaces its preview.
 KIND_EDIT, KIND_PREVIEW, KIND_FINAL = "edit", "preview", "final"
-MARKER_KEYS = ("job", "dir", "kind", "prompt", "preview_job", "preview_dir")  # the job marker's customData (JSON)
+MARKER_KEYS = (
+    "job",
+    "dir",
+    "kind",
+    "prompt",
+    "preview_job",
+    "preview_dir",
+    "mask_dir",
+)  # the job marker's customData (JSON)
 TRACK_NAME = "v2vz"
 LABEL_LENGTH = 60  # of a prompt in a take's name
 FRAME_FILE = re.compile(r"frame_\d{6}\.png")  # FRAME_PATTERN's files
@@ -231,13 +247,30 @@ def target_items(timeline, media_pool) -> list:
                 "no clip to edit: select a video clip on the timeline or park the playhead over one, then run "
                 "Workspace > Scripts > Edit > v2vz Re-prompt clip again"
             )
-        chosen = [current]
+        chosen = [marked_below(timeline, current)]
     targets: list = []
     for item in chosen:
         source = source_of(timeline, media_pool, item)
         if not any(same_item(source, other) for other in targets):
             targets.append(source)
     return targets
+
+
+def has_prompt_marker(item) -> bool:
+    return any(str(m.get("name", "")).strip().lower() == PROMPT_MARKER for m in markers_of(item).values())
+
+
+def marked_below(timeline, current):
+    """The clip under the playhead: the topmost one, unless it has no `v2vz` marker and a clip under it does (a matte
+    on the track above the clip): then the topmost such clip below."""
+    if has_prompt_marker(current):
+        return current
+    start, end = int(current.GetStart()), int(current.GetEnd())
+    for index in range(track_of(timeline, current) - 1, 0, -1):
+        for other in timeline.GetItemListInTrack("video", index) or []:
+            if int(other.GetStart()) < end and int(other.GetEnd()) > start and has_prompt_marker(other):
+                return other
+    return current
 
 
 def source_of(timeline, media_pool, item):
@@ -313,8 +346,9 @@ def prompts_from_marker(item, name: str) -> dict:
     fields: dict[str, str] = {}
     for line in str(found[0].get("note", "")).splitlines():
         key, sep, value = line.partition(":")
-        if sep and key.strip().lower() in ("source", "prompt", "options", "preview"):
-            fields[key.strip().lower()] = value.strip()
+        key = " ".join(key.replace("-", " ").replace("_", " ").lower().split())  # `edit-only`, `Edit only`
+        if sep and key in ("source", "prompt", "options", "preview", *LOCAL_KEYS):
+            fields[key] = value.strip()
     missing = [key for key in ("source", "prompt") if not fields.get(key)]
     if missing:
         raise Refused(f"the v2vz marker on '{name}' has no {' and no '.join(missing)} line: {MARKER_HELP}")
@@ -325,11 +359,18 @@ def prompts_from_marker(item, name: str) -> dict:
             f"the v2vz marker on '{name}' says 'preview: {said}': write 'preview: yes' (a fast preview first, that "
             "the final then replaces) or 'preview: no', or leave the line out"
         )
+    show_mask = fields.get("show mask", "").lower()
+    if show_mask not in YES + NO:
+        raise Refused(f"the v2vz marker on '{name}' says 'show mask: {fields['show mask']}': write yes or no")
     return {
         "source": fields["source"],
         "prompt": fields["prompt"],
         "options": fields.get("options", ""),
         "preview": preview in YES,
+        "edit_only": fields.get("edit only", ""),
+        "matte": fields.get("matte", ""),
+        "self_replace": fields.get("self replace", ""),
+        "show_mask": show_mask in YES,
     }
 
 
@@ -353,6 +394,97 @@ def parse_options(text: str) -> list[str]:
         args.extend([option, inline] if ALLOWED_OPTIONS[option] else [option])
         index += 1
     return args
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A local edit: edit-only words, a matte (a file, or the clip on the track above), self-replace, the saved masks
+
+
+def local_edit(timeline, item, clip: dict, prompts: dict, job: dict, timeline_fps: float | None):
+    """The host.LocalEdit the prompts ask for; Refused (one line) for a matte that cannot be used or a value the
+    client would refuse. "show mask" saves the masks beside the job's folder (`job["mask_dir"]`), not for a preview:
+    its final would write them again."""
+    name = clip["name"]
+    text = str(prompts.get("self_replace") or "").strip()
+    fraction = to_float(text) if text else 0.0
+    if fraction is None:
+        raise Refused(f"the v2vz marker on '{name}' says 'self replace: {text}': write a fraction such as 0.4")
+    local = host.LocalEdit(edit_only=str(prompts.get("edit_only") or "").strip(), self_replace=fraction)
+    matte = str(prompts.get("matte") or "").strip()
+    if matte.lower() == MATTE_ABOVE:
+        local.matte, local.matte_start = matte_above(timeline, item, clip, timeline_fps)
+    elif matte:
+        path = Path(matte).expanduser()
+        if not path.exists():
+            raise Refused(f"the matte {matte} of '{name}' does not exist: give the path of a video, image or folder")
+        local.matte = str(path.resolve())
+    if prompts.get("show_mask") and not prompts.get("preview"):
+        if not local.local:
+            raise Refused(f"'{name}': show mask needs a local edit: add an 'edit only: WORDS' or a 'matte:' line")
+        job["mask_dir"] = job["dir"] + MASK_SUFFIX
+        local.save_mask = job["mask_dir"]
+    problem = local.problem()
+    if problem:
+        raise Refused(f"'{name}': {problem}")
+    return local
+
+
+def matte_above(timeline, item, clip: dict, timeline_fps: float | None) -> tuple[str, int]:
+    """(--matte, --matte-start) of the clip on the track right above the source that covers its range (no v2vz
+    result): its media file and the frame of it that plays with the source's first frame."""
+    name, track = clip["name"], track_of(timeline, item) + 1
+    end = clip["record"] + clip["duration"]
+    for other in timeline.GetItemListInTrack("video", track) or []:
+        if int(other.GetStart()) < end and int(other.GetEnd()) > clip["record"]:
+            matte = clip_range(other, timeline_fps)
+            try:
+                frame = host.aligned_matte_frame(
+                    clip["record"], clip["duration"], matte["record"], matte["duration"], matte["start"]
+                )
+            except ValueError as exc:
+                raise Refused(f"the matte '{matte['name']}' over '{name}' on video track {track}: {exc}") from None
+            return matte_file(other.GetMediaPoolItem(), matte["path"], frame)
+    raise Refused(
+        f"'{name}' asks for the matte above it, but video track {track} has no clip over its frames: put the matte "
+        "there over the whole clip, or write 'matte: PATH'"
+    )
+
+
+def matte_file(media, path: str, frame: int) -> tuple[str, int]:
+    """A matte clip's file for the client: a video and its frame; a still (frame 0); an image sequence's image of
+    that frame (Resolve names it `name_[0001-0100].png` or `name_%04d.png`), the sequence going on from there."""
+    if "still" in str(media.GetClipProperty("Type") or "").lower():
+        return path, 0
+    ranged = re.search(r"\[(\d+)-(\d+)\]", path)
+    if ranged:
+        number = str(int(ranged.group(1)) + frame).zfill(len(ranged.group(1)))
+        return path[: ranged.start()] + number + path[ranged.end() :], 0
+    if re.search(r"%0?\d*d", path):
+        return path % frame, 0
+    return path, frame
+
+
+def import_masks(media_pool, job: dict, clip: dict, dialog) -> str:
+    """ "show mask": the job's saved masks (numbered like the source's frames) as one image sequence in the v2vz
+    bin, named after the edit. Returns its name, "" when there are none."""
+    folder = Path(job.get("mask_dir") or "")
+    files = host.mask_files(folder, clip["start"], clip["frames"]) if job.get("mask_dir") else []
+    if not files or not all(Path(path).is_file() for path in files):
+        if files:
+            say(f"'{clip['name']}': no masks to import in {folder}", dialog)
+        return ""
+    target = v2vz_bin(media_pool)
+    entry = {"FilePath": str(folder / host.MASK_FILE), "StartIndex": clip["start"]}
+    entry["EndIndex"] = clip["start"] + clip["frames"] - 1
+    imported = media_pool.ImportMedia([entry]) if target and media_pool.SetCurrentFolder(target) else None
+    if not imported:
+        say(f"'{clip['name']}': Resolve did not import the masks in {folder}", dialog)
+        return ""
+    label = take_label(job).replace("v2vz: ", "v2vz mask: ", 1)
+    if "SetClipProperty" in dir(imported[0]):
+        imported[0].SetClipProperty("Clip Name", label)
+    say(f"'{clip['name']}': its masks are in the {BIN_NAME} bin ({label})", dialog)
+    return label
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -721,7 +853,7 @@ def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=Non
     run = reattach(item, job, progress, dialog) if job else None
     if run is None:
         if dialog is not None:
-            defaults = {"source": "", "prompt": "", "options": "", "preview": False}
+            defaults = {"source": "", "prompt": "", "options": "", "preview": False, "show_mask": False}
             with contextlib.suppress(Refused):
                 defaults = prompts_from_marker(item, name)
             prompts = dialog.ask(name, defaults)
@@ -732,8 +864,10 @@ def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=Non
         preview = bool(prompts.get("preview"))
         job = {"kind": KIND_PREVIEW if preview else KIND_EDIT, "prompt": prompts["prompt"]}
         job["dir"] = str(job_folder(clip))
+        local = local_edit(timeline, item, clip, prompts, job, timeline_fps)
         args = ["edit", clip["path"], "--start", str(clip["start"]), "--frames", str(clip["frames"])]
         args += ["-s", prompts["source"], "-p", prompts["prompt"], *parse_options(prompts.get("options", ""))]
+        args += local.args()
         args += ["--preview", "--out", job["dir"]] if preview else ["--out", job["dir"]]
         last = clip["start"] + clip["frames"] - 1
         say(f"'{name}': {'a preview of ' if preview else 'editing '}source frames {clip['start']}..{last}", dialog)
@@ -741,6 +875,8 @@ def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=Non
     result = finish(timeline, media_pool, item, clip, run, job, dialog)
     if job["kind"] == KIND_PREVIEW and result["state"] in ("placed", "misplaced"):
         result = make_final(timeline, media_pool, item, clip, job, result, progress, dialog)
+    if job.get("mask_dir") and result["state"] in ("placed", "misplaced"):
+        result["mask"] = import_masks(media_pool, job, clip, dialog)
     return result
 
 
@@ -883,15 +1019,24 @@ class Dialog:
             "Text": "Preview first: a fast pass on the timeline at once, then the final replaces it",
             "Checked": bool(defaults.get("preview")),
         }
+        show_mask = {
+            "ID": "show_mask",
+            "Text": "Show mask: import the local edit's masks into the v2vz bin",
+            "Checked": bool(defaults.get("show_mask")),
+        }
         window = disp.AddWindow(
-            {"ID": "v2vzPrompt", "WindowTitle": "v2vz Re-prompt clip", "Geometry": [300, 300, 620, 220]},
+            {"ID": "v2vzPrompt", "WindowTitle": "v2vz Re-prompt clip", "Geometry": [300, 300, 620, 340]},
             ui.VGroup(
                 [
                     ui.Label({"Text": f"Clip: {clip_name}"}),
                     row("What the clip shows", "source", "people riding bikes on a road"),
                     row("The edit", "prompt", "people riding horses on a road"),
                     row("Options", "options", "--steps 30"),
+                    row("Edit only", "edit_only", "words of the prompts, e.g. horses (empty: the whole frame)"),
+                    row("Matte", "matte", "above (the clip on the track above), or a file path"),
+                    row("Self-replace", "self_replace", "0..1 of the steps that keep the layout (empty: 0)"),
                     ui.CheckBox(preview),
+                    ui.CheckBox(show_mask),
                     ui.HGroup(
                         [
                             ui.HGap(),
@@ -906,8 +1051,9 @@ class Dialog:
         answer: dict = {}
 
         def accept(_event) -> None:
-            answer.update({key: str(items[key].Text or "").strip() for key in ("source", "prompt", "options")})
-            answer["preview"] = bool(items["preview"].Checked)
+            keys = ("source", "prompt", "options", "edit_only", "matte", "self_replace")
+            answer.update({key: str(items[key].Text or "").strip() for key in keys})
+            answer["preview"], answer["show_mask"] = bool(items["preview"].Checked), bool(items["show_mask"].Checked)
             disp.ExitLoop()
 
         def reject(_event) -> None:

@@ -39,6 +39,7 @@ class Stage:
     INVERSION = "inversion"
     NULL_TEXT = "null-text"
     EDIT = "edit"
+    MASK = "mask"  # a local edit's window is done: step of total frames had something to edit; reason: which not
     WRITE = "write"
     RETRY = "retry"  # a cluster worker died: its window runs again on another one
 
@@ -110,6 +111,83 @@ def events_command(client: str, args: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# A local edit: edit only what some words cover, or where a matte is white (docs/media.md, "Local edits")
+
+MASK_FILE = "mask_%06d.png"  # what `--save-mask DIR` writes: one grey PNG per frame, numbered like the source's
+
+
+@dataclass
+class LocalEdit:
+    """A local edit's options as a host collects them; `args()` gives the `v2vz edit` flags of those that were set,
+    so every host passes them the same way."""
+
+    edit_only: str = ""  # words of the prompts ("car", "car wheels"); "": the whole frame
+    edit_only_threshold: float = 0.0  # 0: the client's default (0.3)
+    matte: str = ""  # a video, the first image of a numbered sequence, or one image; "": no matte
+    matte_start: int = 0  # the matte's frame that goes with the range's first frame
+    matte_feather: float = 0.0  # soften the matte's edge by this many source pixels; 0: not at all
+    self_replace: float = 0.0  # the fraction of the steps whose self-attention is the source's; 0: off
+    save_mask: str = ""  # the folder for the final masks (MASK_FILE); "": not saved
+
+    @property
+    def local(self) -> bool:
+        """Whether the edit is local at all (words or a matte); self-replace alone repaints the whole frame."""
+        return bool(self.edit_only.strip() or self.matte)
+
+    def problem(self) -> str:
+        """Why the client would refuse these options, as one line a host shows before it runs anything ("": none)."""
+        if not 0.0 <= self.edit_only_threshold <= 1.0:
+            return f"the edit-only threshold is a share between 0 and 1, not {self.edit_only_threshold:g}"
+        if not 0.0 <= self.self_replace <= 1.0:
+            return f"self-replace is a fraction of the steps between 0 and 1, not {self.self_replace:g}"
+        if self.matte_start < 0 or self.matte_feather < 0:
+            return "the matte's start frame and feather cannot be negative"
+        if not self.matte and (self.matte_start or self.matte_feather):
+            return "a matte start or feather needs a matte"
+        if self.save_mask and not self.local:
+            return "a mask is saved for a local edit only: give edit-only words or a matte too"
+        return ""
+
+    def args(self) -> list[str]:
+        """The `v2vz edit` flags of the options that were set (none for an edit of the whole frame)."""
+        args: list[str] = []
+        words = " ".join(self.edit_only.split())
+        if words:
+            args += ["--edit-only", words]
+        if self.edit_only_threshold > 0:
+            args += ["--edit-only-threshold", repr(float(self.edit_only_threshold))]
+        if self.matte:
+            args += ["--matte", self.matte]
+        if self.matte_start > 0:
+            args += ["--matte-start", str(int(self.matte_start))]
+        if self.matte_feather > 0:
+            args += ["--matte-feather", repr(float(self.matte_feather))]
+        if self.self_replace > 0:
+            args += ["--self-replace", repr(float(self.self_replace))]
+        if self.save_mask:
+            args += ["--save-mask", self.save_mask]
+        return args
+
+
+def aligned_matte_frame(first: int, frames: int, matte_first: int, matte_frames: int, matte_source: int) -> int:
+    """The matte's own frame that lines up with the range's first frame, for a matte laid over the source in a host's
+    timeline: the range starts at timeline frame `first` for `frames` frames; the matte shows `matte_frames` frames
+    from timeline frame `matte_first`, the first of them its own frame `matte_source`. ValueError (one line) when the
+    matte does not cover the range."""
+    if matte_first > first or matte_first + matte_frames < first + frames:
+        raise ValueError(
+            f"it covers timeline frames {matte_first}..{matte_first + matte_frames - 1}, the edit needs "
+            f"{first}..{first + frames - 1}: extend or move it over the whole range"
+        )
+    return matte_source + first - matte_first
+
+
+def mask_files(folder: str | Path, start: int, frames: int) -> list[str]:
+    """The masks `--save-mask folder` writes for a range of `frames` source frames from `start`, in order."""
+    return [str(Path(folder) / (MASK_FILE % (start + index))) for index in range(frames)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Reading the events
 
 
@@ -136,7 +214,7 @@ def error_line(stderr: str) -> str:
 
 def progress_text(event: dict) -> str:
     """A `progress` event as a status text, `window 2/5: edit 12/50 (cached)` (the window only when there are
-    several), the same in every host."""
+    several), the same in every host; a local edit's mask: `window 2/5: 6 of 8 frames to edit: <reason>`."""
     stage = str(event.get("stage") or "")
     step, total = int(event.get("step") or 0), int(event.get("total") or 0) or 1
     window, windows = int(event.get("window") or 0), int(event.get("windows") or 0)
@@ -145,6 +223,9 @@ def progress_text(event: dict) -> str:
         where = "anchor frames: "  # an anchored job's first pass (daemons before protocol 2 send no window at all)
     if stage == Stage.RETRY:
         return f"{where}a worker died, editing it again (retry {step} of {total})"
+    if stage == Stage.MASK:
+        reason = str(event.get("reason") or "")
+        return f"{where}{step} of {total} frames to edit" + (f": {reason}" if reason else "")
     return f"{where}{stage} {step}/{total}" + (" (cached)" if event.get("cached") else "")
 
 

@@ -8,7 +8,6 @@ that the daemon writes when it starts; every call except the gRPC health check c
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,14 +280,5 @@ def _attached(call: grpc.Call) -> bool:
 
 
 def absolute_paths(job: EditJob) -> EditJob:
-    """The job with its source and outputs as absolute paths (of this process's working directory)."""
-
-    def absolute(path: Path | None) -> Path | None:
-        return None if path is None else Path(path).expanduser().resolve()
-
-    return dataclasses.replace(
-        job,
-        source=absolute(job.source),
-        output=absolute(job.output),
-        out_frames_dir=absolute(job.out_frames_dir),
-    )
+    """The job with its source, matte and outputs as absolute paths (of this process's working directory)."""
+    return job.with_absolute_paths()

@@ -34,7 +34,7 @@ def admit(request: pb.SubmitEditRequest, config: DaemonConfig, journal: Journal,
     source = _source(request, config)
     if not request.output and not request.out_frames_dir and request.stream_frames:
         request.out_frames_dir = str(streamed_frames_root(config) / uuid.uuid4().hex[:12])
-    for name in ("output", "out_frames_dir"):
+    for name in ("output", "out_frames_dir", "matte", "mask_dir"):
         value = getattr(request, name)
         if value and not Path(value).is_absolute():
             raise InvalidArgument(f"{name} {value!r} must be an absolute path (the daemon has its own cwd)")
@@ -85,6 +85,10 @@ def confine(job: EditJob, request: pb.SubmitEditRequest, config: DaemonConfig) -
         security.confine(str(job.output), roots, "output")
     if job.out_frames_dir is not None:
         security.confine(str(job.out_frames_dir), own if request.stream_frames else roots, "frames folder")
+    if job.matte is not None:
+        security.confine(str(job.matte), roots, "matte")
+    if job.mask_dir is not None:
+        security.confine(str(job.mask_dir), roots, "mask folder")
 
 
 def refuse_shared_outputs(job: EditJob, journal: Journal) -> None:
@@ -101,9 +105,13 @@ def refuse_shared_outputs(job: EditJob, journal: Journal) -> None:
                 )
 
 
-def prompt_notes(job: EditJob) -> list[str]:
-    """What SubmitEdit's reply notes about the prompts (e.g. one longer than the text encoder reads)."""
+def submit_notes(job: EditJob) -> list[str]:
+    """What SubmitEdit's reply notes: a prompt longer than the text encoder reads, a matte that is resampled."""
+    from v2vz_engine import media
     from v2vz_engine.prompt_length import prompt_note
 
     prompts = (("prompt", job.prompt), ("source prompt", job.source_prompt))
-    return [note for note in (prompt_note(name, text) for name, text in prompts) if note]
+    notes = [note for note in (prompt_note(name, text) for name, text in prompts) if note]
+    if job.matte is not None:
+        notes += media.matte_notes(job, media.probe(job.source))
+    return notes

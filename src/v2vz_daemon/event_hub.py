@@ -87,4 +87,3 @@ class EventHub:
             return None
         events = self.journal.events_after(job_id, 0)
         return next((e for e in reversed(events) if e.kind in TERMINAL_TYPES), None)
-

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from v2vz.api.errors import Cancelled, JournalFull, status_of
 from v2vz.api.events import EventType, JobOutcome, JobState, ProgressUpdate, Stage
+from v2vz.api.text import printable
 from v2vz_daemon.cancels import CancelRegistry
 from v2vz_daemon.event_hub import EventHub
 from v2vz_daemon.inversion_cache import InversionCache
@@ -163,14 +164,24 @@ class JobEvents:
         """The job left the queue."""
         self.hub.progress(self.job_id, ProgressUpdate(Stage.START, 0, 1))
 
-    def progress(self, stage: str, step: int, total: int, cached: bool = False, window_of: int | None = None) -> None:
+    def progress(
+        self,
+        stage: str,
+        step: int,
+        total: int,
+        cached: bool = False,
+        window_of: int | None = None,
+        reason: str = "",
+    ) -> None:
         """The engine's ProgressFn; `window_of`: the window of an event when several windows run at once."""
         if stage == Stage.WINDOW:
             self.window, self.windows = step, total
         window = self.window if window_of is None else window_of
         if cached:
             log.info("job %s: window %d/%d inverted from the cache", self.job_id, window, self.windows)
-        update = ProgressUpdate(stage, step, total, cached, window, self.windows)
+        update = ProgressUpdate(stage, step, total, cached, window, self.windows, reason[:400])
+        if reason:
+            log.info("job %s: %s", self.job_id, printable(reason))
         self.doing = describe_step(update)
         self.hub.progress(self.job_id, update)
 

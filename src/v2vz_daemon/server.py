@@ -44,7 +44,7 @@ from v2vz.api.events import WATCHING_METADATA_KEY, JobState
 from v2vz.api.v1 import editor_pb2 as pb
 from v2vz.api.v1 import editor_pb2_grpc
 from v2vz_daemon import security
-from v2vz_daemon.admission import admit, prompt_notes, uploads_folder
+from v2vz_daemon.admission import admit, submit_notes, uploads_folder
 from v2vz_daemon.cancels import CancelRegistry
 from v2vz_daemon.config import DaemonConfig
 from v2vz_daemon.event_hub import EventHub
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("v2vz.daemon")
 
 # 2: window / windows; 3: ListJobs pages; 4: status, notes, job details; 5: formats, takes, previews; 6: workers, retry
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Editor"].full_name
 MAX_SEND = 64 * 1024 * 1024
 MAX_RECEIVE = 8 * 1024 * 1024  # requests are small; uploads come in 1 MiB chunks
@@ -296,7 +296,7 @@ class EditorServicer(editor_pb2_grpc.EditorServicer):
             job.source_prompt,
             job.prompt,
         )
-        return pb.SubmitEditReply(job_id=record.job_id, queue_position=ahead, notes=prompt_notes(job))
+        return pb.SubmitEditReply(job_id=record.job_id, queue_position=ahead, notes=submit_notes(job))
 
     def _remote(self, context: grpc.ServicerContext) -> bool:
         """A call that did not come through the Unix socket, to a daemon that listens beyond loopback."""

@@ -73,4 +73,8 @@ def job_summary(record: JobRecord) -> pb.JobSummary:
         source_prompt=job.source_prompt[:MAX_PROMPT_CHARS],
         codec=job.codec or "",
         no_audio=not job.audio,
+        matte=str(job.matte or "")[:MAX_PATH_CHARS],
+        matte_digest=job.matte_digest or "",
+        mask_dir=str(job.mask_dir or "")[:MAX_PATH_CHARS],
+        matte_start=job.matte_start,
     )

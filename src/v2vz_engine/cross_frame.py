@@ -17,13 +17,16 @@ Batch elements (uncond/cond, source/edit branch) never attend to each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from v2vz_engine.attention_io import enter, leave
+
+if TYPE_CHECKING:
+    from v2vz_engine.self_replace import SelfReplace
 
 Mode = Literal["dense", "sparse_causal", "per_frame", "dense_kv_repeat"]
 MODES: tuple[str, ...] = ("dense", "sparse_causal", "per_frame", "dense_kv_repeat")
@@ -43,6 +46,7 @@ class FrameContext:
     frames: int = 1
     cross_frame: bool = True  # False: every attn1 layer attends within its own frame
     joint_groupnorm: bool = False  # ResNet GroupNorm statistics over all frames of a clip
+    self_replace: SelfReplace | None = None  # the edit branch attends with the source's probabilities (self_replace.py)
 
 
 def self_attention_names(unet: nn.Module) -> list[str]:
@@ -129,6 +133,8 @@ class CrossFrameAttnProcessor:
         entered = enter(attn, hidden_states, temb)
         x = entered.hidden_states
         q, k, v = attn.to_q(x), attn.to_k(x), attn.to_v(x)
+        if self.context.self_replace is not None:
+            q, k = self.context.self_replace.swap(q, k)
         mode: Mode = self.mode if self.context.cross_frame else "per_frame"
         out = frame_attention(q, k, v, self.context.frames, attn.heads, mode).to(q.dtype)
         return leave(attn, out, entered)

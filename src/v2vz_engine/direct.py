@@ -10,8 +10,8 @@ branch is left alone: guidance with the plain "" embedding from z_T.
 Setting the latents (rather than adding a difference computed at inversion time) is exact whatever attention layout,
 GroupNorm or anchors the edit uses. Since the source branch's own update is thrown away, it needs no unconditional
 pass, only its conditional one for the maps: a UNet call is [uncond-edit, cond-src, cond-edit] x frames, 3 x frames
-instead of null-text's 4 x; and once the cross-replace cutoff is passed the maps are no longer used, so the source
-branch leaves the batch: [uncond-edit, cond-edit], 2 x frames.
+instead of null-text's 4 x; and once the cross-replace cutoff (and self-replacement's, self_replace.py) is passed
+the source branch is no longer used, so it leaves the batch: [uncond-edit, cond-edit], 2 x frames.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from v2vz_engine.local_edit import LocalEdit, blend
 from v2vz_engine.schedule import DdimSchedule
 from v2vz_engine.spatial_regularization import PromptControl
 
@@ -42,13 +43,16 @@ def sample_direct(
     anchors: torch.Tensor | None = None,
     record: tuple[int, ...] = (),
     on_step: StepCallback | None = None,
+    local: LocalEdit | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Denoise the edit branch with the source branch on the inversion trajectory.
 
     `texts`: the embeddings (1, 77, D) of "", the source prompt and the target prompt. `anchors`: trajectories
     (steps, 2, A, 4, h, w) of frames of earlier windows (source and edit branch), which join every UNet call ahead of
     the frames for their keys and values only. Returns both branches' z_0 (2F, ...): the source branch's is the
-    clip's z_0 itself; and the (steps, 2, R, ...) latents entering each step at the `record` positions.
+    clip's z_0 itself; and the (steps, 2, R, ...) latents entering each step at the `record` positions. A local
+    edit replaces the edit branch's latents outside its region by the trajectory's after every step: there the
+    edit's z_0 is the clip's own.
     """
     steps = schedule.steps
     if trajectory.shape[0] != steps + 1:
@@ -70,7 +74,7 @@ def sample_direct(
                 source_in, edit_in = source, edit
             else:
                 source_in, edit_in = torch.cat([anchors[i, 0], source]), torch.cat([anchors[i, 1], edit])
-            if control.replacing(i):
+            if control.source_needed(i):  # its cross-attention maps or its self-attention are used
                 z_in, text = torch.cat([edit_in, source_in, edit_in]), with_source_text
             else:
                 z_in, text = torch.cat([edit_in, edit_in]), edit_only_text
@@ -78,6 +82,8 @@ def sample_direct(
             eps_uncond, eps_cond = eps[:batch], eps[-batch:]
             eps = eps_uncond + guidance * (eps_cond - eps_uncond)
             edit = schedule.step(eps[extra:], t, edit)  # anchors are not stepped
+            if local is not None:
+                edit = blend(edit, trajectory[i + 1], local.weight(i))
             if on_step:
                 on_step(i + 1, steps)
     latents = torch.cat([trajectory[-1], edit])

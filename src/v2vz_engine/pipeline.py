@@ -19,7 +19,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from v2vz.api.errors import Cancelled
 from v2vz.api.events import ProgressFn, Stage
-from v2vz.api.job import EditOptions
+from v2vz.api.job import EditOptions, edit_only_words
 from v2vz_engine.cross_frame import (
     CrossFrameAttnProcessor,
     FrameContext,
@@ -28,8 +28,10 @@ from v2vz_engine.cross_frame import (
 )
 from v2vz_engine.direct import sample_direct, trajectory_of
 from v2vz_engine.inversion import Inversion, ddim_invert, optimize_nulls
+from v2vz_engine.local_edit import LocalEdit, WordMaps, blend, downsample, local_positions
 from v2vz_engine.models import LoadedModel
 from v2vz_engine.schedule import DdimSchedule
+from v2vz_engine.self_replace import SelfReplace
 from v2vz_engine.spatial_regularization import (
     BRANCHES,
     DIRECT_BRANCHES,
@@ -55,15 +57,27 @@ class AnchorLink:
 
     anchors: torch.Tensor | None = None
     trajectory_positions: tuple[int, ...] = ()
+    anchor_indices: tuple[int, ...] = ()  # the anchors' clip positions (a local edit's neighbours in time)
+    anchor_shares: torch.Tensor | None = None  # (steps, A, h, w): the anchors' word shares in their own span
 
 
 ALONE = AnchorLink()  # a clip edited in one piece: no anchors, nothing recorded
+
+
+@dataclass(frozen=True)
+class Region:
+    """What bounds a local edit besides its words (options.edit_only): the frames' clip positions and a matte."""
+
+    indices: tuple[int, ...]  # clip positions of the frames edited, in order
+    matte: np.ndarray | None = None  # float32 (F, h, w) in 0..1 at the working size; None: no matte
 
 
 @dataclass
 class Sampled:
     latents: torch.Tensor  # the edit branch's z_0 (F, 4, h, w); both branches (2F, ...) with keep_source
     trajectories: torch.Tensor | None = None  # (steps, 2, R, 4, h, w) of the positions the link asked to record
+    shares: torch.Tensor | None = None  # (steps, R, h, w): the word shares of those positions (local_edit.py)
+    region: torch.Tensor | None = None  # (F, h, w): the word region after the last step; None: no words
 
 
 @dataclass
@@ -72,6 +86,8 @@ class EditResult:
     inversion: Inversion
     timings: Timings = field(default_factory=dict)
     trajectories: torch.Tensor | None = None  # (steps, 2, R, 4, h, w) of the positions the link asked to record
+    shares: torch.Tensor | None = None  # (steps, R, h, w) of the same positions, for a local edit's later spans
+    region: torch.Tensor | None = None  # (F, h, w) at the latent size: the word region as edited; None: no words
 
 
 class VideoEditPipeline:
@@ -130,6 +146,7 @@ class VideoEditPipeline:
         self.context.frames = frames
         self.context.cross_frame = control is not None  # cross-frame attention while editing only
         self.context.joint_groupnorm = options.joint_groupnorm
+        self.context.self_replace = None
         install_frame_joint_groupnorm(self.model.unet, self.context)  # (re)binds the norms to this pipeline
         processors: dict[str, object] = {
             name: CrossFrameAttnProcessor(mode, self.context)
@@ -228,11 +245,14 @@ class VideoEditPipeline:
         cancel: CancelFn | None = None,
         keep_source: bool = False,
         link: AnchorLink = ALONE,
+        region: Region | None = None,
     ) -> Sampled:
         """Denoise the source and edit branches together from z_T; returns the edit branch's z_0.
 
         With keep_source the latents are both branches (2F, ...) - the source branch is the reconstruction.
         With a link, its anchors join every UNet call and the trajectories of its `trajectory_positions` are returned.
+        A local edit (options.edit_only, a region's matte) blends the edit branch towards the source outside its
+        region after every step (local_edit.py); options.self_replace gives it the source's self-attention.
         An inversion with a trajectory (direct) puts the source branch on it (direct.py); otherwise both branches
         are denoised with the inversion's nulls (null-text) or the source prompt (negative-prompt) as unconditional.
         """
@@ -261,12 +281,27 @@ class VideoEditPipeline:
             branches=DIRECT_BRANCHES if direct else BRANCHES,
         )
         self._install(options, batch, control)
+        latent = tuple(inversion.z_T.shape[-2:])
+        self.context.self_replace = SelfReplace.for_edit(
+            control, options.self_replace, schedule.steps, latent, options.cross_replace_cutoff
+        )
+        local = self._local_edit(options, source_prompt, target_prompt, schedule.steps, latent, batch, link, region)
+        control.maps = local.maps if local else None
         texts = (self.encode_prompt(""), self.encode_prompt(source_prompt), self.encode_prompt(target_prompt))
         on_step = self._stepper(Stage.EDIT, progress, cancel)
         if direct:
             trajectory = inversion.trajectory.to(self.model.device, torch.float32)
             z, recorded = sample_direct(
-                self.predict_noise, schedule, trajectory, texts, options.guidance, control, anchors, record, on_step
+                self.predict_noise,
+                schedule,
+                trajectory,
+                texts,
+                options.guidance,
+                control,
+                anchors,
+                record,
+                on_step,
+                local,
             )
         else:
             if inversion.nulls is None:  # negative-prompt: the source prompt's embedding at every step
@@ -276,11 +311,50 @@ class VideoEditPipeline:
             z_T = inversion.z_T.to(self.model.device, torch.float32)
             first = first_null_step(options.null_start, schedule.steps)
             z, recorded = self._sample_paired(
-                schedule, z_T, nulls, first, texts, options.guidance, anchors, record, on_step
+                schedule, z_T, nulls, first, texts, options.guidance, anchors, record, on_step, local
             )
         if control.calls != schedule.steps * control.layers:
             raise RuntimeError(f"expected one UNet call per step, counted {control.calls / control.layers:.2f}")
-        return Sampled(z if keep_source else z[frames:], recorded)
+        shares, final = (local.recorded_shares(), local.final_region) if local else (None, None)
+        return Sampled(z if keep_source else z[frames:], recorded, shares, final)
+
+    def _local_edit(
+        self,
+        options: EditOptions,
+        source_prompt: str,
+        target_prompt: str,
+        steps: int,
+        latent: tuple[int, int],
+        batch: int,
+        link: AnchorLink,
+        region: Region | None,
+    ) -> LocalEdit | None:
+        """The span's local edit, or None when it edits the whole frame (no words, no matte)."""
+        words = edit_only_words(options.edit_only)
+        matte = None if region is None or region.matte is None else region.matte
+        if not words and matte is None:
+            return None
+        frames = batch - len(link.anchor_indices)
+        indices = region.indices if region is not None else tuple(range(frames))
+        maps = None
+        if words:
+            tokenizer = self.model.tokenizer
+            maps = WordMaps(
+                local_positions(source_prompt, words, tokenizer),
+                local_positions(target_prompt, words, tokenizer),
+                latent,
+                batch,
+            )
+        return LocalEdit(
+            steps,
+            indices,
+            maps,
+            None if matte is None else downsample(matte, latent[1], latent[0]).to(self.model.device),
+            options.edit_only_threshold,
+            link.anchor_indices,
+            link.anchor_shares,
+            tuple(link.trajectory_positions) if words else (),
+        )
 
     def _sample_paired(
         self,
@@ -293,10 +367,12 @@ class VideoEditPipeline:
         anchors: torch.Tensor | None,
         record: tuple[int, ...],
         on_step: Callable[[int, int], None],
+        local: LocalEdit | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Both branches from z_T, batch [uncond-src, uncond-edit, cond-src, cond-edit]; nulls[i] from step first_null.
 
-        Returns both branches' z_0 (2F, ...) and the recorded latents (steps, 2, R, ...) or None.
+        Returns both branches' z_0 (2F, ...) and the recorded latents (steps, 2, R, ...) or None. A local edit
+        blends the edit branch towards the source branch's own latents after every step.
         """
         frames = z_T.shape[0]
         extra = 0 if anchors is None else anchors.shape[2]
@@ -320,6 +396,8 @@ class VideoEditPipeline:
                 if anchors is not None:
                     eps = eps.view(2, batch, *eps.shape[1:])[:, extra:].flatten(0, 1)  # anchors are not stepped
                 z = schedule.step(eps, t, z)
+                if local is not None:
+                    z = torch.cat([z[:frames], blend(z[frames:], z[:frames], local.weight(i))])
                 on_step(i + 1, schedule.steps)
         return z, torch.stack(recorded) if record else None
 
@@ -334,6 +412,7 @@ class VideoEditPipeline:
         cancel: CancelFn | None = None,
         inversion: Inversion | None = None,
         link: AnchorLink = ALONE,
+        region: Region | None = None,
     ) -> EditResult:
         """The whole method on uint8 frames at the working size; pass a cached inversion to skip its stages.
 
@@ -348,10 +427,10 @@ class VideoEditPipeline:
             timings.update(inverted)
         mark = time.perf_counter()
         sampled = self.sample(
-            inversion, source_prompt, target_prompt, options, progress=progress, cancel=cancel, link=link
+            inversion, source_prompt, target_prompt, options, progress=progress, cancel=cancel, link=link, region=region
         )
         timings["edit"] = time.perf_counter() - mark
         mark = time.perf_counter()
         edited = self.decode_latents(sampled.latents)
         timings["decode"] = time.perf_counter() - mark
-        return EditResult(edited, inversion, timings, sampled.trajectories)
+        return EditResult(edited, inversion, timings, sampled.trajectories, sampled.shares, sampled.region)

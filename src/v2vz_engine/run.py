@@ -39,9 +39,11 @@ from v2vz.api.takes import (
 from v2vz_engine import media
 from v2vz_engine.cpu import apply_cpu_threads
 from v2vz_engine.inversion import InversionStore
+from v2vz_engine.local_edit import composite, downsample, empty_frames, upsample
 from v2vz_engine.media import writers
+from v2vz_engine.media.outputs import mask_paths
 from v2vz_engine.pipeline import CancelFn, VideoEditPipeline
-from v2vz_engine.spans import ANCHOR_PASS, SpanResult, SpanTask, edit_span
+from v2vz_engine.spans import ANCHOR_PASS, Anchors, SpanResult, SpanTask, edit_span
 from v2vz_engine.windows import (
     AnchorBank,
     WindowPlan,
@@ -143,7 +145,7 @@ class SpanRunner(Protocol):
     def submit(
         self,
         task: SpanTask,
-        anchors: torch.Tensor | None,
+        anchors: Anchors | None,
         progress: ProgressFn | None,
         cancel: CancelFn | None,
     ) -> Future[SpanResult]: ...
@@ -229,6 +231,7 @@ def run_spans(
         raise
     # 5. The sidecar: the take's record of what was written, beside the output.
     plan = windows.plan  # as re-planned: the windows as edited
+    files += sink.mask_paths
     sidecar = _write_sidecar(plan, files, sink.frame_paths, time.perf_counter() - began, windows.done)
     if progress:
         progress(Stage.WRITE, 1, 1)
@@ -262,6 +265,7 @@ class JobPlan:
     working_size: tuple[int, int]
     automatic: bool  # the window was chosen from the free memory, so it may shrink when the device runs out
     windows: WindowPlan
+    matte: media.MediaInfo | None = None  # the job's matte, probed once
 
     def replan(self, failed: range, frames: int) -> JobPlan:
         """This plan after window `failed` ran out of memory: the windows before it kept, `frames`-frame ones on."""
@@ -286,7 +290,8 @@ def plan_job(job: EditJob, runner: SpanRunner, info: media.MediaInfo | None = No
     windows = plan_links(job.frames, window, options.window_links, options.anchors)
     edited = dataclasses.replace(job, options=options)
     log.debug("%d windows, %s: %d edits end to end", len(windows.windows), windows.links, windows.critical_path)
-    return JobPlan(edited, job, info, facts, (width, height), automatic, windows)
+    matte = media.probe(Path(job.matte).expanduser()) if job.matte is not None else None
+    return JobPlan(edited, job, info, facts, (width, height), automatic, windows, matte)
 
 
 def _anchor_pass(
@@ -295,7 +300,7 @@ def _anchor_pass(
     progress: ProgressFn | None,
     cancel: CancelFn | None,
     timings: dict[str, float],
-) -> torch.Tensor | None:
+) -> Anchors | None:
     """The anchor frames' trajectories, edited together (step 2); None for chained windows, which have no pass."""
     links = plan.windows
     if not links.anchored:
@@ -306,14 +311,27 @@ def _anchor_pass(
         progress(Stage.ANCHORS, 0, 1)
     mark = time.perf_counter()
     small = media.resize_frames(_read_frames(plan.job, plan.info, links.anchor_frames), *plan.working_size)
+    matte = _working_matte(plan, _read_matte(plan, links.anchor_frames))
     _add(timings, {"read": time.perf_counter() - mark})
     positions = tuple(range(len(links.anchor_frames)))
-    task = SpanTask(plan.job, ANCHOR_PASS, links.anchor_frames, small, trajectory_positions=positions)
+    task = SpanTask(plan.job, ANCHOR_PASS, links.anchor_frames, small, trajectory_positions=positions, matte=matte)
     result = runner.submit(task, None, _tagged(progress, 0, runner), cancel).result()
     _add(timings, result.timings)
     if progress:
         progress(Stage.ANCHORS, 1, 1)
-    return result.trajectories
+    return result.anchors(links.anchor_frames)
+
+
+def _read_matte(plan: JobPlan, indices: tuple[int, ...] | range) -> np.ndarray | None:
+    """The job's matte for its frames `indices` at the source's size (None: no matte)."""
+    if plan.matte is None:
+        return None
+    return media.read_matte(plan.job, plan.matte, tuple(indices), plan.info.width, plan.info.height)
+
+
+def _working_matte(plan: JobPlan, matte: np.ndarray | None) -> np.ndarray | None:
+    """A matte at the source's size -> at the working size, where the span edits."""
+    return None if matte is None else downsample(matte, *plan.working_size).numpy()
 
 
 class _OutputSink:
@@ -325,13 +343,18 @@ class _OutputSink:
         self._on_frame = on_frame
         self._timings = timings
         self.frame_paths: list[Path] = []
+        self.mask_paths: list[Path] = []
         self._writer = _open_writer(plan.asked, plan.info)
 
-    def write(self, span: range, frames: np.ndarray) -> None:
-        """Write the frames of `span` (job indices) edited at the working size."""
+    def write(self, span: range, full: np.ndarray, weight: np.ndarray | None = None) -> None:
+        """Write the frames of `span` (job indices) at the source's size; a local edit's weight (F, H, W) goes to
+        the mask folder, if the job has one, as 8-bit grey PNGs numbered like the source's frames."""
         mark = time.perf_counter()
-        info, frames_dir = self._plan.info, self._plan.job.out_frames_dir
-        full = media.resize_frames(frames, info.width, info.height)
+        frames_dir = self._plan.job.out_frames_dir
+        if weight is not None and self._plan.job.mask_dir is not None:
+            paths = mask_paths(self._plan.job)[span.start : span.stop]
+            with _writing(self._plan.job.mask_dir):
+                self.mask_paths += media.write_masks(weight, paths)
         if frames_dir:
             for offset, index in enumerate(span):
                 with _writing(frames_dir):
@@ -380,6 +403,7 @@ class _WindowRun:
         self._bank = AnchorBank(plan.job.options.anchors)
         self._pending = deque(plan.windows.windows)
         self._in_flight: deque[tuple[range, Future[SpanResult]]] = deque()
+        self._held: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}  # a local edit's source frames and matte
         self._buffer = self._frames_from(0)
         self._failed = threading.Event()  # set: the spans in flight stop at their next step
 
@@ -397,10 +421,18 @@ class _WindowRun:
                 self._retry_smaller(span)
                 continue
             if not self.plan.windows.anchored:
-                self._bank.store(span, list(self._bank.to_record(span)), result.trajectories)
+                self._bank.store(span, list(self._bank.to_record(span)), result.trajectories, result.shares)
             self.cached_windows += result.cached
             _add(self._timings, result.timings)
-            sink.write(span, result.frames)
+            info = self.plan.info
+            full = media.resize_frames(result.frames, info.width, info.height)
+            weight = None
+            if span.start in self._held:
+                source, matte = self._held.pop(span.start)
+                weight = _weight(result.region, matte, info.width, info.height)
+                full = composite(full, source, weight)
+                self._say_empty(span, weight)
+            sink.write(span, full, weight)
             self.done.append(span)
 
     def stop(self) -> None:
@@ -420,17 +452,40 @@ class _WindowRun:
             if self._progress:
                 self._progress(Stage.WINDOW, number + 1, len(self.plan.windows.windows))
             mark = time.perf_counter()
-            small = media.resize_frames(self._buffer.take(span), *self.plan.working_size)
+            source = self._buffer.take(span)
+            small = media.resize_frames(source, *self.plan.working_size)
+            matte = _read_matte(self.plan, span)
+            if self.plan.job.local:
+                self._held[span.start] = (source, matte)  # the composite needs the source's own pixels
             _add(self._timings, {"read": time.perf_counter() - mark})
+            small_matte = _working_matte(self.plan, matte)
             if self.plan.windows.anchored:
-                task = SpanTask(self.plan.job, number, tuple(span), small)
+                task = SpanTask(self.plan.job, number, tuple(span), small, matte=small_matte)
                 anchors = self._anchors
             else:
-                _, anchors = self._bank.anchors_for(span)
+                indices, trajectories = self._bank.anchors_for(span)
+                anchors = None
+                if trajectories is not None:
+                    anchors = Anchors(trajectories, tuple(indices), self._bank.shares_for(indices))
                 positions = tuple(self._bank.to_record(span))
-                task = SpanTask(self.plan.job, number, tuple(span), small, trajectory_positions=positions)
+                task = SpanTask(
+                    self.plan.job, number, tuple(span), small, trajectory_positions=positions, matte=small_matte
+                )
             span_progress = _tagged(self._progress, number + 1, self._runner)
             self._in_flight.append((span, self._runner.submit(task, anchors, span_progress, self._span_cancel)))
+
+    def _say_empty(self, span: range, weight: np.ndarray) -> None:
+        """The mask event of a local edit's window: how many of its frames have something to edit, and which not."""
+        if not self._progress:
+            return
+        empty = [span.start + position for position in empty_frames(weight)]
+        reason = ""
+        if empty:
+            where = "the matte" if self.plan.job.matte is not None else "the maps of the edit-only words"
+            reason = (
+                f"nothing to edit in frame(s) {_frame_list(empty)} ({where} leave(s) them out): they are left as shot"
+            )
+        self._progress(Stage.MASK, len(span) - len(empty), len(span), reason=reason)
 
     def _span_cancel(self) -> bool:
         return self._failed.is_set() or bool(self._cancel and self._cancel())
@@ -440,6 +495,7 @@ class _WindowRun:
         smaller = max(1, len(span) // 2)
         log.warning("out of memory with a %d-frame window: retrying with %d frames", len(span), smaller)
         _drain(self._in_flight)
+        self._held.clear()
         self._failed.clear()
         free_device_memory()
         self.plan = self.plan.replan(span, smaller)
@@ -453,13 +509,34 @@ class _WindowRun:
         return _FrameBuffer(frames, first=first)
 
 
+def _weight(region: np.ndarray | None, matte: np.ndarray | None, width: int, height: int) -> np.ndarray:
+    """A local edit's weight at the source's size: the matte times the word region (bilinear from the latent)."""
+    weight = matte if matte is not None else np.ones((len(region), height, width), np.float32)
+    if region is not None:
+        weight = weight * upsample(region, width, height)
+    return weight
+
+
+def _frame_list(frames: list[int]) -> str:
+    """[3, 4, 5, 9] -> "3..5, 9"."""
+    runs: list[list[int]] = []
+    for frame in frames:
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs)
+
+
 def _tagged(progress: ProgressFn | None, window: int, runner: SpanRunner) -> ProgressFn | None:
     """A span's progress, tagged with its window when windows run at once (their events interleave)."""
     if progress is None or runner.capacity < 2:
         return progress
 
-    def tagged(stage: Stage, step: int, total: int, cached: bool = False, window_of: int | None = None) -> None:
-        progress(stage, step, total, cached, window_of=window)
+    def tagged(
+        stage: Stage, step: int, total: int, cached: bool = False, window_of: int | None = None, reason: str = ""
+    ) -> None:
+        progress(stage, step, total, cached, window_of=window, reason=reason)
 
     return tagged
 

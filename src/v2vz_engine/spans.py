@@ -17,7 +17,7 @@ from v2vz.api.events import ProgressFn, Stage
 from v2vz.api.job import EditJob
 from v2vz_engine.cpu import apply_cpu_threads
 from v2vz_engine.inversion import InversionStore, cache_key, frames_digest
-from v2vz_engine.pipeline import AnchorLink, CancelFn, VideoEditPipeline
+from v2vz_engine.pipeline import AnchorLink, CancelFn, Region, VideoEditPipeline
 
 ANCHOR_PASS = -1  # the `window` number of an anchored job's anchor pass
 
@@ -36,6 +36,7 @@ class SpanTask:
     indices: tuple[int, ...]
     frames: np.ndarray  # uint8 (F, h, w, 3) at the working size
     trajectory_positions: tuple[int, ...] = ()
+    matte: np.ndarray | None = None  # float32 (F, h, w) in 0..1 at the working size: a local edit's matte
 
     @property
     def label(self) -> str:
@@ -44,24 +45,43 @@ class SpanTask:
         return f"frames {self.indices[0]}..{self.indices[-1]}"
 
 
+@dataclass(frozen=True)
+class Anchors:
+    """Frames of earlier spans that a span attends to: one object per job for anchored windows (a cluster sends it
+    once), a new one per window for chained ones."""
+
+    trajectories: torch.Tensor  # (steps, 2, A, 4, h, w): the latents entering every step, source and edit branch
+    indices: tuple[int, ...]  # their frame numbers within the job
+    shares: torch.Tensor | None = None  # (steps, A, h, w): their word shares in their own span (local_edit.py)
+
+
 @dataclass
 class SpanResult:
     frames: np.ndarray  # uint8 (F, h, w, 3) at the working size
     trajectories: torch.Tensor | None  # (steps, 2, R, 4, h, w) of task.trajectory_positions, on the CPU
     timings: dict[str, float] = field(default_factory=dict)
     cached: bool = False  # the inversion came from the cache
+    shares: torch.Tensor | None = None  # (steps, R, h, w) of the same positions: a word mask's, on the CPU
+    region: np.ndarray | None = None  # float32 (F, h, w) at the latent size: the word region as edited
+
+    def anchors(self, indices: tuple[int, ...]) -> Anchors | None:
+        """What later spans attend to of this one: its recorded positions, which are the job's frames `indices`."""
+        if self.trajectories is None:
+            return None
+        return Anchors(self.trajectories, indices, self.shares)
 
 
 def edit_span(
     pipeline: VideoEditPipeline,
     task: SpanTask,
-    anchors: torch.Tensor | None = None,
+    anchors: Anchors | None = None,
     *,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     cache: InversionStore | None = None,
 ) -> SpanResult:
-    """Edit one span attending to `anchors` (steps, 2, A, 4, h, w); its inversion is cached by the span's frames.
+    """Edit one span attending to `anchors`; its inversion is cached by the span's frames (never by its matte or
+    words: a local re-prompt uses the cache as well).
 
     The key hashes the decoded frames, so a changed file never gets a stale entry, and an anchor pass and a window
     can never share one unless their frames are the same.
@@ -93,9 +113,18 @@ def edit_span(
         progress=progress,
         cancel=cancel,
         inversion=inversion,
-        link=AnchorLink(anchors, task.trajectory_positions),
+        link=_link(anchors, task.trajectory_positions),
+        region=Region(task.indices, task.matte),
     )
     if key is not None and not cached:
         cache.put(key, result.inversion)
     trajectories = result.trajectories.cpu() if result.trajectories is not None else None
-    return SpanResult(result.frames, trajectories, result.timings, cached)
+    shares = result.shares.cpu() if result.shares is not None else None
+    region = result.region.float().cpu().numpy() if result.region is not None else None
+    return SpanResult(result.frames, trajectories, result.timings, cached, shares, region)
+
+
+def _link(anchors: Anchors | None, positions: tuple[int, ...]) -> AnchorLink:
+    if anchors is None:
+        return AnchorLink(trajectory_positions=positions)
+    return AnchorLink(anchors.trajectories, positions, anchors.indices, anchors.shares)

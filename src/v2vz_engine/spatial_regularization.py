@@ -5,7 +5,8 @@ Both branches are denoised together, one UNet call per step, batch order
 unconditional pass, so the order is `[uncond-edit, cond-src, cond-edit]` (direct.py). In every cross-attention
 (attn2) layer the attention probabilities are computed explicitly and, for the conditional pair only (the last two
 groups), the edit branch's maps are replaced by the source branch's, frame by frame and head by head, for the first
-part of the schedule (prompt-to-prompt). After the cutoff the processor never looks at the batch layout.
+part of the schedule (prompt-to-prompt). The same processor hands the maps of a local edit's words to its
+`WordMaps` (local_edit.py) at every step; without words, after the cutoff, it never looks at the batch layout.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from v2vz_engine.attention_io import enter, leave
+from v2vz_engine.local_edit import WordMaps
 from v2vz_engine.prompt_alignment import RefinePadding, edit_mode, refine_mapper, replace_mapper
 from v2vz_engine.step_rules import CutoffRule, cross_replace_cutoff
 
@@ -38,6 +40,8 @@ class PromptControl:
     refine_index: torch.Tensor | None = None  # (77,)
     refine_alpha: torch.Tensor | None = None  # (77,)
     calls: int = field(default=0)
+    self_cutoff_step: int = 0  # self_replace.py replaces attn1 for steps < self_cutoff_step (it needs the source)
+    maps: WordMaps | None = None  # a local edit's word maps, collected at every step
 
     @classmethod
     def for_prompts(
@@ -72,8 +76,18 @@ class PromptControl:
         return self.calls // self.layers
 
     def replacing(self, step: int) -> bool:
-        """Whether edit step `step` uses the source's maps (so the source branch must be in that UNet call)."""
+        """Whether edit step `step` uses the source's cross-attention maps."""
         return step < self.cutoff_step
+
+    def source_needed(self, step: int) -> bool:
+        """Whether edit step `step` needs the source branch in its UNet call (its cross- or self-attention)."""
+        return step < max(self.cutoff_step, self.self_cutoff_step)
+
+    def groups(self, step: int) -> int:
+        """Groups of `frames` in step `step`'s UNet call: direct inversion's source branch leaves once unneeded."""
+        if self.branches == DIRECT_BRANCHES and not self.source_needed(step):
+            return 2  # uncond-edit, cond-edit
+        return self.branches
 
     def edit_maps(self, source: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """The edit branch's maps `(..., tokens)` given the source branch's maps and its own."""
@@ -101,7 +115,8 @@ class SpatialRegularizationProcessor:
         **kwargs,
     ) -> torch.Tensor:
         control = self.control
-        active = control.replacing(control.step)
+        step = control.step
+        active = control.replacing(step)
         control.calls += 1
         entered = enter(attn, hidden_states, temb)
         hidden_states = entered.hidden_states
@@ -113,12 +128,16 @@ class SpatialRegularizationProcessor:
         q = attn.head_to_batch_dim(attn.to_q(hidden_states))
         k = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
         v = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
-        if active:
-            probs = attn.get_attention_scores(q, k, attention_mask)  # (branches*F*heads, N, tokens)
+        if active or control.maps is not None:
+            probs = attn.get_attention_scores(q, k, attention_mask)  # (groups*F*heads, N, tokens)
             total, pixels, tokens = probs.shape
-            maps = probs.view(control.branches, control.frames, attn.heads, pixels, tokens)
-            edit = control.edit_maps(maps[-2], maps[-1])
-            probs = torch.cat([maps[:-1], edit.unsqueeze(0)]).view(total, pixels, tokens)
+            groups = control.groups(step)
+            maps = probs.view(groups, control.frames, attn.heads, pixels, tokens)
+            if control.maps is not None:  # each branch's own maps, before any injection (prompt-to-prompt's)
+                control.maps.add(maps, source_present=groups > 2)
+            if active:
+                edit = control.edit_maps(maps[-2], maps[-1])
+                probs = torch.cat([maps[:-1], edit.unsqueeze(0)]).view(total, pixels, tokens)
             out = torch.bmm(probs, v)
         else:
             out = torch.nn.functional.scaled_dot_product_attention(q, k, v)

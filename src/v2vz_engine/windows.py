@@ -85,6 +85,7 @@ class AnchorBank:
 
     tail: int  # frames of the previous window to keep besides the first frame
     trajectories: dict[int, torch.Tensor] = field(default_factory=dict)
+    shares: dict[int, torch.Tensor] = field(default_factory=dict)  # a local edit's word shares (steps, h, w)
 
     def anchors_for(self, window: range) -> tuple[list[int], torch.Tensor | None]:
         """The anchor frame indices of a window (clip order) and their stacked trajectories (steps, 2, A, 4, h, w)."""
@@ -100,11 +101,23 @@ class AnchorBank:
             keep.add(0)
         return sorted(keep)
 
-    def store(self, window: range, positions: list[int], trajectories: torch.Tensor) -> None:
-        """Keep the recorded trajectories (steps, 2, R, ...) of a finished window; drop the previous tail."""
+    def shares_for(self, indices: list[int]) -> torch.Tensor | None:
+        """The word shares (steps, A, h, w) of anchor frames `indices`; None without a word mask."""
+        if not indices or any(i not in self.shares for i in indices):
+            return None
+        return torch.stack([self.shares[i] for i in indices], dim=1)
+
+    def store(
+        self, window: range, positions: list[int], trajectories: torch.Tensor, shares: torch.Tensor | None = None
+    ) -> None:
+        """Keep the recorded trajectories (steps, 2, R, ...) and word shares (steps, R, h, w) of a finished window;
+        drop the previous tail."""
         self.trajectories = {i: t for i, t in self.trajectories.items() if i == 0}
+        self.shares = {i: t for i, t in self.shares.items() if i == 0}
         for slot, position in enumerate(positions):
             self.trajectories[window.start + position] = trajectories[:, :, slot].clone()
+            if shares is not None:
+                self.shares[window.start + position] = shares[:, slot].clone()
 
 
 # ----------------------------------------------------------------------------------------------------------------

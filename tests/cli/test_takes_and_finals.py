@@ -351,3 +351,18 @@ def test_a_hostile_take_record_is_one_line_not_a_crash_or_a_hang(tmp_path, kind)
     lines = result.stderr.strip().splitlines()
     expected = "nests more than 512 levels deep" if kind == "deep" else "not a v2vz take record (not a regular file)"
     assert len(lines) == 1 and lines[0].startswith(f"error: {record}") and expected in lines[0], result.stderr
+
+
+def test_a_previews_masks_make_way_for_its_finals(served, tmp_path):
+    """A preview's masks have names of their own: its final writes its masks into the same folder, and once it is
+    done the preview's go with the preview's other files."""
+    env, _, _ = served
+    clip = clip_in(tmp_path)
+    masks = tmp_path / "masks"
+    local = ["--edit-only", "ball", "--save-mask", str(masks)]
+    done = run(["edit", str(clip), "--frames", "2", *BALL, "--preview", *local, "--events", "jsonl"], env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in masks.iterdir()) == ["mask_preview_000000.png", "mask_preview_000001.png"]
+    final = run(["final", str(tmp_path / "shot-v2vz-t1-preview.mp4.v2vz.json")], env)
+    assert final.returncode == 0, final.stderr
+    assert sorted(path.name for path in masks.iterdir()) == ["mask_000000.png", "mask_000001.png"]

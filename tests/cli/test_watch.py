@@ -259,3 +259,20 @@ def test_clips_with_the_same_name_never_overwrite_each_others_edit(served, folde
     )
     assert (out_dir / "a.mp4").stat().st_mtime_ns == first  # the earlier edit is untouched
     assert f"a.mp4 -> {out_dir.resolve() / 'a-3.mp4'}" in again.text()
+
+
+def test_a_matte_dropped_beside_its_clip_bounds_the_edit_and_is_never_edited_itself(served, folders, watching):
+    """A local edit through the real daemon: the matte is read, not edited, its masks land in OUT_DIR/masks/NAME."""
+    in_dir, out_dir = folders
+    (in_dir / "v2vz.toml").write_text(DEFAULTS + PROMPTS)  # every video has prompts: a matte edited would show
+    (in_dir / "ride.toml").write_text('matte = "left.mp4"\nsave_mask = "masks"\nedit_only = "bikes"\n')
+    shutil.copy(BIKES, in_dir / "ride.mp4")
+    shutil.copy(BIKES, in_dir / "left.mp4")  # any video of the clip's shape serves as a matte
+    watcher = watching(in_dir, out_dir, "--once")
+    assert watcher.process.wait(120) == 0, watcher.text()
+    assert_edited(out_dir / "ride.mp4")
+    assert sorted(p.name for p in (out_dir / "masks" / "ride").iterdir()) == [f"mask_{i:06d}.png" for i in range(3)]
+    assert sorted(p.name for p in (in_dir / "done").iterdir()) == ["left.mp4", "ride.mp4", "ride.toml"]
+    (job,) = jobs_for(served, in_dir / "ride.mp4")
+    assert (job.matte, job.mask_dir) == (str(in_dir / "left.mp4"), str(out_dir / "masks" / "ride"))
+    assert len(job.matte_digest) == 64 and not jobs_for(served, in_dir / "left.mp4")

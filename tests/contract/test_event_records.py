@@ -34,8 +34,17 @@ def test_a_progress_record_of_an_older_daemon_has_no_window():
 @pytest.mark.parametrize(
     "outcome",
     [
-        JobOutcome(JobState.DONE, output="/o/out.mp4", frame_paths=("/o/f/00000.png",), timings={"edit": 1.5},
-                   seconds=2.0, frames=1, take=3, preview=True, sidecar="/o/out.mp4.json"),
+        JobOutcome(
+            JobState.DONE,
+            output="/o/out.mp4",
+            frame_paths=("/o/f/00000.png",),
+            timings={"edit": 1.5},
+            seconds=2.0,
+            frames=1,
+            take=3,
+            preview=True,
+            sidecar="/o/out.mp4.json",
+        ),
         JobOutcome(JobState.FAILED, reason="out of memory", code="RESOURCE_EXHAUSTED"),
         JobOutcome(JobState.CANCELLED, reason="cancelled before it started"),
     ],

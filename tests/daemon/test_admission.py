@@ -111,3 +111,29 @@ def test_admission_checks_the_job_once(root, config, journal, monkeypatch):
     monkeypatch.setattr(EditJob, "validate", counting)
     admit(request(root), config, journal)
     assert calls == [BIKES]
+
+
+def test_a_matte_is_admitted_with_its_digest_and_confined_like_the_source(root, config, journal):
+    """The matte is read by the daemon: absolute, inside --media-root for a remote client, checked against the
+    range and recorded with its digest; a resampled one is a note of the reply."""
+    import hashlib
+
+    from PIL import Image
+
+    from v2vz_daemon.admission import submit_notes
+
+    (root / "media").mkdir()
+    matte = root / "media" / "matte.png"
+    Image.new("L", (320, 136), 255).save(matte)
+    options = {"edit_only": "bikes"}
+    local = request(root / "media", matte=str(matte), mask_dir=str(root / "media" / "masks"), options=options)
+    job = admit(local, config, journal, remote=True)
+    assert job.matte == matte and job.matte_digest == hashlib.sha256(matte.read_bytes()).hexdigest()
+    assert any("is 320x136: it is resampled to the source's" in note for note in submit_notes(job))
+    with pytest.raises(PathNotAllowed, match="matte"):
+        admit(request(root / "media", matte="/etc/hostname"), config, journal, remote=True)
+    with pytest.raises(PathNotAllowed, match="mask folder"):
+        admit(request(root / "media", matte=str(matte), mask_dir="/tmp/elsewhere"), config, journal, remote=True)
+    with pytest.raises(InvalidArgument, match="matte 'm.png' must be an absolute path"):
+        admit(request(root, matte="m.png"), config, journal)
+    assert journal.list(10) == []

@@ -167,7 +167,7 @@ def test_tokens_are_required_except_for_health(daemon, root):
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
     stub, md = connect(daemon)
     info = stub.GetInfo(pb.GetInfoRequest(), metadata=md)
-    assert info.ready and info.protocol_version == 6 and info.device == "cpu" and info.versions["torch"]
+    assert info.ready and info.protocol_version == 7 and info.device == "cpu" and info.versions["torch"]
     endpoint = daemon.config.endpoint_file
     assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
     assert stat.S_IMODE(endpoint.parent.stat().st_mode) == 0o700
@@ -360,7 +360,8 @@ def test_the_stages_and_states_sent_are_exactly_the_documented_ones(daemon, root
     events += watch(stub, md, stub.SubmitEdit(anchored, metadata=md).job_id)
     sent_stages = {e.progress.stage for e in events if e.WhichOneof("kind") == "progress"}
     # `retry` comes only from a cluster whose worker died (tests/daemon/test_cluster.py sends and checks it)
-    assert sent_stages | {Stage.RETRY} == set(Stage) == documented(r"^\| `stage`")
+    # retry: a cluster's (tests/daemon/test_cluster.py); mask: a local edit's (tests/daemon/test_local_edits_daemon.py)
+    assert sent_stages | {Stage.RETRY, Stage.MASK} == set(Stage) == documented(r"^\| `stage`")
     assert any(e.progress.cached for e in again if e.WhichOneof("kind") == "progress")  # the cached inversion too
     sent_types = {e.WhichOneof("kind") for e in events}
     assert sent_types | {"failed", "cancelled"} == set(DAEMON_EVENT_TYPES) == documented(r"^\| `type` .*`queued`")

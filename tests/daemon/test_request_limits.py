@@ -146,6 +146,8 @@ def test_every_option_has_its_range_documented():
             assert documented.startswith(f"{low} to {high}"), (name, documented)
         elif kind is bool:
             assert documented == "true or false", name
+        elif kind is str:  # edit_only: words, checked against the prompts
+            assert documented.startswith("words of the source or target prompt"), (name, documented)
         else:
             choices = typing.get_args(kind)
             assert documented == ", ".join(choices[:-1]) + f" or {choices[-1]}", (name, documented)

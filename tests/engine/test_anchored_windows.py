@@ -58,8 +58,8 @@ def _anchored(pipeline, frames: np.ndarray, order: list[int]) -> dict[int, np.nd
     plan = plan_links(len(frames), 4, "anchored", 2)
     picks = plan.anchor_frames
     anchor_task = SpanTask(job, ANCHOR_PASS, picks, frames[list(picks)], trajectory_positions=tuple(range(len(picks))))
-    anchors = edit_span(pipeline, anchor_task).trajectories
-    assert anchors is not None and anchors.shape[:3] == (2, 2, 3)  # steps, branches, anchor frames
+    anchors = edit_span(pipeline, anchor_task).anchors(picks)
+    assert anchors is not None and anchors.trajectories.shape[:3] == (2, 2, 3)  # steps, branches, anchor frames
     results = {}
     for index in order:
         span = plan.windows[index]

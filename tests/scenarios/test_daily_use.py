@@ -133,7 +133,7 @@ def test_status_at_a_glance(daemon, endpoint, root):
     done = run(["status"], endpoint)
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    for words in (daemon.address, "protocol 6", "tiny (ready)", "cpu, float32", "queue", "running", "journal"):
+    for words in (daemon.address, "protocol 7", "tiny (ready)", "cpu, float32", "queue", "running", "journal"):
         assert words in text, text
     data = json.loads(run(["status", "--json"], endpoint).stdout)
     assert data["address"] == daemon.address and data["queued"] == 0 and data["running_job"] is None

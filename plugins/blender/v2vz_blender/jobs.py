@@ -25,7 +25,7 @@ from pathlib import Path
 import bpy
 
 from . import compat, takes, v2vz_host
-from .strips import ReportError, ResultStrip, free_channel, source_range
+from .strips import ReportError, ResultStrip, free_channel, matte_source, matte_strip, source_range
 
 TIMER_INTERVAL = 0.2
 CLIENT_FILE = Path(__file__).with_name("v2vz-client.txt")  # by `v2vz plugin install blender`: the client it ran as
@@ -51,6 +51,7 @@ class EditRequest:
     window: int = 0  # frames edited together; 0: the daemon chooses (long strips arrive window by window)
     model: str = ""  # "": the daemon's
     preview: bool = False  # the fast pass (`--preview`); `v2vz final JOB` makes its final
+    local: v2vz_host.LocalEdit = field(default_factory=v2vz_host.LocalEdit)  # edit only words / a matte
 
     def command(self, client: str) -> list[str]:
         """The client's command line (events as JSON lines on stdout, PNG frames into out_dir)."""
@@ -76,6 +77,7 @@ class EditRequest:
             args += ["--model", self.model]
         if self.preview:
             args.append("--preview")
+        args += self.local.args()
         return v2vz_host.events_command(client, args)
 
 
@@ -107,6 +109,7 @@ class ActiveJob:
     group: str = ""  # the source strip's id (takes.SOURCE_ID)
     take: dict = field(default_factory=dict)  # the fields its strip records (takes.FIELDS)
     replaces: str = ""  # a final: the preview strip's name when the final was asked for
+    masks: list[str] = field(default_factory=list)  # "show mask": the masks the daemon saves, shown once it is done
 
     @property
     def number(self) -> int:
@@ -224,6 +227,7 @@ def start_job(context, strip, options: dict) -> ActiveJob:
         count=count,
     )
     key = new_key()
+    local = local_edit(scene, strip, options, first, count, output_folder(key), preview)
     request = EditRequest(
         source=path,
         start=first,
@@ -241,6 +245,7 @@ def start_job(context, strip, options: dict) -> ActiveJob:
         window=int(options.get("window", 0)),
         model=str(options.get("model", "")).strip(),
         preview=preview,
+        local=local,
     )
     number = takes.next_take(editor, strip)
     group = str(strip[takes.SOURCE_ID])
@@ -258,7 +263,31 @@ def start_job(context, strip, options: dict) -> ActiveJob:
         kind="preview" if preview else "edit",
         group=group,
         take=takes.fields(strip.name, number, {**options, "model": request.model}, preview, request.out_dir),
+        masks=v2vz_host.mask_files(local.save_mask, first, count) if local.save_mask else [],
     )
+
+
+def local_edit(scene, strip, options: dict, first: int, count: int, folder: str, preview: bool) -> v2vz_host.LocalEdit:
+    """The local edit the options ask for: edit-only words, self-replace, the matte from a strip above the source
+    (a mask strip is rendered into `folder`-matte), the masks saved into `folder`-mask for "show mask" (not for a
+    preview: its final would write them again). ReportError when the client would refuse them."""
+    local = v2vz_host.LocalEdit(
+        edit_only=str(options.get("edit_only", "")).strip(),
+        matte_feather=float(options.get("matte_feather", 0.0) or 0.0),
+        self_replace=float(options.get("self_replace", 0.0) or 0.0),
+    )
+    name = str(options.get("matte_strip", "")).strip()
+    if name:
+        matte = matte_strip(scene.sequence_editor, strip, name)
+        local.matte, local.matte_start = matte_source(scene, matte, compat.left_handle(strip), count, folder + "-matte")
+    if options.get("show_mask") and not preview:
+        if not local.local:
+            raise ReportError("show mask needs a local edit: give edit-only words or choose a matte strip")
+        local.save_mask = folder + "-mask"
+    problem = local.problem()
+    if problem:
+        raise ReportError(f"v2vz: {problem}")
+    return local
 
 
 def start_final(context, strip) -> ActiveJob:
@@ -316,7 +345,25 @@ def finish(active: ActiveJob) -> tuple[str, str]:
             takes.give_back(takes.find_source(scene.sequence_editor, active.group), active.number)
         with contextlib.suppress(OSError):  # its folder, if nothing arrived in it
             os.rmdir(active.folder)
-    return finish_message(active)
+    level, message = finish_message(active)
+    return level, message + (show_masks(active) if level == "INFO" else "")
+
+
+def show_masks(active: ActiveJob) -> str:
+    """ "Show mask": the masks the daemon saved, as an image strip on the first free channel above the take, over
+    the same frames (named after the take, "(mask)"). Returns what to add to the job's message."""
+    if not active.masks:
+        return ""
+    missing = [path for path in active.masks if not os.path.isfile(path)]
+    if missing:
+        return f"; no mask to show ({missing[0]} is missing)"
+    editor, result = strip_editor(active.result.scene_name), active.result
+    channel = free_channel(editor, result.channel, result.start, result.start + result.count)
+    strip = compat.new_image(editor, takes.mask_name(result.name), active.masks[0], channel, result.start)
+    for path in active.masks[1:]:
+        strip.elements.append(os.path.basename(path))
+    strip[takes.MASK_OF] = result.strip_name
+    return f"; its mask is on channel {channel} ({strip.name!r})"
 
 
 def finish_message(active: ActiveJob) -> tuple[str, str]:

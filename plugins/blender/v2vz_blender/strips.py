@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import bpy
 
-from . import compat
+from . import compat, v2vz_host
 
 SUPPORTED_TYPES = ("MOVIE", "IMAGE")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")  # as the daemon's image_sequence.py
@@ -223,3 +223,111 @@ class ResultStrip:
             self.appended += 1
             added += 1
         return added
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The matte: a strip above the source that says where the edit may change the picture (white: edit)
+
+MATTE_TYPES = ("MOVIE", "IMAGE", "MASK")
+MATTE_FILE = "matte_%06d.png"  # a mask strip rendered to PNGs, numbered by timeline frame
+
+
+def matte_strip(editor, source, name: str):
+    """The strip named `name`, checked to be a matte of `source`: a movie, image or mask strip on a channel above
+    it. ReportError otherwise (one line, saying what to choose)."""
+    matte = compat.strips_all(editor).get(name)
+    if matte is None:
+        raise ReportError(f"no strip {name!r} for the matte: choose a movie, image or mask strip above the source")
+    if matte.type not in MATTE_TYPES:
+        raise ReportError(f"the matte {name!r} is a {matte.type.lower()} strip: choose a movie, image or mask strip")
+    if matte.channel <= source.channel:
+        raise ReportError(
+            f"the matte {name!r} is on channel {matte.channel}, not above {source.name!r} (channel "
+            f"{source.channel}): move it to a channel above the source"
+        )
+    if compat.is_retimed(matte) or getattr(matte, "use_reverse_frames", False):
+        raise ReportError(f"the matte {name!r} is retimed or reversed: v2vz reads its frames one for one")
+    return matte
+
+
+def matte_source(scene, matte, first: int, count: int, render_folder: str) -> tuple[str, int]:
+    """(--matte, --matte-start) for the matte strip over the timeline frames first..first+count-1: a movie's file
+    and the frame of it shown at `first`; an image strip's image shown at `first` (its sequence goes on from
+    there); a mask strip rendered to PNGs in `render_folder`."""
+    try:
+        aligned = v2vz_host.aligned_matte_frame(
+            first, count, compat.left_handle(matte), compat.duration(matte), visible_first(matte)
+        )
+    except ValueError as exc:
+        raise ReportError(f"the matte {matte.name!r} does not cover the source: {exc}") from None
+    if matte.type == "MASK":
+        return render_mask(scene, matte, first, count, render_folder), 0
+    if matte.type == "IMAGE":
+        return image_matte(matte, aligned, count), 0
+    path = bpy.path.abspath(matte.filepath)
+    if not path or not os.path.isfile(path):
+        raise ReportError(f"the matte {matte.name!r}: its movie file {path or matte.filepath!r} does not exist")
+    movie_fps, fps = float(getattr(matte, "fps", 0.0) or 0.0), compat.scene_fps(scene)
+    if movie_fps and abs(movie_fps - fps) > 1e-3:
+        raise ReportError(
+            f"the matte {matte.name!r} is {movie_fps:g} fps and the scene {fps:g} fps: v2vz reads it frame for frame"
+        )
+    if aligned < 0:
+        raise ReportError(f"the matte {matte.name!r} holds its first frame over the source: trim it to its content")
+    return path, aligned
+
+
+def image_matte(matte, index: int, count: int) -> str:
+    """The image of an image strip that goes with the range's first frame (the range's images must be the numbered
+    sequence the daemon reads from it), or its one image (a still serves every frame)."""
+    elements = matte.elements
+    directory = bpy.path.abspath(matte.directory)
+    if len(elements) == 1:
+        return os.path.normpath(os.path.join(directory, elements[0].filename))
+    if index < 0 or index + count > len(elements):
+        raise ReportError(
+            f"the matte {matte.name!r} holds an image beyond its own over the source: trim it to its images"
+        )
+    files = [os.path.normpath(os.path.join(directory, elements[i].filename)) for i in range(index, index + count)]
+    problem = sequence_problem(files)
+    if problem:
+        raise ReportError(f"the matte {matte.name!r} cannot be read: {problem}")
+    return files[0]
+
+
+def render_mask(scene, matte, first: int, count: int, folder: str) -> str:
+    """A mask strip rendered at the scene's size to grey PNGs (MATTE_FILE) in `folder` for the timeline frames
+    first..first+count-1, through a scene of its own (the user's scene is not touched). The first PNG's path."""
+    os.makedirs(folder, exist_ok=True)
+    render = bpy.data.scenes.new("v2vz matte")
+    try:
+        settings, own = render.render, scene.render
+        settings.resolution_x, settings.resolution_y = own.resolution_x, own.resolution_y
+        settings.resolution_percentage = own.resolution_percentage
+        settings.fps, settings.fps_base = own.fps, own.fps_base
+        render.view_settings.view_transform = "Standard"  # white stays white
+        settings.image_settings.file_format = "PNG"
+        settings.image_settings.color_mode = "BW"
+        settings.filepath = os.path.join(folder, MATTE_FILE.replace("%06d", "######"))
+        render.frame_start, render.frame_end = first, first + count - 1
+        copy = compat.strips(render.sequence_editor_create()).new_mask(
+            name=matte.name, mask=matte.mask, channel=1, frame_start=round(compat.content_start(matte))
+        )
+        compat.set_handle_offsets(copy, *compat.handle_offsets(matte))
+        bpy.ops.render.render(animation=True, scene=render.name)
+        compat.strips(render.sequence_editor).remove(copy)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ReportError(
+            f"the mask strip {matte.name!r} could not be rendered to a matte ({exc}): render it to a movie or PNG "
+            "images and use that strip as the matte"
+        ) from None
+    finally:
+        bpy.data.scenes.remove(render)
+    files = [os.path.join(folder, MATTE_FILE % frame) for frame in range(first, first + count)]
+    missing = [path for path in files if not os.path.isfile(path)]
+    if missing:
+        raise ReportError(
+            f"the mask strip {matte.name!r} rendered no {missing[0]}: render it to a movie or PNG images and use "
+            "that strip as the matte"
+        )
+    return files[0]

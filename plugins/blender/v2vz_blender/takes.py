@@ -37,6 +37,8 @@ PREVIEW_SUFFIX = " (preview)"
 PREVIEW_COLOR = "COLOR_05"  # previews stand out on the timeline (blue); finals keep no colour tag
 FRAME_FILE = re.compile(r"^frame_\d+\.png$")  # what the daemon writes into a frames folder (--out FOLDER)
 SIDECAR_FILE = "v2vz.json"  # the take's record the client writes beside those frames
+MASK_OF = "v2vz_mask_of"  # on a "show mask" strip: the name of the take whose masks it shows
+MASK_SUFFIX = " (mask)"
 
 
 def take_name(prompt: str, preview: bool = False) -> str:
@@ -51,6 +53,13 @@ def take_name(prompt: str, preview: bool = False) -> str:
     while len((text + ("..." if cut else "")).encode("utf-8")) > room:
         text, cut = text[:-1], True
     return (text.rstrip(" ,.;:-") + "..." if cut else text) + suffix
+
+
+def mask_name(take: str) -> str:
+    """The name of a take's mask strip: the take's, " (mask)", within Blender's name limit."""
+    while len((take + MASK_SUFFIX).encode("utf-8")) > NAME_BYTES:
+        take = take[:-1]
+    return take + MASK_SUFFIX
 
 
 def is_take(strip) -> bool:

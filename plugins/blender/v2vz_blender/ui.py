@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from . import compat, takes
 from .jobs import (
@@ -83,7 +83,35 @@ class EditProperties:
         default="",
     )
 
+    edit_only: StringProperty(
+        name="Edit only",
+        description="Words of the prompts to edit (e.g. 'car'); the rest keeps the strip's own pixels. Empty: all",
+        default="",
+    )
+    matte_strip: StringProperty(
+        name="Matte",
+        description="A movie, image or mask strip on a channel above the source: edit only where it is white",
+        default="",
+    )
+    matte_feather: FloatProperty(
+        name="Feather", description="Soften the matte's edge by this many source pixels", default=0.0, min=0.0
+    )
+    self_replace: FloatProperty(
+        name="Self-replace",
+        description="Fraction of the steps that keep the strip's layout and motion (the source's self-attention)",
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+    )
+    show_mask: BoolProperty(
+        name="Show mask",
+        description="Save the local edit's masks and show them as an image strip above the take (not for previews)",
+        default=False,
+    )
+
     PREVIEW = False  # the fast pass (`v2vz edit --preview`)
+    LOCAL = ("edit_only", "matte_strip", "matte_feather", "self_replace", "show_mask")
 
     @classmethod
     def poll(cls, context):
@@ -91,7 +119,7 @@ class EditProperties:
 
     def edit_options(self) -> dict:
         names = ("prompt", "source_prompt", "steps", "guidance", "seed", "size", "inversion", "preset", "window")
-        return {**{name: getattr(self, name) for name in (*names, "model")}, "preview": self.PREVIEW}
+        return {**{name: getattr(self, name) for name in (*names, "model", *self.LOCAL)}, "preview": self.PREVIEW}
 
     def invoke(self, context, event):
         if bpy.app.background:
@@ -124,6 +152,21 @@ class EditProperties:
         row = layout.row()
         row.prop(self, "preset", text="")
         row.prop(self, "model")
+        self.draw_local(layout.box(), compat.sequencer_scene(context).sequence_editor)
+
+    def draw_local(self, box, editor) -> None:
+        """Edit only what the words cover or where the matte strip is white; keep the layout (self-replace)."""
+        box.label(text="Local edit (empty: the whole frame)", icon="MOD_MASK")
+        box.prop(self, "edit_only")
+        if editor is not None:
+            box.prop_search(
+                self, "matte_strip", editor, "strips_all" if hasattr(editor, "strips_all") else "sequences_all"
+            )
+        row = box.row()
+        row.prop(self, "matte_feather")
+        row.prop(self, "self_replace")
+        if not self.PREVIEW:
+            box.prop(self, "show_mask")
 
     def execute(self, context):
         return run_operator(self, context, active_strip(context), self.edit_options())

@@ -28,6 +28,7 @@ class Stage(StrEnum):
     INVERSION = "inversion"  # DDIM inversion of the window (cached: from the daemon's cache, complete at once)
     NULL_TEXT = "null-text"  # null-text optimization (only with inversion null-text, and not from the cache)
     EDIT = "edit"  # the edit's diffusion steps
+    MASK = "mask"  # a local edit's window is done: step of total frames had something to edit; reason: which not
     WRITE = "write"  # the outputs are finished
     RETRY = "retry"  # a cluster worker died mid-window: the window runs again elsewhere (step: retry, total: most)
 
@@ -78,11 +79,18 @@ class ProgressFn(Protocol):
     """How the engine reports progress: a stage, the steps done and the steps in it, and whether it came cached.
 
     `window_of` (1-based; 0: the anchor pass) comes only when several windows run at once (a cluster): the window
-    the event belongs to, which is otherwise the last `window` stage's.
+    the event belongs to, which is otherwise the last `window` stage's. `reason`: what the user should know of the
+    stage (a mask event's frames with nothing to edit).
     """
 
     def __call__(
-        self, stage: Stage, step: int, total: int, cached: bool = False, window_of: int | None = None
+        self,
+        stage: Stage,
+        step: int,
+        total: int,
+        cached: bool = False,
+        window_of: int | None = None,
+        reason: str = "",
     ) -> None: ...
 
 
@@ -97,7 +105,7 @@ class ProgressUpdate:
     cached: bool = False
     window: int = 0  # the window (1-based) the stage belongs to; 0 before the first
     windows: int = 0  # windows in the job; 0: not known yet
-    reason: str = ""  # stage retry only: why the window runs again
+    reason: str = ""  # stage retry: why the window runs again; stage mask: the frames with nothing to edit
 
     def to_record(self) -> dict[str, Any]:
         """The journal's payload (the reason only when there is one, as the JSON line has it)."""
@@ -217,7 +225,15 @@ class JobOutcome:
 
 # A done outcome's fields: the names of the wire's Done and of its journal record.
 _DONE_FIELDS = (
-    "output", "frame_paths", "timings", "inversion_cached", "seconds", "frames", "take", "preview", "sidecar"
+    "output",
+    "frame_paths",
+    "timings",
+    "inversion_cached",
+    "seconds",
+    "frames",
+    "take",
+    "preview",
+    "sidecar",
 )
 
 

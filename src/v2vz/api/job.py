@@ -36,6 +36,8 @@ MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
 MAX_FRAMES = 1_000_000  # about 11 hours at 25 fps: a bound, so that no count overflows the journal or the wire
 MAX_FPS = 1000
 MAX_CODEC_CHARS = 100  # codec names are a few characters (formats.CODECS)
+MAX_EDIT_ONLY_CHARS = 100  # a few words of the prompts (the wire's limit on an option's value)
+MAX_MATTE_FEATHER = 1000  # pixels of the source
 
 # The documented range of every numeric option (docs/daemon.md, "Limits and guarantees"), checked at submit.
 OPTION_RANGES: dict[str, tuple[float, float]] = {
@@ -50,6 +52,9 @@ OPTION_RANGES: dict[str, tuple[float, float]] = {
     "refine_cross_replace": (0.0, 1.0),
     "window": (0, MAX_WINDOW),
     "anchors": (0, MAX_ANCHORS),
+    "edit_only_threshold": (0.0, 1.0),
+    "self_replace": (0.0, 1.0),
+    "matte_feather": (0.0, MAX_MATTE_FEATHER),
 }
 
 
@@ -84,6 +89,15 @@ class EditOptions:
     # "anchored": every window attends to anchors + 1 frames spread over the range, edited first (windows.py); the
     # windows then need nothing of each other and run in parallel on a cluster. "chained": the previous window's.
     window_links: WindowLinks = "chained"
+    # Local edits (local_edit.py, docs/method-differences.md): the words whose cross-attention maps bound the edit
+    # ("": the whole frame), the share of a frame's strongest response that counts as inside, and how far (pixels of
+    # the source) a matte's edge is feathered.
+    edit_only: str = ""
+    edit_only_threshold: float = 0.3
+    matte_feather: float = 0.0
+    # Fraction of the steps whose self-attention (attn1) probabilities in the coarse layers are the source branch's
+    # (prompt-to-prompt's self-attention replacement, self_replace.py): keeps layout and motion. 0: off.
+    self_replace: float = 0.0
 
     def __post_init__(self) -> None:
         """`fast` is kept so that old sidecars, clients and journal records still mean what they meant."""
@@ -149,6 +163,18 @@ class EditOptions:
         for name, allowed in OPTION_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not isinstance(self.edit_only, str) or len(self.edit_only) > MAX_EDIT_ONLY_CHARS:
+            raise InvalidArgument(
+                f"edit-only is a few words of the prompts, at most {MAX_EDIT_ONLY_CHARS} characters, "
+                f"got {_short(self.edit_only)}"
+            )
+        if self.edit_only.strip() and not edit_only_words(self.edit_only):
+            raise InvalidArgument(f"edit-only {_short(self.edit_only)} has no word in it: give words of the prompts")
+
+    @property
+    def local(self) -> bool:
+        """Whether the edit is bounded by words (a matte is the job's: EditJob.local)."""
+        return bool(edit_only_words(self.edit_only))
 
     def inversion_key(self) -> dict[str, Any]:
         """The options an inversion depends on (never the target prompt): part of its cache key.
@@ -180,6 +206,24 @@ OPTION_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+def normal_word(word: str) -> str:
+    """A word as `--edit-only` compares it: lower case, without the punctuation around it ("Car," -> "car")."""
+    return word.strip(_PUNCTUATION).lower()
+
+
+def prompt_words(prompt: str) -> list[str]:
+    """A prompt's words as `--edit-only` compares them (normal_word of each whitespace-separated one)."""
+    return [word for word in map(normal_word, prompt.split()) if word]
+
+
+def edit_only_words(text: str) -> tuple[str, ...]:
+    """The words of an `--edit-only` value ("car", "car wheels", "car,wheels"), as prompt_words spells them."""
+    return tuple(dict.fromkeys(prompt_words(text.replace(",", " "))))
+
+
+_PUNCTUATION = "\"'.,;:!?()[]{}<>"
+
+
 def parse_fps(text: str | float | Fraction) -> Fraction:
     """A frame rate as an exact Fraction from "24", "23.976", "24000/1001"; InvalidArgument otherwise."""
     given = str(text).strip()
@@ -192,6 +236,10 @@ def parse_fps(text: str | float | Fraction) -> Fraction:
     if not 0 < fps <= MAX_FPS:
         raise InvalidArgument(f"frame rate {_short(given)} must be above 0 and at most {MAX_FPS} fps")
     return fps
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _short(value: object, limit: int = 40) -> str:
@@ -219,6 +267,17 @@ class EditJob:
     overwrite: bool = False  # replace outputs that exist; otherwise such a job is refused (OutputExists)
     preview: bool = False  # the fast pass (run.preview_options), run ahead of queued finals
     take: int | None = None  # the take number reserved for the output (v2vz.api.takes)
+    # A matte from the editor (docs/media.md, "Local edits"): a video, an image sequence or one image; white (or
+    # alpha) = edit. Frame i of the range uses the matte's frame matte_start + i; one image serves every frame.
+    matte: Path | None = None
+    matte_start: int = 0
+    matte_digest: str | None = None  # sha256 of the matte's files, set when the job is resolved (to re-make a take)
+    mask_dir: Path | None = None  # where the local edit's final masks go, 8-bit grey PNGs (--save-mask)
+
+    @property
+    def local(self) -> bool:
+        """Whether only part of each frame is edited (words, a matte, or both)."""
+        return self.matte is not None or self.options.local
 
     @property
     def output_format(self) -> OutputFormat | None:
@@ -228,7 +287,7 @@ class EditJob:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (for the daemon's journal, the watch folder's records and take sidecars)."""
         data = dataclasses.asdict(self)
-        for name in ("source", "output", "out_frames_dir", "source_fps"):
+        for name in ("source", "output", "out_frames_dir", "source_fps", "matte", "mask_dir"):
             data[name] = None if data[name] is None else str(data[name])
         return data
 
@@ -238,11 +297,22 @@ class EditJob:
         if "out_mp4" in fields:  # records of protocol 4 and older
             fields["output"] = fields.pop("out_mp4")
         fields["options"] = EditOptions.from_record(fields.get("options", {}))
-        for name in ("source", "output", "out_frames_dir"):
-            fields[name] = None if fields.get(name) is None else Path(fields[name])
+        for name in ("source", "output", "out_frames_dir", "matte", "mask_dir"):
+            if name in fields:
+                fields[name] = None if fields[name] is None else Path(fields[name])
         if fields.get("source_fps") is not None:
             fields["source_fps"] = parse_fps(fields["source_fps"])
         return cls(**fields)
+
+    def with_absolute_paths(self) -> EditJob:
+        """This job with every path absolute and resolved (of this process's working directory): what a client
+        sends and every record keeps, so that they say where the source, the matte and the outputs are from anywhere."""
+
+        def absolute(path: Path | None) -> Path | None:
+            return None if path is None else Path(path).expanduser().resolve()
+
+        paths = ("source", "output", "out_frames_dir", "matte", "mask_dir")
+        return dataclasses.replace(self, **{name: absolute(getattr(self, name)) for name in paths})
 
     def through_end(self, clip_frames: int) -> EditJob:
         """This job with frames=0 ("through the end") made the count of frames the clip has from start on."""
@@ -257,7 +327,8 @@ class EditJob:
 
     def validate(self) -> None:
         """Check what can be checked without opening the media; the engine checks the range against the clip."""
-        for name in ("source", "output", "out_frames_dir", "model", "codec", "prompt", "source_prompt"):
+        paths = ("source", "output", "out_frames_dir", "matte", "mask_dir")
+        for name in (*paths, "model", "codec", "prompt", "source_prompt"):
             value = getattr(self, name)
             if value is not None and "\x00" in str(value):  # no file system takes one; os calls raise ValueError
                 raise InvalidArgument(f"the {name.replace('_', ' ')} has a NUL byte in it: remove it")
@@ -269,7 +340,7 @@ class EditJob:
                     f"the {name.replace('_', ' ')} has {len(getattr(self, name))} characters; at most "
                     f"{MAX_PROMPT_CHARS} are accepted (the text encoder reads 77 tokens, a few hundred characters)"
                 )
-        for name in ("source", "output", "out_frames_dir"):
+        for name in paths:
             value = getattr(self, name)
             if value is not None and len(str(value)) > MAX_PATH_CHARS:
                 raise InvalidArgument(f"{name} is {len(str(value))} characters long; at most {MAX_PATH_CHARS}")
@@ -303,3 +374,23 @@ class EditJob:
         if self.take is not None and not 1 <= self.take < MAX_FRAMES:
             raise InvalidArgument(f"take must be 1 or more, got {_short(self.take)}")
         self.options.validate()
+        self._validate_local()
+
+    def _validate_local(self) -> None:
+        """The local edit's words are the prompts', a feather needs a matte, a mask folder a local edit."""
+        words = edit_only_words(self.options.edit_only)
+        known = list(dict.fromkeys(prompt_words(self.source_prompt) + prompt_words(self.prompt)))
+        missing = [word for word in words if word not in known]
+        if missing:
+            raise InvalidArgument(
+                f"edit-only word(s) {', '.join(map(repr, missing))} are in neither prompt; "
+                f"the prompts' words: {_cut(', '.join(known), 300)}"
+            )
+        if not 0 <= self.matte_start < MAX_FRAMES:
+            raise InvalidArgument(f"matte start must be between 0 and {MAX_FRAMES - 1}, got {_short(self.matte_start)}")
+        if self.matte is None and (self.matte_start or self.options.matte_feather):
+            raise InvalidArgument("matte start and matte feather are for a matte: give --matte too")
+        if self.mask_dir is not None and not self.local:
+            raise InvalidArgument(
+                "--save-mask saves the mask of a local edit: give --edit-only WORDS or --matte PATH too"
+            )

@@ -100,6 +100,9 @@ def job_to_request(job: EditJob, *, stream_frames: bool = False, client: str = "
         overwrite=job.overwrite,
         preview=job.preview,
         take=job.take or 0,
+        matte=str(job.matte) if job.matte else "",
+        matte_start=job.matte_start,
+        mask_dir=str(job.mask_dir) if job.mask_dir else "",
     )
 
 
@@ -145,6 +148,9 @@ def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | N
         overwrite=request.overwrite,
         preview=request.preview,
         take=request.take or None,
+        matte=Path(request.matte) if request.matte else None,
+        matte_start=request.matte_start,
+        mask_dir=Path(request.mask_dir) if request.mask_dir else None,
     )
     job.validate()
     return job
@@ -180,4 +186,8 @@ def summary_to_dict(job: pb.JobSummary) -> dict[str, Any]:
         "audio": not job.no_audio,
         "options": dict(sorted(job.options.items())),
         "client": job.client,
+        "matte": job.matte or None,
+        "matte_start": job.matte_start,
+        "matte_digest": job.matte_digest or None,
+        "mask_dir": job.mask_dir or None,
     }

@@ -130,6 +130,38 @@ def edit(
             "cluster (`v2vz serve --workers N`) runs all windows at once."
         ),
     ] = None,
+    edit_only: Annotated[
+        str | None,
+        typer.Option(
+            help="Edit only what these words of the prompts cover (e.g. 'car'; several: 'car wheels'): a mask from "
+            "their cross-attention maps; the rest keeps the shot's own pixels (docs/media.md, 'Local edits')."
+        ),
+    ] = None,
+    edit_only_threshold: Annotated[
+        float | None,
+        typer.Option(help="Share of a frame's strongest response to the words that counts as inside (0.3)."),
+    ] = None,
+    matte: Annotated[
+        Path | None,
+        typer.Option(
+            help="Edit only where this matte is white (or opaque): a video, an image sequence or one image of the "
+            "source's shape; frame i of the range uses the matte's frame MATTE_START + i."
+        ),
+    ] = None,
+    matte_start: Annotated[int, typer.Option(help="The matte's frame that goes with the range's first frame.")] = 0,
+    matte_feather: Annotated[
+        float | None, typer.Option(help="Soften the matte's edge by a blur of this many source pixels (0).")
+    ] = None,
+    self_replace: Annotated[
+        float | None,
+        typer.Option(
+            help="Fraction of the steps whose self-attention is the source's (0..1): keeps layout and motion (0)."
+        ),
+    ] = None,
+    save_mask: Annotated[
+        Path | None,
+        typer.Option(help="Write the local edit's masks here as 8-bit grey PNGs, numbered like the source's frames."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --local).")] = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Where built-in models are kept (default ~/.cache/v2vz; with --local).")
@@ -159,6 +191,10 @@ def edit(
             window=window,
             anchors=anchors,
             window_links=window_links,
+            edit_only=edit_only,
+            edit_only_threshold=edit_only_threshold,
+            matte_feather=matte_feather,
+            self_replace=self_replace,
         )
         output, frames_dir = split_output(out)
         if frames_dir and png_dir:
@@ -180,6 +216,9 @@ def edit(
             audio=audio,
             overwrite=overwrite,
             preview=preview,
+            matte=matte,
+            matte_start=matte_start,
+            mask_dir=save_mask,
         )
         plan = TakePlan(out_dir, take_format or "mp4") if out is None else None
         run_edit(job, plan, local, events is not None, quiet, device=device, cache_dir=cache_dir)
@@ -221,7 +260,7 @@ def run_edit(
     """Check the job, reserve its take (with a plan), then run it here (--local) or on the daemon. A take whose job
     is refused, fails or is cancelled is given back; one whose job may still run (a detach, a lost daemon) is kept.
     `record_extra` goes into the reserved record (a final names the preview it replaces: takes.REPLACES_KEY)."""
-    job = _absolute_paths(job)  # --local records, as the daemon's do, where the source is from anywhere
+    job = job.with_absolute_paths()  # --local records, as the daemon's do, where the source is from anywhere
     take: Take | None = None
     if plan is None:
         job.validate()  # the CLI's one check; media.resolve (--local) or the daemon checks the job it runs again
@@ -254,18 +293,6 @@ def run_edit(
         on_done()
 
 
-def _absolute_paths(job: EditJob) -> EditJob:
-    """The job with absolute, resolved paths, as the client sends them (v2vz.client.absolute_paths), without
-    loading grpc for a --local run: every record says where its source and outputs are from anywhere."""
-
-    def absolute(path: Path | None) -> Path | None:
-        return None if path is None else Path(path).expanduser().resolve()
-
-    return dataclasses.replace(
-        job, source=absolute(job.source), output=absolute(job.output), out_frames_dir=absolute(job.out_frames_dir)
-    )
-
-
 def _may_still_run(error: BaseException) -> bool:
     """The client stopped following, but the daemon's job goes on (a detach, a daemon that went away)."""
     if isinstance(error, typer.Exit):
@@ -292,6 +319,8 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
         note = prompt_note(name, text)
         if note:
             say(f"note: {note}")
+    for note in media.matte_notes(job, info):
+        say(f"note: {note}")
     with err.status("loading model", spinner="dots") if not quiet else contextlib.nullcontext():
         pipeline = VideoEditPipeline(load_model(located.spec, device, cache_dir))
 
@@ -329,10 +358,10 @@ def _daemon_model() -> str:
 
 def run_remote(job: EditJob, jsonl: bool, quiet: bool) -> None:
     """Submit the job to the daemon, then follow it to its end."""
-    from v2vz.client import Client, absolute_paths
+    from v2vz.client import Client
 
     began = time.perf_counter()
-    job = absolute_paths(job)
+    job = job.with_absolute_paths()
     with Client() as client:
         reply = client.submit(job)
         if jsonl:  # stderr stays for errors: what a person reads comes in the `submitted` line

@@ -76,7 +76,7 @@ def follow_with_bars(client: Client, job_id: str, after: int, quiet: bool) -> pb
                 bars.queued(position)
             elif kind == EventType.PROGRESS:
                 step = last.progress
-                bars.step(step.stage, step.step, step.total, step.cached, at=last.time_unix)  # replays time right
+                bars.step(step.stage, step.step, step.total, step.cached, at=last.time_unix, reason=step.reason)
             elif kind in (EventType.DONE, EventType.FAILED, EventType.CANCELLED):
                 bars.status(None)
     return last

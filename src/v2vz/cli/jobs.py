@@ -66,7 +66,8 @@ def jobs(
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list on stdout instead of a table.")] = False,
 ) -> None:
-    """The daemon's jobs, newest first: id, state, when, how long, frames, model, output, prompt, reason, options."""
+    """The daemon's jobs, newest first: id, state, when, how long, frames, model, output, prompt, reason, options,
+    local edit (words, matte, masks)."""
     from v2vz.client import Client
 
     try:
@@ -118,6 +119,28 @@ def job_block(job) -> list[str]:
     lines.append(f"    prompt: {job.prompt}")
     if row["options"]:
         lines.append("    options: " + " ".join(f"{name}={value}" for name, value in row["options"].items()))
+    local = local_edit_text(row)
+    if local:
+        lines.append(f"    local edit: {local}")
     if job.reason:
         lines.append(f"    reason: {job.reason}")
     return lines
+
+
+DIGEST_SHOWN = 12  # characters of a matte's sha256 in the table (--json has it whole)
+
+
+def local_edit_text(row: dict) -> str:
+    """What a local edit is bounded by, for the table: its words, its matte (and the start of its digest, which
+    tells two versions of one matte file apart) and where its masks go; "" for an edit of the whole frame."""
+    parts = []
+    words = row["options"].get("edit_only", "").strip()
+    if words:
+        parts.append(f"only {words!r}")
+    if row["matte"]:
+        digest = f" (sha256 {row['matte_digest'][:DIGEST_SHOWN]})" if row["matte_digest"] else ""
+        start = f" from its frame {row['matte_start']}" if row.get("matte_start") else ""
+        parts.append(f"matte {row['matte']}{start}{digest}")
+    if row["mask_dir"]:
+        parts.append(f"masks -> {row['mask_dir']}")
+    return ", ".join(parts)

@@ -247,9 +247,15 @@ class StageBars(ProgressDisplay):
         cached: bool = False,
         window_of: int | None = None,
         at: float | None = None,
+        reason: str = "",
     ) -> None:
-        """One progress report: its stage's bar moves; a new window starts the stage bars again."""
+        """One progress report: its stage's bar moves; a new window starts the stage bars again. A mask event's
+        reason (frames with nothing to edit) is a note that stays."""
         at = time.monotonic() if at is None else at
+        if stage == Stage.MASK:
+            if reason:
+                self.note(f"note: {reason}")
+            return
         if stage not in STAGE_LABELS or (stage == Stage.WINDOW and total < 2):
             if stage != Stage.WINDOW:
                 self.status(STATUS_LABELS.get(stage, stage))

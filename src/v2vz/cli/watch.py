@@ -37,7 +37,9 @@ def watch(
     """Edit every clip dropped into IN_DIR through the daemon, exactly once, into OUT/NAME.mp4.
 
     NAME.toml beside a clip (and v2vz.toml in IN_DIR, for every clip) gives prompt, source_prompt, start, frames,
-    preset and any edit option. Edited clips move to IN_DIR/done/, the others to IN_DIR/failed/ with NAME.error.txt.
+    preset and any edit option; for a local edit also matte (relative: in IN_DIR), matte_start and save_mask
+    (relative: in OUT). A video a sidecar names as its matte, or named NAME.matte.mp4, is never edited itself.
+    Edited clips move to IN_DIR/done/, the others to IN_DIR/failed/ with NAME.error.txt.
     """
     if not in_dir.is_dir():
         raise fail(f"{in_dir} is not a folder: give the folder clips are dropped into")

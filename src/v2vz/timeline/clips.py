@@ -51,6 +51,19 @@ class Candidate:
     record: otio.opentime.TimeRange  # in the timeline's stack (the time every top-level track shares)
     timecode_clock: bool = False  # the timeline counts this media's frames from its start timecode (not from 0)
     where: str = ""  # the record position as the editor shows it, for messages
+    matte: MediaFacts | None = None  # a local edit's matte (prompts.matte), found and probed
+
+    @property
+    def matte_start(self) -> int:
+        """The matte's frame for the range's first frame (EditJob.matte_start). A matte is lined up with the clip's
+        media when it is long enough for that (a roto of the whole file: the media's frame N is the matte's frame
+        `matte_start + N`), else with the cut (a matte rendered for this clip only starts at its first frame); one
+        image serves every frame. docs/timelines.md, "Local edits"."""
+        given = self.prompts.matte_start
+        if self.matte is None or self.matte.frames <= 1:
+            return given
+        aligned = given + self.frames.start
+        return aligned if self.matte.frames >= aligned + self.frames.frames else given
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,23 @@ def check_clip(clip: otio.schema.Clip, base: Path, cache: MediaCache) -> tuple[M
     return facts, frames, bool(facts.timecode) and start is not None and start.value != 0
 
 
+def matte_of(prompts: ClipPrompts, base: Path, cache: MediaCache) -> MediaFacts | None:
+    """The clip's matte (a path or file:// URL; relative: to the timeline's folder), probed; Refused with the reason
+    when it is missing or unreadable."""
+    if not prompts.matte:
+        return None
+    try:
+        path = url_to_path(prompts.matte, base)
+    except ValueError as problem:
+        raise Refused(f"its matte: {str(problem).replace('its media', 'it')}") from None
+    if not path.exists():
+        raise Refused(f"its matte {path} does not exist: fix its `matte:` or put the file there")
+    try:
+        return cache.probe(path)
+    except MediaProblem as problem:
+        raise Refused(f"its matte cannot be used: {str(problem).removeprefix('its media ')}") from None
+
+
 def _is_marked(clip: otio.schema.Clip, prompt_from: str) -> bool:
     """Whether the clip carries prompts, usable or not (a user meant it for v2vz)."""
     try:
@@ -260,12 +290,13 @@ def find_clips(
             where = where_text(timeline, record)
             try:
                 facts, frames, timecode_clock = check_clip(item, base, cache)
+                matte = matte_of(prompts, base, cache)
             except Refused as problem:
                 found.refused.append(Refusal(ref, str(problem), where))
                 continue
             if prompts.note:
                 found.notes.append(Refusal(ref, prompts.note, where).line())
-            found.candidates.append(Candidate(ref, prompts, facts, frames, record, timecode_clock, where))
+            found.candidates.append(Candidate(ref, prompts, facts, frames, record, timecode_clock, where, matte))
     return found
 
 
@@ -297,10 +328,13 @@ def prompts_label(prompts: ClipPrompts) -> str:
 
 
 def describe(candidate: Candidate) -> str:
-    """`shotA: frames 4..11 of a.mov (24 fps), 'a car' -> 'a jeep'`"""
+    """`shotA: frames 4..11 of a.mov (24 fps), 'a car' -> 'a jeep'` (`, matte m.mov from its frame 4`)"""
     frames, media = candidate.frames, candidate.media
     fps = media.fps.numerator if media.fps.denominator == 1 else f"{media.fps.numerator}/{media.fps.denominator}"
+    matte = ""
+    if candidate.matte is not None:
+        matte = f", matte {candidate.matte.path.name} from its frame {candidate.matte_start}"
     return (
         f"{candidate.ref.name or 'a clip'}: frames {frames.start}..{frames.last} of {media.path.name} ({fps} fps), "
-        f"{prompts_label(candidate.prompts)}"
+        f"{prompts_label(candidate.prompts)}{matte}"
     )

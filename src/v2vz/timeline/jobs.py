@@ -73,7 +73,7 @@ def plan(
         except V2vzError as error:
             refused.append(Refusal(candidate.ref, f"its options: {error}", candidate.where))
             continue
-        key = (str(job.source), job.start, job.frames, job.prompt, job.source_prompt)
+        key = (str(job.source), job.start, job.frames, job.prompt, job.source_prompt, str(job.matte), job.matte_start)
         key += tuple(sorted(options_to_map(job.options).items()))
         if key not in checked:
             checked[key] = _refusal(job, media_dir, container) if media_dir is not None else ""
@@ -106,6 +106,8 @@ def _job_of(candidate: Candidate, base: EditOptions, model: str, audio: bool) ->
         options=options,
         model=model,
         audio=audio,
+        matte=None if candidate.matte is None else Path(candidate.matte.path).absolute(),
+        matte_start=candidate.matte_start,
     )
 
 
@@ -150,6 +152,8 @@ def submit(
                 source_prompt=job.source_prompt,
                 model=job.model,
                 options=changed_options(job.options),
+                matte=None if job.matte is None else str(job.matte),
+                matte_start=job.matte_start,
                 clips=[
                     ClipPlace(c.ref.key, c.ref.name, range_to_json(c.record), c.timecode_clock) for c in item.candidates
                 ],

@@ -2,8 +2,9 @@
 
 A marker counts when its name or its comment has `source: <what the clip shows>` and `prompt: <the edit>`, one per
 line or on one line (`source: a car; prompt: a jeep`, for formats that keep only a marker's name), optionally
-`options: --steps 30 --guidance 5`. A marker named `v2vz` without them is a mistake and is reported. The metadata
-form is `{"source": "...", "prompt": "...", "options": {"steps": 30}}`.
+`options: --steps 30 --guidance 5`, and `matte: PATH` for a local edit's matte (also `--matte PATH` and
+`--matte-start N` among the options). A marker named `v2vz` without them is a mistake and is reported. The metadata
+form is `{"source": "...", "prompt": "...", "options": {"steps": 30}, "matte": "..."}`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ HOW_TO_MARK = (
     "add a marker whose name or comment says `source: <what the clip shows>` and `prompt: <the edit>` (one line "
     "each, or `source: ...; prompt: ...` in the name), or metadata v2vz = {source, prompt} in .otio"
 )
-_KEY = re.compile(r"(?i)(?:^|(?<=[\s;|]))(source|prompt|options)\s*:")
+_KEY = re.compile(r"(?i)(?:^|(?<=[\s;|]))(source|prompt|options|matte)\s*:")
 _EDGES = " \t\r\n;|"
 _ALIASES = {"null_steps": "null_inner_steps"}  # `v2vz edit`'s flag names that differ from the option's
 _FIELDS = {f.name: f for f in dataclasses.fields(EditOptions)}
+MATTE_OPTIONS = ("matte", "matte_start")  # the job's, not EditOptions: taken out of a clip's options
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class ClipPrompts:
     options: dict[str, str] = field(default_factory=dict)  # option name -> wire string (v2vz.api.wire)
     origin: str = "marker"  # where they came from, for messages: "marker 'v2vz'", "metadata"
     note: str = ""  # other prompts on the clip that are not used (a second marker, metadata under a marker)
+    matte: str = ""  # a local edit's matte as written (a path or file:// URL; relative: to the timeline's folder)
+    matte_start: int = 0  # the matte's frame that goes with the media's first frame (clips.Candidate.matte_start)
 
 
 class NotMarked(Exception):
@@ -63,7 +67,7 @@ def marker_text(marker: otio.schema.Marker) -> str:
 
 
 def fields_of(text: str) -> dict[str, str]:
-    """`source:`, `prompt:` and `options:` of a text, each up to the next key."""
+    """`source:`, `prompt:`, `options:` and `matte:` of a text, each up to the next key."""
     found: dict[str, str] = {}
     matches = list(_KEY.finditer(text))
     for index, match in enumerate(matches):
@@ -110,7 +114,9 @@ def checked_options(options: dict[str, Any]) -> dict[str, str]:
         if name == "fast":
             name, text = "inversion", "direct"
         try:
-            if name == "preset":
+            if name in MATTE_OPTIONS:
+                _check_matte_option(name, text)
+            elif name == "preset":
                 EditOptions.preset(text)
             else:
                 parse_option(name, text)
@@ -118,6 +124,28 @@ def checked_options(options: dict[str, Any]) -> dict[str, str]:
             raise BadPrompts(f"its options: {error}") from None
         checked[name] = text
     return checked
+
+
+def _check_matte_option(name: str, text: str) -> None:
+    if name == "matte" and not text.strip():
+        raise InvalidArgument("the matte needs a path: --matte PATH")
+    if name == "matte_start" and not (text.strip().isdigit() and int(text) < 1_000_000):
+        raise InvalidArgument(f"option matte_start must be a whole number of frames from 0, got {text[:40]!r}")
+
+
+def with_matte(prompts: ClipPrompts, matte: str = "") -> ClipPrompts:
+    """The matte of a `matte:` line (or metadata key) and of `--matte`/`--matte-start` among the options, taken out
+    of the options (they are the job's); BadPrompts when the two name different mattes."""
+    options = dict(prompts.options)
+    given = options.pop("matte", "").strip()
+    matte = (matte or "").strip()
+    if given and matte and given != matte:
+        raise BadPrompts(f"it names two mattes, {matte!r} and {given!r} (--matte): keep one")
+    start = int(options.pop("matte_start", "0"))
+    matte = matte or given
+    if start and not matte:
+        raise BadPrompts("its options: matte start is for a matte: add `matte: PATH`")
+    return dataclasses.replace(prompts, options=options, matte=matte, matte_start=start)
 
 
 def from_markers(clip: otio.schema.Clip) -> ClipPrompts:
@@ -152,9 +180,10 @@ def _marker_label(marker: otio.schema.Marker) -> str:
     return f"marker {name!r}" if name else "a marker"
 
 
-def _said(fields: dict[str, str]) -> tuple[str, str, str]:
+def _said(fields: dict[str, str]) -> tuple[str, str, str, str]:
     """What a marker asks for, to tell two markers that ask for different edits apart."""
-    return (fields.get("source", ""), fields.get("prompt", ""), " ".join(fields.get("options", "").split()))
+    options = " ".join(fields.get("options", "").split())
+    return (fields.get("source", ""), fields.get("prompt", ""), options, fields.get("matte", ""))
 
 
 def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
@@ -164,7 +193,11 @@ def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
         raise NotMarked
     if not hasattr(data, "get"):
         raise BadPrompts('its metadata["v2vz"] is not a dictionary of source, prompt and options')
-    fields = {"source": data.get("source", data.get("source_prompt")), "prompt": data.get("prompt")}
+    fields = {
+        "source": data.get("source", data.get("source_prompt")),
+        "prompt": data.get("prompt"),
+        "matte": data.get("matte"),
+    }
     fields = {key: value for key, value in fields.items() if value is not None}
     for key, value in fields.items():
         if not isinstance(value, str):
@@ -176,7 +209,8 @@ def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
     if options is not None and not isinstance(options, str):
         if not hasattr(options, "items"):
             raise BadPrompts('its metadata["v2vz"]["options"] is not a dictionary of edit options')
-        prompts = dataclasses.replace(prompts, options=checked_options(dict(options.items())))
+        checked = checked_options(dict(options.items()))
+        prompts = with_matte(dataclasses.replace(prompts, options=checked), prompts.matte)
     return prompts
 
 
@@ -198,7 +232,7 @@ def _complete(fields: dict[str, str], origin: str) -> ClipPrompts:
             f"its {origin} has no {' and no '.join(f'`{key}:`' for key in missing)}: " + HOW_TO_MARK.split(" (")[0]
         )
     options = options_from_text(fields["options"]) if fields.get("options") else {}
-    return ClipPrompts(fields["source"], fields["prompt"], options, origin)
+    return with_matte(ClipPrompts(fields["source"], fields["prompt"], options, origin), fields.get("matte", ""))
 
 
 def prompts_of(clip: otio.schema.Clip, prompt_from: str = "any") -> ClipPrompts:
@@ -222,10 +256,15 @@ def _with_unused_metadata(clip: otio.schema.Clip, prompts: ClipPrompts) -> ClipP
         other = from_metadata(clip)
     except (NotMarked, BadPrompts):
         return prompts
-    if (other.source, other.prompt, other.options) == (prompts.source, prompts.prompt, prompts.options):
+    if _asks(other) == _asks(prompts):
         return prompts
     note = f'its {prompts.origin} is used, not its metadata["v2vz"], which asks for another edit'
     return dataclasses.replace(prompts, note=f"{prompts.note}; {note}" if prompts.note else note)
+
+
+def _asks(prompts: ClipPrompts) -> tuple:
+    """The edit prompts ask for (not where they came from)."""
+    return (prompts.source, prompts.prompt, prompts.options, prompts.matte, prompts.matte_start)
 
 
 def is_edit(item: otio.core.SerializableObject) -> bool:

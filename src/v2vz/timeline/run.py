@@ -306,6 +306,8 @@ def placements_of(recorded: RunState) -> tuple[list[build.Placement], list[EditR
                 "source_frames": [record.start, record.frames],
                 "sidecar": record.sidecar,
             }
+            if record.matte:
+                metadata.update(matte=record.matte, matte_start=record.matte_start)
             record_range = run_state.range_from_json(place.record)
             placements.append(
                 build.Placement(place.name, record_range, facts, metadata, record.take, place.timecode_clock)

@@ -81,6 +81,8 @@ class EditRecord:
     clips: list[ClipPlace]
     state: str = "submitted"  # then done, failed or cancelled, as the job ended
     reason: str = ""
+    matte: str | None = None  # a local edit's matte (absolute) and its frame for the range's first frame
+    matte_start: int = 0
 
 
 @dataclass

@@ -7,6 +7,7 @@ the clip waits, or raise InvalidArgument naming the file, the key and what it mu
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,21 @@ from v2vz.watchfolder.naming import free_output
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf"})
 DEFAULTS_NAME = "v2vz.toml"
-JOB_KEYS = ("prompt", "source_prompt", "start", "frames", "preset", "format", "codec", "audio")
+JOB_KEYS = (
+    "prompt",
+    "source_prompt",
+    "start",
+    "frames",
+    "preset",
+    "format",
+    "codec",
+    "audio",
+    "matte",
+    "matte_start",
+    "save_mask",
+)
+PATH_KEYS = ("matte", "save_mask")  # relative ones: the matte's to IN_DIR, the masks' to OUT_DIR
+MATTE_MARK = ".matte"  # NAME.matte.mp4: a matte by its name, never a clip, even before a sidecar names it
 OUTPUT_FORMATS = ("mp4", "mov")  # what a watch folder delivers: one file per clip
 OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(EditOptions))
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download", "~")
@@ -31,6 +46,11 @@ def is_video(name: str) -> bool:
     if name.startswith((".", "~")) or lowered.endswith(TEMP_SUFFIXES):
         return False
     return Path(lowered).suffix in VIDEO_SUFFIXES
+
+
+def is_matte_name(name: str) -> bool:
+    """A video named as a matte (`shot.matte.mp4`, any case): the watcher never edits it as a clip."""
+    return Path(name).stem.lower().endswith(MATTE_MARK)
 
 
 def readable(path: Path) -> bool:
@@ -87,7 +107,10 @@ def check_settings(file_name: str, data: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(value, str):
                 example = f'{key} = "..."'
                 raise InvalidArgument(f"{file_name}: {key} must be a string in quotes ({example}), got {value!r}")
-        elif key in ("start", "frames"):
+        elif key in PATH_KEYS:
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidArgument(f'{file_name}: {key} must be a path in quotes ({key} = "..."), got {value!r}')
+        elif key in ("start", "frames", "matte_start"):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidArgument(f"{file_name}: {key} must be a whole number, got {value!r}")
         else:
@@ -119,6 +142,11 @@ def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> 
         settings.get("preset", "default"), **{k: v for k, v in settings.items() if k in OPTION_NAMES}
     )
     options.validate()
+    matte = matte_path(video.parent, settings.get("matte"))
+    if matte is not None and not os.path.lexists(matte):
+        return f"{video.name} waits: its matte {matte} is not there (matte in {sidecar.name} or {DEFAULTS_NAME})"
+    mask_root = None if settings.get("save_mask") is None else _beside(out_dir, settings["save_mask"])
+    output = free_output(out_dir, video.stem, claimed, settings.get("format", "mp4"), mask_root)
     job = EditJob(
         source=video.resolve(),
         prompt=settings["prompt"],
@@ -126,10 +154,73 @@ def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> 
         start=settings.get("start", 0),
         frames=settings.get("frames", 8),
         options=options,
-        output=free_output(out_dir, video.stem, claimed, settings.get("format", "mp4")),
+        output=output,
         model="",
         codec=settings.get("codec"),
         audio=settings.get("audio", True),
+        matte=matte,
+        matte_start=settings.get("matte_start", 0),
+        mask_dir=None if mask_root is None else mask_root / output.stem,
     )
     job.validate()
     return job
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mattes: files a clip reads, never clips themselves
+
+
+def _beside(folder: Path, text: str) -> Path:
+    """A path of a settings file: `~` expanded, a relative one under `folder`, absolute (the daemon's rule)."""
+    path = Path(text).expanduser()
+    return Path(os.path.abspath(path if path.is_absolute() else folder / path))
+
+
+def matte_path(in_dir: Path, text: str | None) -> Path | None:
+    """The matte a sidecar or v2vz.toml names: a relative path is in IN_DIR, beside the clip and its sidecar."""
+    return None if text is None else _beside(in_dir, text)
+
+
+class MatteNames:
+    """The names of the videos in IN_DIR that a sidecar or v2vz.toml names as `matte`: the watcher skips them.
+
+    Every `*.toml` of the folder counts, whether its clip is there yet or not (a sidecar may come first). Each file is
+    read again only when its size or time changes; a file that cannot be read names no matte (it fails its clip)."""
+
+    def __init__(self, in_dir: Path):
+        self.in_dir = in_dir
+        self.read: dict[str, tuple[tuple[int, int], str | None]] = {}
+
+    def named(self, names: list[str], leaving: str | None = None) -> set[str]:
+        """The files directly in IN_DIR named as mattes by the TOML files among `names` (but `leaving`)."""
+        found: set[str] = set()
+        for name in names:
+            if name == leaving or not name.lower().endswith(".toml") or name.startswith("."):
+                continue
+            matte = self.matte_of(name)
+            if matte is not None and matte.parent == self.in_dir:
+                found.add(matte.name)
+        return found
+
+    def matte_of(self, toml_name: str) -> Path | None:
+        """The matte one settings file names (None: none, or the file is gone or broken)."""
+        path = self.in_dir / toml_name
+        try:
+            info = path.stat()
+        except OSError:
+            self.read.pop(toml_name, None)
+            return None
+        signature = (info.st_size, info.st_mtime_ns)
+        cached = self.read.get(toml_name)
+        if cached is None or cached[0] != signature:
+            cached = (signature, _matte_text(path))
+            self.read[toml_name] = cached
+        return matte_path(self.in_dir, cached[1])
+
+
+def _matte_text(path: Path) -> str | None:
+    try:
+        value = (read_toml(path) or {}).get("matte")
+    except InvalidArgument:
+        return None
+    return value if isinstance(value, str) and value.strip() else None

@@ -32,7 +32,7 @@ from v2vz.api.events import EventType, JobState, outcome
 from v2vz.api.files import write_atomic
 from v2vz.api.job import EditJob
 from v2vz.watchfolder.reporter import Reporter
-from v2vz.watchfolder.settings import DEFAULTS_NAME, is_video, readable, resolve_job
+from v2vz.watchfolder.settings import DEFAULTS_NAME, MatteNames, is_matte_name, is_video, readable, resolve_job
 from v2vz.watchfolder.state import STATE_NAME, State
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class Watcher:
         self.state = State(in_dir / STATE_NAME)
         self.seen: dict[str, Seen] = {}
         self.settings_seen: dict[Path, tuple[tuple[int, int], float]] = {}
+        self.mattes = MatteNames(in_dir)
         self.in_flight: set[str] = set()
         self.lock = threading.Lock()
         self.jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
@@ -189,9 +190,10 @@ class Watcher:
     def scan(self) -> None:
         now = time.monotonic()
         try:
-            names = sorted(name for name in os.listdir(self.in_dir) if is_video(name))
+            listed = os.listdir(self.in_dir)
         except OSError as exc:
             raise V2vzError(f"cannot list {self.in_dir} ({exc.strerror or type(exc).__name__})") from None
+        names = sorted(name for name in listed if self.is_clip(name, listed))
         with self.lock:
             busy = set(self.in_flight)
         for name in set(self.seen) - set(names) | busy:
@@ -220,6 +222,10 @@ class Watcher:
             if self.stop.is_set():
                 return
             self.consider(name, now)
+
+    def is_clip(self, name: str, listed: list[str]) -> bool:
+        """A video to edit: not a matte (NAME.matte.mp4, or a file a sidecar or v2vz.toml names as its matte)."""
+        return is_video(name) and not is_matte_name(name) and name not in self.mattes.named(listed)
 
     def settings_settled(self, path: Path, now: float) -> bool:
         try:
@@ -250,6 +256,10 @@ class Watcher:
             except V2vzError as exc:
                 self.seen.pop(name, None)
                 self.fail_file(name, str(exc))
+                return
+            matte = result.matte if isinstance(result, EditJob) else None
+            if matte is not None and not self.settings_settled(matte, now):
+                seen.waiting = None  # the matte is still being copied in: it settles like the sidecar
                 return
             if isinstance(result, EditJob):
                 self.submit(name, result, seen.signature)
@@ -436,12 +446,32 @@ class Watcher:
         with contextlib.suppress(FileNotFoundError):
             os.replace(video, folder / f"{candidate}{suffix}")
         sidecar = video.with_suffix(".toml")
+        matte = self.mattes.matte_of(sidecar.name)
         with contextlib.suppress(FileNotFoundError):
             if self.shares_sidecar(name):  # a.mov still needs the a.toml it shares with a.mp4: copy, do not move
                 shutil.copy2(sidecar, folder / f"{candidate}.toml")
             else:
                 os.replace(sidecar, folder / f"{candidate}.toml")
+        self.move_matte(matte, folder)
         return candidate
+
+    def move_matte(self, matte: Path | None, folder: Path) -> None:
+        """A matte video in IN_DIR goes with its clip once no sidecar left there names it (it would else be taken
+        for a clip); one that v2vz.toml or another clip's sidecar names stays, and so do images and folders."""
+        if matte is None or matte.parent != self.in_dir or not is_video(matte.name) or not matte.is_file():
+            return
+        try:
+            listed = os.listdir(self.in_dir)
+        except OSError:
+            return
+        if matte.name in self.mattes.named(listed):
+            return
+        target, number = folder / matte.name, 1
+        while os.path.lexists(target):
+            number += 1
+            target = folder / f"{matte.stem}-{number}{matte.suffix}"
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(matte, target)
 
     def shares_sidecar(self, name: str) -> bool:
         """Another video with the same stem is still in IN_DIR (NAME.toml serves both)."""

@@ -2,7 +2,8 @@
 
 `resolve(job)` is the one check of a job against its source that the CLI (`--local`), the daemon (at submit) and
 `run_job` all call: the source exists and decodes, a source frame rate is only given for an image sequence, and the
-range lies inside the clip (frames=0 becomes "through the end"). `probe` (the torch-free `v2vz.media.probe`, which
+range lies inside the clip (frames=0 becomes "through the end"); a matte covers the range with the source's shape
+(matte.py; its digest goes into the job). `probe` (the torch-free `v2vz.media.probe`, which
 `v2vz timeline` uses too) and `iter_frames` read either kind.
 `open_writer` (writers.py) writes an edit in the format its output name asks for, with the source's audio,
 timecode and colour tags (docs/media.md).
@@ -21,9 +22,10 @@ from v2vz.api.errors import InvalidArgument, RangeError
 from v2vz.api.job import EditJob
 from v2vz.media.probe import DEFAULT_SEQUENCE_FPS, is_image_sequence, probe
 from v2vz_engine.media import image_sequence, video, writers
-from v2vz_engine.media.frames import resize_frames, working_size, write_png_frames
+from v2vz_engine.media.frames import resize_frames, working_size, write_masks, write_png_frames
 from v2vz_engine.media.info import ColourTags, MediaInfo
-from v2vz_engine.media.outputs import check_outputs, write_error
+from v2vz_engine.media.matte import check_matte, matte_notes, read_matte
+from v2vz_engine.media.outputs import check_outputs, check_spares, write_error
 from v2vz_engine.media.writers import ClipWriter, open_writer
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "check_range",
     "is_image_sequence",
     "iter_frames",
+    "matte_notes",
+    "read_matte",
     "open_writer",
     "probe",
     "read_frames",
@@ -41,6 +45,7 @@ __all__ = [
     "resolve",
     "working_size",
     "write_error",
+    "write_masks",
     "write_png_frames",
 ]
 
@@ -75,9 +80,17 @@ def resolve(job: EditJob, checked: bool = False) -> tuple[EditJob, MediaInfo]:
         info = dataclasses.replace(info, fps=job.source_fps)
     check_range(info, job.start, job.frames)
     check_outputs(job, info)
+    if job.matte is not None:
+        matte = check_matte(job, info)
+        check_spares(job, _files_of(matte.info), f"a frame of the matte {job.matte}")
+        job = dataclasses.replace(job, matte_digest=matte.digest)
     if job.output is not None and not job.output_format.sequence:
         writers.check_codec_size(job.output_format, info.width, info.height, Path(job.output))
     return job, info
+
+
+def _files_of(info: MediaInfo) -> list[Path]:
+    return image_sequence.sequence_files(info.path) if info.is_sequence else [info.path]
 
 
 def iter_frames(path: str | Path, start: int, count: int, info: MediaInfo | None = None) -> Iterator[np.ndarray]:

@@ -71,3 +71,15 @@ def write_png_frames(
             Image.fromarray(pixels, mode="RGB").save(temp, format="PNG")
         paths.append(path)
     return paths
+
+
+def write_masks(weight: np.ndarray, paths: list[Path]) -> list[Path]:
+    """A local edit's weight, float (F, H, W) in 0..1, as 8-bit grey PNGs at `paths` (each written atomically)."""
+    if len(weight) != len(paths):
+        raise ValueError(f"{len(weight)} masks for {len(paths)} paths")
+    grey = np.clip(np.rint(np.asarray(weight, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
+    for pixels, path in zip(grey, paths, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".part.png", fsync=False) as temp:
+            Image.fromarray(pixels, mode="L").save(temp, format="PNG")
+    return list(paths)

@@ -17,6 +17,8 @@ from v2vz.api.job import EditJob
 from v2vz_engine.media.info import MediaInfo
 
 PNG_FRAME_PREFIX = "frame_"  # frames folders: frame_000000.png, numbered from 0 within the job
+MASK_PREFIX = "mask_"  # --save-mask: mask_000120.png for source frame 120, numbered like the source's frames
+PREVIEW_MASK_PREFIX = "mask_preview_"  # a preview's: its final writes mask_*.png beside them, then they go
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 
 
@@ -50,16 +52,39 @@ def check_outputs(job: EditJob, info: MediaInfo) -> None:
                     )
         _check_writable(folder, pattern)
     if job.out_frames_dir is not None:
-        folder = Path(job.out_frames_dir).expanduser()
-        if folder.exists() and not folder.is_dir():
-            raise OutputUnwritable(f"the frames folder {folder} is a file: give a folder for the PNG frames")
-        real, real_source = Path(os.path.realpath(folder)), Path(os.path.realpath(source))
-        if real == real_source or real in real_source.parents:
-            raise InvalidArgument(
-                f"the frames folder {folder} holds the source {source}: its frames would be overwritten, "
-                "give a folder of its own"
-            )
-        _check_writable(folder, folder)
+        _check_folder(Path(job.out_frames_dir).expanduser(), source, "frames folder", "PNG frames")
+    if job.mask_dir is not None:
+        _check_folder(Path(job.mask_dir).expanduser(), source, "mask folder", "masks")
+
+
+def _check_folder(folder: Path, source: Path, what: str, holds: str) -> None:
+    """A folder an edit writes into: a folder (or none yet), never the source's, writable."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputUnwritable(f"the {what} {folder} is a file: give a folder for the {holds}")
+    real, real_source = Path(os.path.realpath(folder)), Path(os.path.realpath(source))
+    if real == real_source or real in real_source.parents:
+        raise InvalidArgument(
+            f"the {what} {folder} holds the source {source}: its frames would be overwritten, give a folder of its own"
+        )
+    _check_writable(folder, folder)
+
+
+def check_spares(job: EditJob, inputs: list[Path], what: str) -> None:
+    """InvalidArgument when a file the job writes is one of `inputs` (a matte's files): no input is ever written."""
+    real = {os.path.realpath(path) for path in inputs}
+    for path in output_files(job):
+        if os.path.realpath(path) in real or any(_same_file(path, other) for other in inputs if path.exists()):
+            raise InvalidArgument(f"{path} is {what}: an edit never writes over what it reads, give another output")
+
+
+def mask_paths(job: EditJob) -> list[Path]:
+    """The mask PNGs of `--save-mask`, one per frame of the range, numbered like the source's frames. A preview's
+    have names of their own, so that its final (same folder) never meets them and removes them once it is done."""
+    if job.mask_dir is None:
+        return []
+    folder = Path(job.mask_dir).expanduser()
+    prefix = PREVIEW_MASK_PREFIX if job.preview else MASK_PREFIX
+    return [folder / f"{prefix}{job.start + offset:06d}.png" for offset in range(job.frames)]
 
 
 def output_files(job: EditJob) -> list[Path]:
@@ -75,7 +100,7 @@ def output_files(job: EditJob) -> list[Path]:
     if job.out_frames_dir is not None:
         folder = Path(job.out_frames_dir).expanduser()
         files += [folder / f"{PNG_FRAME_PREFIX}{index:06d}.png" for index in range(job.frames)]
-    return files
+    return files + mask_paths(job)
 
 
 def refuse_existing(job: EditJob) -> None:
