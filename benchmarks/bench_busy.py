@@ -87,17 +87,24 @@ def main() -> None:
     args = parser.parse_args()
     args.cache_dir = args.cache_dir.expanduser()
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"bench_busy: {cpus} usable CPUs, load average {os.getloadavg()[0]:.1f} before the first run; "
-          f"synthetic load: {args.load} busy loops; tiny, {args.steps} steps, {args.frames} frames", flush=True)
+    print(
+        f"bench_busy: {cpus} usable CPUs, load average {os.getloadavg()[0]:.1f} before the first run; "
+        f"synthetic load: {args.load} busy loops; tiny, {args.steps} steps, {args.frames} frames",
+        flush=True,
+    )
     seconds: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="v2vz-bench-busy-") as folder:
         work = Path(folder)
         clip = work / "sample.mp4"
         subprocess.run([V2VZ, "sample-clip", str(clip)], check=True, stdout=subprocess.DEVNULL)
         env = dict(os.environ, V2VZ_CACHE=str(args.cache_dir))
-        subprocess.run([V2VZ, "edit", str(clip), "--local", "--model", "tiny", *PROMPTS, "--steps", "1",
-                        "--out", f"{work}/warm/"], env=env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)  # the built-in model is built once, outside the figures
+        subprocess.run(
+            [V2VZ, "edit", str(clip), "--local", "--model", "tiny", *PROMPTS, "--steps", "1", "--out", f"{work}/warm/"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # the built-in model is built once, outside the figures
         reference: list[np.ndarray] | None = None
         worst = 0
         for round_ in range(args.rounds):
@@ -113,9 +120,11 @@ def main() -> None:
                         difference = largest_difference(reference, frames)
                         worst = max(worst, difference)
                         load_now = os.getloadavg()[0]
-                        print(f"round {round_ + 1}: {condition:6} {policy:12} {taken:7.1f} s  (load average "
-                              f"{load_now:.1f}; largest pixel difference from the first run: {difference})",
-                              flush=True)
+                        print(
+                            f"round {round_ + 1}: {condition:6} {policy:12} {taken:7.1f} s  (load average "
+                            f"{load_now:.1f}; largest pixel difference from the first run: {difference})",
+                            flush=True,
+                        )
                 finally:
                     stop_load(load)
     print()

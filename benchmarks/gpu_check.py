@@ -11,7 +11,10 @@ Checks (sd15-random: Stable Diffusion 1.5's architecture with random weights, sy
 3. 32 frames at 512x512 in automatic windows, direct and null-text: peak memory;
 4. the automatic window's memory estimate (windows.estimated_bytes) against the measured peak;
 5. the UNet's ResNet blocks and feed-forward layers under torch.compile (compile time counted) against eager, on a
-   direct edit: whether it pays.
+   direct edit: whether it pays;
+6. SDXL (sdxl-random: SDXL base's architecture, random weights, made on the device without writing it): 8 frames at
+   1024x576, 30 steps, direct inversion through run_job: time and peak memory, and the automatic window's estimate
+   for SDXL against the measured peak.
 Peak memory is torch.cuda.max_memory_allocated (weights included; reserved in the note) on CUDA, the resident
 high-water mark on the CPU. Rows print as they finish (stderr) and as one table at the end (stdout); a row that
 would start after the budget is spent is skipped and says so. Targets (one H100): null-text edit <= 15 s,
@@ -57,6 +60,7 @@ class Plan:
     window: int  # 0: automatic (the run_job default)
     compile_backend: str  # "inductor"; the quick plan only traces ("eager"): inductor's C++ build takes minutes
     targets: dict[str, float] = field(default_factory=dict)
+    xl: tuple[str, int, int, int, int] = ("sdxl-random", 1024, 576, 8, 30)  # model, width, height, frames, steps
 
 
 FULL = Plan(
@@ -69,7 +73,7 @@ FULL = Plan(
     "inductor",
     {"null-text": 15.0, "direct": 8.0, "re-prompt": 4.0, "preview": 2.0, "long_gib": 24.0, "bf16_error": 0.05},
 )
-QUICK = Plan("tiny", 64, 4, 2, 8, 4, "eager", {"bf16_error": 0.05})
+QUICK = Plan("tiny", 64, 4, 2, 8, 4, "eager", {"bf16_error": 0.05}, ("tiny-xl", 64, 36, 4, 2))
 
 
 @dataclass
@@ -341,7 +345,47 @@ def run_checks(plan: Plan, device: torch.device, cache_dir: Path, budget: Budget
                 f"{steady_s:.2f} s; pays {runs}",
             )
         )
+    del pipeline, model
+    release(device)
+    sdxl_checks(plan, device, work, budget, add)
     return rows
+
+
+def sdxl_checks(plan: Plan, device: torch.device, work: Path, budget: Budget, add) -> None:
+    """Check 6: SDXL's architecture through run_job, made in memory (no 14 GB write on the lent GPU's clock)."""
+    from v2vz.api.job import EditJob, EditOptions
+    from v2vz.cli.sample import make_sample_clip
+    from v2vz_engine.models import builtin_in_memory
+    from v2vz_engine.pipeline import VideoEditPipeline
+    from v2vz_engine.windows import estimated_bytes
+
+    name, width, height, frames, steps = plan.xl
+    what = f"{name}: {frames} frames at {width}x{height}, {steps} steps, direct"
+    if budget.left() < 150:
+        add(Row(what, "skipped", note="budget spent"))
+        return
+    began = time.perf_counter()
+    model = builtin_in_memory(name, device)
+    pipeline = VideoEditPipeline(model)
+    add(Row(f"make {name} on the device", f"{time.perf_counter() - began:.1f} s"))
+    clip = make_sample_clip(work / "xl.mp4", frames=frames, width=width, height=height)
+    options = EditOptions(steps=steps, size=max(width, height), inversion="direct")
+    job = EditJob(clip, TARGET, SOURCE, frames=frames, options=options, output=work / "xl.mp4.out.mp4", model=name)
+    timed_job(pipeline, dataclasses.replace(job, options=options.replace(steps=2), output=work / "xlw.mp4"), device)
+    seconds, peak, result = timed_job(pipeline, job, device)
+    window = max(len(w) for w in result.windows)
+    add(Row(what, f"{seconds:.2f} s", note=f"peak {fmt_bytes(peak.peak)}, {len(result.windows)} windows of {window}"))
+    dtype_bytes = torch.finfo(model.dtype).bits // 8
+    estimate = estimated_bytes(window, *result.working_size, dtype_bytes, "sdxl")
+    add(
+        Row(
+            "SDXL window estimate vs measured peak above the weights",
+            f"{peak.above_base / estimate:.2f}",
+            "<= 1",
+            verdict(peak.above_base <= estimate),
+            f"measured {fmt_bytes(peak.above_base)}, estimate {fmt_bytes(estimate)} for {window} frames",
+        )
+    )
 
 
 def print_table(rows: list[Row], header: str) -> None:

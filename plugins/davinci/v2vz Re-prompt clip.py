@@ -15,8 +15,8 @@ file of this folder as a menu entry) and the script loads it from there by its p
 
 Prompts come from a dialog where Resolve offers one (Studio), else from a marker named `v2vz` on the clip whose note
 has the lines `source: <what the clip shows>` and `prompt: <the edit>` (and optionally `options: --steps 30` and
-`preview: yes`; for a local edit `edit only: WORDS`, `matte: above|PATH`, `self replace: F`, `show mask: yes`).
-See plugins/davinci/README.md.
+`preview: yes`; for a local edit `edit only: WORDS`, `matte: above|PATH`, `self replace: F`, `show mask: yes`;
+`model: NAME|PATH` and `lora: PATH[:SCALE]`, one line per LoRA). See plugins/davinci/README.md.
 """
 
 from __future__ import annotations
@@ -69,6 +69,10 @@ MARKER_HELP = (
 # The marker's lines for a local edit (plugins/davinci/README.md): `edit only: car`, `matte: above` (the clip on the
 # track above) or `matte: /path/matte.mov`, `self replace: 0.4`, `show mask: yes` (the masks into the media pool).
 LOCAL_KEYS = ("edit only", "matte", "self replace", "show mask")
+# `model: NAME|PATH` (a checkpoint `v2vz models` lists, a built-in, a folder, a hub id) and `lora: PATH[:SCALE]`,
+# repeatable: every `lora:` line is kept, in order (the dialog: `;` between them).
+MODEL_KEYS = ("model", "lora")
+MODELS_WAIT = 5.0  # seconds the Studio dialog waits at most for `v2vz models --json` before it opens without them
 MATTE_ABOVE = "above"
 MASK_SUFFIX = "-mask"  # the job folder's sibling the masks go to
 YES, NO = ("yes", "y", "true", "on", "1"), ("no", "n", "false", "off", "0", "")  # the `preview:` line
@@ -344,10 +348,13 @@ def prompts_from_marker(item, name: str) -> dict:
     if not found:
         raise Refused(f"no v2vz marker on '{name}': {MARKER_HELP}")
     fields: dict[str, str] = {}
+    loras: list[str] = []
     for line in str(found[0].get("note", "")).splitlines():
         key, sep, value = line.partition(":")
         key = " ".join(key.replace("-", " ").replace("_", " ").lower().split())  # `edit-only`, `Edit only`
-        if sep and key in ("source", "prompt", "options", "preview", *LOCAL_KEYS):
+        if sep and key == "lora":
+            loras.append(value.strip())
+        elif sep and key in ("source", "prompt", "options", "preview", *LOCAL_KEYS, *MODEL_KEYS):
             fields[key] = value.strip()
     missing = [key for key in ("source", "prompt") if not fields.get(key)]
     if missing:
@@ -371,6 +378,8 @@ def prompts_from_marker(item, name: str) -> dict:
         "matte": fields.get("matte", ""),
         "self_replace": fields.get("self replace", ""),
         "show_mask": show_mask in YES,
+        "model": fields.get("model", ""),
+        "loras": host.LORA_SEPARATOR.join(loras),
     }
 
 
@@ -410,6 +419,7 @@ def local_edit(timeline, item, clip: dict, prompts: dict, job: dict, timeline_fp
     if fraction is None:
         raise Refused(f"the v2vz marker on '{name}' says 'self replace: {text}': write a fraction such as 0.4")
     local = host.LocalEdit(edit_only=str(prompts.get("edit_only") or "").strip(), self_replace=fraction)
+    local.loras = loras_of(name, str(prompts.get("loras") or ""))
     matte = str(prompts.get("matte") or "").strip()
     if matte.lower() == MATTE_ABOVE:
         local.matte, local.matte_start = matte_above(timeline, item, clip, timeline_fps)
@@ -427,6 +437,21 @@ def local_edit(timeline, item, clip: dict, prompts: dict, job: dict, timeline_fp
     if problem:
         raise Refused(f"'{name}': {problem}")
     return local
+
+
+def loras_of(name: str, text: str) -> list[str]:
+    """The `PATH[:SCALE]` entries of the `lora:` lines (or the dialog's `;`-separated field), each file made
+    absolute (the client runs in Resolve's working folder); Refused for a file that does not exist."""
+    loras = []
+    for entry in host.split_loras(text):
+        path = host.lora_path(entry)
+        if not path:
+            raise Refused(f"the v2vz marker on '{name}' has a LoRA without a path: write 'lora: PATH' or PATH:SCALE")
+        found = Path(path).expanduser()
+        if not found.is_file():
+            raise Refused(f"the LoRA {path} of '{name}' does not exist: give the path of a .safetensors file")
+        loras.append(str(found.resolve()) + entry.strip()[len(path) :])
+    return loras
 
 
 def matte_above(timeline, item, clip: dict, timeline_fps: float | None) -> tuple[str, int]:
@@ -853,7 +878,7 @@ def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=Non
     run = reattach(item, job, progress, dialog) if job else None
     if run is None:
         if dialog is not None:
-            defaults = {"source": "", "prompt": "", "options": "", "preview": False, "show_mask": False}
+            defaults = {"source": "", "prompt": "", "options": "", "preview": False, "show_mask": False, "model": ""}
             with contextlib.suppress(Refused):
                 defaults = prompts_from_marker(item, name)
             prompts = dialog.ask(name, defaults)
@@ -867,6 +892,8 @@ def edit_clip(timeline, media_pool, item, timeline_fps: float | None, dialog=Non
         local = local_edit(timeline, item, clip, prompts, job, timeline_fps)
         args = ["edit", clip["path"], "--start", str(clip["start"]), "--frames", str(clip["frames"])]
         args += ["-s", prompts["source"], "-p", prompts["prompt"], *parse_options(prompts.get("options", ""))]
+        model = str(prompts.get("model") or "").strip()
+        args += ["--model", model] if model else []
         args += local.args()
         args += ["--preview", "--out", job["dir"]] if preview else ["--out", job["dir"]]
         last = clip["start"] + clip["frames"] - 1
@@ -1004,11 +1031,19 @@ def failed(item, name: str, job_id: str, message: str, dialog, extra: dict | Non
 class Dialog:
     """A prompt dialog and a progress window through Resolve's UIManager (Studio only)."""
 
-    def __init__(self, ui, dispatcher) -> None:
+    def __init__(self, ui, dispatcher, models=None) -> None:
         self.ui, self.disp, self.window = ui, dispatcher, None
+        self.models = models  # host.ModelChoices: the checkpoints the Model field offers (None: none)
+
+    def model_box(self) -> tuple[dict, list[tuple[str, str]]]:
+        """The Model field: an editable list of the checkpoints `v2vz models` lists (waited for at most
+        MODELS_WAIT seconds, then offered without them)."""
+        choices = self.models.get(MODELS_WAIT) if self.models is not None else []
+        return {"ID": "model", "Editable": True, "PlaceholderText": "the daemon's model"}, choices
 
     def ask(self, clip_name: str, defaults: dict) -> dict | None:
         ui, disp = self.ui, self.disp
+        model, choices = self.model_box()
 
         def row(label: str, key: str, hint: str = ""):
             edit = {"ID": key, "Text": defaults.get(key, ""), "PlaceholderText": hint}
@@ -1035,6 +1070,8 @@ class Dialog:
                     row("Edit only", "edit_only", "words of the prompts, e.g. horses (empty: the whole frame)"),
                     row("Matte", "matte", "above (the clip on the track above), or a file path"),
                     row("Self-replace", "self_replace", "0..1 of the steps that keep the layout (empty: 0)"),
+                    ui.HGroup([ui.Label({"Text": "Model", "Weight": 0.3}), ui.ComboBox(model)]),
+                    row("LoRAs", "loras", "PATH or PATH:SCALE, separated by ; (e.g. /loras/ink.safetensors:0.6)"),
                     ui.CheckBox(preview),
                     ui.CheckBox(show_mask),
                     ui.HGroup(
@@ -1049,10 +1086,13 @@ class Dialog:
         )
         items = window.GetItems()
         answer: dict = {}
+        fill_models(items["model"], str(defaults.get("model") or ""), choices)
 
         def accept(_event) -> None:
-            keys = ("source", "prompt", "options", "edit_only", "matte", "self_replace")
+            keys = ("source", "prompt", "options", "edit_only", "matte", "self_replace", "loras")
             answer.update({key: str(items[key].Text or "").strip() for key in keys})
+            typed = str(items["model"].CurrentText or "").strip()
+            answer["model"] = dict(choices).get(typed, typed)  # a listed checkpoint's label stands for its path
             answer["preview"], answer["show_mask"] = bool(items["preview"].Checked), bool(items["show_mask"].Checked)
             disp.ExitLoop()
 
@@ -1088,6 +1128,15 @@ class Dialog:
             self.window.Hide()
 
 
+def fill_models(box, chosen: str, choices: list[tuple[str, str]]) -> None:
+    """The Model field's entries: the marker's model (or empty: the daemon's), then each listed checkpoint's label."""
+    box.AddItem(chosen)
+    for label, value in choices:
+        if value != chosen:
+            box.AddItem(label)
+    box.CurrentText = chosen
+
+
 def make_dialog(fusion, ui, bmd):
     """The Studio dialog where UIManager windows exist, else None (the free edition: markers and the console)."""
     try:
@@ -1095,7 +1144,11 @@ def make_dialog(fusion, ui, bmd):
         if not ui or bmd is None:
             return None
         dispatcher = bmd.UIDispatcher(ui)
-        return Dialog(ui, dispatcher) if dispatcher else None
+        if not dispatcher:
+            return None
+        folder = script_folder()
+        client = host.find_client(client_file=folder / CLIENT_FILE if folder is not None else None)
+        return Dialog(ui, dispatcher, host.ModelChoices(lambda: host.model_choices(client)).start())
     except Exception:  # noqa: BLE001 - no dialogs in this edition
         return None
 

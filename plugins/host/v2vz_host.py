@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -128,6 +129,9 @@ class LocalEdit:
     matte_feather: float = 0.0  # soften the matte's edge by this many source pixels; 0: not at all
     self_replace: float = 0.0  # the fraction of the steps whose self-attention is the source's; 0: off
     save_mask: str = ""  # the folder for the final masks (MASK_FILE); "": not saved
+    # LoRAs as `PATH[:SCALE]` (scale 1 if not given), each passed as `--lora`: they apply to the whole edit, local
+    # or not (docs/models.md, "LoRAs").
+    loras: list[str] = field(default_factory=list)
 
     @property
     def local(self) -> bool:
@@ -146,6 +150,8 @@ class LocalEdit:
             return "a matte start or feather needs a matte"
         if self.save_mask and not self.local:
             return "a mask is saved for a local edit only: give edit-only words or a matte too"
+        if any(not str(lora).strip() for lora in self.loras):
+            return "a LoRA needs a path: PATH or PATH:SCALE"
         return ""
 
     def args(self) -> list[str]:
@@ -166,7 +172,25 @@ class LocalEdit:
             args += ["--self-replace", repr(float(self.self_replace))]
         if self.save_mask:
             args += ["--save-mask", self.save_mask]
+        for lora in self.loras:
+            args += ["--lora", str(lora).strip()]
         return args
+
+
+LORA_SEPARATOR = ";"  # between the `PATH[:SCALE]` entries of a host's one-line LoRA field
+_LORA_SCALE = re.compile(r":([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)$")  # as v2vz.api.job.Lora.parse reads it
+
+
+def split_loras(text: str) -> list[str]:
+    """A LoRA field's `PATH[:SCALE]` entries (`ink.safetensors:0.6; grain.safetensors`), blanks dropped."""
+    return [entry.strip() for entry in str(text or "").split(LORA_SEPARATOR) if entry.strip()]
+
+
+def lora_path(entry: str) -> str:
+    """The file of a `PATH[:SCALE]` entry: only a trailing `:number` is a scale (`C:\\ink.safetensors` is a path)."""
+    entry = entry.strip()
+    match = _LORA_SCALE.search(entry)
+    return entry[: match.start()] if match and len(entry) > len(match.group(0)) else entry
 
 
 def aligned_matte_frame(first: int, frames: int, matte_first: int, matte_frames: int, matte_source: int) -> int:
@@ -185,6 +209,114 @@ def aligned_matte_frame(first: int, frames: int, matte_first: int, matte_frames:
 def mask_files(folder: str | Path, start: int, frames: int) -> list[str]:
     """The masks `--save-mask folder` writes for a range of `frames` source frames from `start`, in order."""
     return [str(Path(folder) / (MASK_FILE % (start + index))) for index in range(frames)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The checkpoints a model field offers (`v2vz models --json`, docs/models.md)
+
+MODELS_TIMEOUT = 30.0  # seconds: `v2vz models` asks the daemon (3 s at most) and reads each checkpoint's header
+
+
+def models_command(client: str, models_dirs: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """`v2vz models --json [--models-dir DIR]...`: the model folders beside $V2VZ_MODELS, which the client reads."""
+    args = [client, "models", "--json"]
+    for folder in models_dirs:
+        if str(folder).strip():
+            args += ["--models-dir", str(folder).strip()]
+    return args
+
+
+def checkpoint_choices(listing: str) -> list[tuple[str, str]]:
+    """(label, value) of each usable checkpoint file in `v2vz models --json`'s output, in its order: value is what
+    `--model` takes (the file's path), label what a menu shows (`dreamshaper_8.safetensors (SD 1.x, epsilon, 2.0
+    GiB)`). Files the client would refuse (a `problem`) and other kinds of models are left out; [] for anything
+    that is not such a list."""
+    try:
+        rows = json.loads(listing)
+    except ValueError:
+        return []
+    if not isinstance(rows, list):
+        return []
+    choices = []
+    for row in rows:
+        if not isinstance(row, dict) or row.get("kind") != "file" or row.get("problem"):
+            continue
+        value = row.get("model")
+        if not isinstance(value, str) or not value.strip():
+            continue
+        facts = [str(row[key]) for key in ("family", "prediction") if row.get(key)]
+        size = row.get("size_bytes")
+        if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+            facts.append(human_size(size))
+        label = Path(value).name + (f" ({', '.join(facts)})" if facts else "")
+        choices.append((label, value))
+    return choices
+
+
+def human_size(size: int) -> str:
+    """Bytes as `v2vz models` writes them: 2.13 GiB, 319.5 MiB, 1.2 KiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.{2 if unit == 'GiB' else 1}f} {unit}"
+    return f"{size} B"
+
+
+def model_choices(
+    client: str | None,
+    models_dirs: list[str] | tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = MODELS_TIMEOUT,
+) -> list[tuple[str, str]]:
+    """The checkpoints the client lists (checkpoint_choices), run as the hosts run it (`client` from find_client).
+    Any failure (no client, a client too old for `--json`, a timeout, bad output) gives []: a model field then
+    offers nothing and still takes what is typed."""
+    if not client:
+        return []
+    try:
+        done = subprocess.run(
+            models_command(client, models_dirs),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+        )
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return []
+    return checkpoint_choices(done.stdout) if done.returncode == 0 else []
+
+
+class ModelChoices:
+    """model_choices run once on a thread: a host's UI reads `get()` (what has arrived: [] until then) and never
+    waits for the client unless it asks to (`wait` seconds at most)."""
+
+    def __init__(self, fetch: Callable[[], list[tuple[str, str]]]) -> None:
+        self.fetch = fetch
+        self.choices: list[tuple[str, str]] = []
+        self.done = threading.Event()
+        self.started = False
+
+    def start(self) -> ModelChoices:
+        if not self.started:
+            self.started = True
+            threading.Thread(target=self._run, name="v2vz-models", daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.choices = list(self.fetch())
+        except Exception:  # noqa: BLE001 - a model list is a convenience: never an error in the host
+            self.choices = []
+        finally:
+            self.done.set()
+
+    def get(self, wait: float = 0.0) -> list[tuple[str, str]]:
+        if wait > 0:
+            self.done.wait(wait)
+        return list(self.choices) if self.done.is_set() else []
 
 
 # ---------------------------------------------------------------------------------------------------------------

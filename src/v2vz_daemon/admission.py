@@ -28,6 +28,7 @@ def admit(request: pb.SubmitEditRequest, config: DaemonConfig, journal: Journal,
     that streams frames without outputs of its own gets a frames folder in the state folder (set on the request).
     """
     from v2vz_engine import media
+    from v2vz_engine.loras import resolve_loras
     from v2vz_engine.media.outputs import refuse_existing
     from v2vz_engine.model_source import locate
 
@@ -47,6 +48,7 @@ def admit(request: pb.SubmitEditRequest, config: DaemonConfig, journal: Journal,
                 f"model {job.model[:100]!r} is not one this daemon offers remote clients: {', '.join(allowed)}"
             )
     locate(job.model)  # a model that is nowhere fails now, in milliseconds, not when the job starts
+    job = resolve_loras(job, absolute=True)  # each LoRA file checked, its digest recorded
     job, _ = media.resolve(job, checked=True)  # the real frame count, outputs that never touch the source
     refuse_existing(job)  # takes never overwrite (unless the job says so) ...
     refuse_shared_outputs(job, journal)  # ... and two jobs in flight never write one file
@@ -89,6 +91,8 @@ def confine(job: EditJob, request: pb.SubmitEditRequest, config: DaemonConfig) -
         security.confine(str(job.matte), roots, "matte")
     if job.mask_dir is not None:
         security.confine(str(job.mask_dir), roots, "mask folder")
+    for lora in job.loras:
+        security.confine(str(lora.path), roots, "LoRA")
 
 
 def refuse_shared_outputs(job: EditJob, journal: Journal) -> None:

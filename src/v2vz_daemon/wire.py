@@ -12,7 +12,7 @@ from pathlib import Path
 from v2vz.api.events import TERMINAL_TYPES, EventType, JobOutcome, ProgressUpdate
 from v2vz.api.job import MAX_PATH_CHARS, MAX_PROMPT_CHARS
 from v2vz.api.v1 import editor_pb2 as pb
-from v2vz.api.wire import changed_options
+from v2vz.api.wire import changed_options, loras_to_wire
 from v2vz_daemon.journal import EventRecord, JobRecord
 
 FRAME_CHUNK = 1024 * 1024  # a streamed frame's PNG goes in chunks of this size
@@ -77,4 +77,5 @@ def job_summary(record: JobRecord) -> pb.JobSummary:
         matte_digest=job.matte_digest or "",
         mask_dir=str(job.mask_dir or "")[:MAX_PATH_CHARS],
         matte_start=job.matte_start,
+        loras=loras_to_wire(job.loras),
     )

@@ -116,11 +116,14 @@ def cache_key(
     model: str,
     source_prompt: str,
     inversion_options: dict[str, Any],
+    loras: tuple[tuple[str, float], ...] = (),
 ) -> str:
     """sha256 of a canonical JSON of everything an inversion depends on; there is no target prompt to pass.
 
     `inversion_options` is EditOptions.inversion_key(). Values must be JSON (a TypeError otherwise, rather than a
     lossy str()). Note 7 and 7.0 are different JSON, so callers should pass options from EditOptions as they are.
+    `loras`: (digest, scale) of each LoRA on the model (loras.applied_key); none keeps the base model's keys as
+    they always were.
     """
     document = {
         "format": CACHE_FORMAT,
@@ -133,6 +136,8 @@ def cache_key(
         "source_prompt": source_prompt,
         "options": inversion_options,
     }
+    if loras:
+        document["loras"] = [[digest, float(scale)] for digest, scale in loras]
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

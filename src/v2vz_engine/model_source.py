@@ -1,5 +1,6 @@
 """Where a model comes from, found without the network and without torch: a built-in model, a diffusers folder on
-disk, or a hub model already in the Hugging Face cache.
+disk, a single-file checkpoint (.safetensors, .ckpt: single_file.py reads what it holds), or a hub model already in
+the Hugging Face cache.
 
 `locate` answers in milliseconds, so a wrong name fails at once with one line that says where it looked, how to get
 the model (`v2vz models pull ID` on a machine with a network) and which known name it resembles. Loading
@@ -15,20 +16,25 @@ from pathlib import Path
 from typing import Literal
 
 from v2vz.api.errors import InvalidArgument, ModelUnavailable
+from v2vz_engine.single_file import CheckpointInfo, inspect, is_checkpoint_path
 
-BUILTIN_NAMES: tuple[str, ...] = ("tiny", "sd15-random")  # built in code with random weights (models.py)
+# Built in code with random weights (models.py): SD 1.x's layout tiny, predicting v, SDXL's layout tiny; and the
+# exact architectures of SD 1.5 and SDXL base, for speed and memory figures.
+BUILTIN_NAMES: tuple[str, ...] = ("tiny", "tiny-v", "tiny-xl", "sd15-random", "sdxl-random")
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"  # the published set-up; $V2VZ_MODEL or --model choose another
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # what a Stable Diffusion folder holds
-Kind = Literal["builtin", "folder", "hub"]
+Kind = Literal["builtin", "folder", "hub", "file"]
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model that can be loaded: its name as given, what kind it is, and (folder, hub) where its files are."""
+    """A model that can be loaded: its name as given, what kind it is, (folder, hub, file) where its files are, and
+    (file) what the checkpoint holds."""
 
     spec: str
     kind: Kind
     path: Path | None = None
+    checkpoint: CheckpointInfo | None = None
 
 
 def default_model() -> str:
@@ -99,13 +105,20 @@ def locate(spec: str) -> ModelSource:
     if spec in BUILTIN_NAMES:
         return ModelSource(spec, "builtin")
     path = Path(spec).expanduser()
+    if path.is_file() and is_checkpoint_path(path):  # its family from its keys, now: a bad file is refused here
+        return ModelSource(spec, "file", path, inspect(path))
+    if path.is_file():
+        raise ModelUnavailable(
+            f"{path} is a file but not a checkpoint (.safetensors or .ckpt): pass --model a checkpoint, a diffusers "
+            f"folder, a hub id or a built-in model ({', '.join(BUILTIN_NAMES)})"
+        )
     if path.exists():
         missing = [part for part in COMPONENTS[:3] if not (path / part).is_dir()]
         if missing:
             raise ModelUnavailable(
                 f"{path} is not a diffusers Stable Diffusion folder (no {', '.join(p + '/' for p in missing)} inside): "
-                f"pass --model a folder saved with save_pretrained, a hub id, or a built-in model "
-                f"({', '.join(BUILTIN_NAMES)})"
+                f"pass --model a folder saved with save_pretrained, a .safetensors or .ckpt checkpoint, a hub id, or a "
+                f"built-in model ({', '.join(BUILTIN_NAMES)})"
             )
         return ModelSource(spec, "folder", path)
     if looks_like_hub_id(spec):
@@ -126,7 +139,7 @@ def unknown_model_message(spec: str) -> str:
     elif spec.count("/") <= 1 and not spec.startswith(("/", ".", "~", "\\")):  # meant as a hub id
         where = f"no such folder, and {hub_id_problem(spec) or 'not a hub id'}"
     else:
-        where = "no such folder"
+        where = "no such file" if is_checkpoint_path(spec) else "no such folder"
     pull = f"get it with `v2vz models pull {spec}` on a machine with a network; " if looks_like_hub_id(spec) else ""
     return (
         f"model {shown!r} is not available ({where}): {guess}{pull}"

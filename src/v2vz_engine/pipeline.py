@@ -20,6 +20,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from v2vz.api.errors import Cancelled
 from v2vz.api.events import ProgressFn, Stage
 from v2vz.api.job import EditOptions, edit_only_words
+from v2vz_engine import conditioning
 from v2vz_engine.cross_frame import (
     CrossFrameAttnProcessor,
     FrameContext,
@@ -103,13 +104,11 @@ class VideoEditPipeline:
     # Building blocks
 
     def encode_prompt(self, text: str) -> torch.Tensor:
-        """The text encoder's last hidden state (1, 77, D) in the compute dtype, cached per prompt."""
+        """A prompt's conditioning in the compute dtype, cached per prompt: (1, 77, D), or SDXL's packed (1, 78, D)
+        with its pooled embedding (conditioning.py)."""
         if text not in self._prompt_cache:
-            tokens = self.model.tokenizer(
-                text, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
-            ).input_ids.to(self.model.device)
             with torch.no_grad():
-                self._prompt_cache[text] = self.model.text_encoder(tokens)[0]
+                self._prompt_cache[text] = conditioning.encode(self.model, text)
         return self._prompt_cache[text]
 
     def encode_frames(self, frames: np.ndarray, options: EditOptions) -> torch.Tensor:
@@ -138,7 +137,8 @@ class VideoEditPipeline:
         """One UNet call in the compute dtype; float32 out so schedule maths and losses stay in float32."""
         dtype = self.model.dtype  # not unet.dtype: diffusers walks every submodule to answer that
         timestep = torch.tensor(t, device=self.model.device)
-        out = self.model.unet(z.to(dtype), timestep, encoder_hidden_states=text.to(dtype)).sample
+        hidden, added = conditioning.unet_inputs(self.model, text.to(dtype), tuple(z.shape[-2:]))
+        out = self.model.unet(z.to(dtype), timestep, encoder_hidden_states=hidden, added_cond_kwargs=added).sample
         return out.float()
 
     def _install(self, options: EditOptions, frames: int, control: PromptControl | None) -> None:

@@ -126,13 +126,14 @@ class DeviceFacts:
     dtype_bytes: int
     free_bytes: int | None
     cpu_threads: int | None = None  # the torch threads a CPU edits with (part of its pixels); None on a GPU
+    family: str = "sd"  # the model's family ("sd", "sdxl"): its memory per frame (windows.FAMILY_MEMORY)
 
     @classmethod
     def of(cls, pipeline: VideoEditPipeline) -> DeviceFacts:
         model = pipeline.model
         dtype_bytes = torch.finfo(model.dtype).bits // 8
         threads = apply_cpu_threads() if model.device.type == "cpu" else None
-        return cls(model.native_size, dtype_bytes, free_memory_bytes(model.device), threads)
+        return cls(model.native_size, dtype_bytes, free_memory_bytes(model.device), threads, model.family)
 
 
 class SpanRunner(Protocol):
@@ -286,7 +287,9 @@ def plan_job(job: EditJob, runner: SpanRunner, info: media.MediaInfo | None = No
         long_side = max(PREVIEW_MIN_SIDE, long_side // 2)
     width, height = media.working_size(info.width, info.height, long_side)
     automatic = options.window == 0
-    window = auto_window(width, height, facts.free_bytes, facts.dtype_bytes) if automatic else options.window
+    window = (
+        auto_window(width, height, facts.free_bytes, facts.dtype_bytes, facts.family) if automatic else options.window
+    )
     windows = plan_links(job.frames, window, options.window_links, options.anchors)
     edited = dataclasses.replace(job, options=options)
     log.debug("%d windows, %s: %d edits end to end", len(windows.windows), windows.links, windows.critical_path)

@@ -17,6 +17,7 @@ from v2vz.api.events import ProgressFn, Stage
 from v2vz.api.job import EditJob
 from v2vz_engine.cpu import apply_cpu_threads
 from v2vz_engine.inversion import InversionStore, cache_key, frames_digest
+from v2vz_engine.loras import apply_loras
 from v2vz_engine.pipeline import AnchorLink, CancelFn, Region, VideoEditPipeline
 
 ANCHOR_PASS = -1  # the `window` number of an anchored job's anchor pass
@@ -84,10 +85,12 @@ def edit_span(
     words: a local re-prompt uses the cache as well).
 
     The key hashes the decoded frames, so a changed file never gets a stale entry, and an anchor pass and a window
-    can never share one unless their frames are the same.
+    can never share one unless their frames are the same. The job's LoRAs are applied to the model first (a worker
+    of any job can run any span), and their digests and scales join the key: the inversion depends on the weights.
     """
     apply_cpu_threads()  # the same torch thread count for every span of every job: part of the pixels (cpu.py)
     job, frames = task.job, task.frames
+    loras = apply_loras(pipeline, job.loras)  # the job's LoRA set on the resident model (none: the base)
     key = inversion = None
     if cache is not None:
         height, width = frames.shape[1:3]
@@ -100,6 +103,7 @@ def edit_span(
             pipeline.model.name,
             job.source_prompt,
             job.options.inversion_key(),
+            loras,
         )
         inversion = cache.get(key)
         if inversion is not None and progress:

@@ -28,6 +28,10 @@ MAX_AUTO_WINDOW = 16
 # Estimated peak bytes per frame and latent token of the heaviest stage (null-text's backward through the UNet,
 # SD 1.5, 2-byte weights); a GPU that runs out anyway makes the window smaller and retries (run.py).
 BYTES_PER_FRAME_TOKEN = 384 * 1024
+# SDXL's UNet has no attention at the latent's own resolution, but 2 and 10 transformer layers at a half and a
+# quarter of it, 1280 channels wide, and 3.4x SD 1.5's weights to back-propagate through: an estimate, per latent
+# token, of 4/3 of SD 1.5's until benchmarks/gpu_check.py's SDXL rows measure it on a GPU.
+FAMILY_MEMORY = {"sd": 1.0, "sdxl": 4 / 3}
 MEMORY_SHARE = 0.8  # of the free memory, the rest is left for the allocator's fragmentation and other processes
 
 
@@ -59,19 +63,20 @@ def free_memory_bytes(device: torch.device) -> int | None:
         return None
 
 
-def estimated_bytes(frames: int, width: int, height: int, dtype_bytes: int = 2) -> float:
+def estimated_bytes(frames: int, width: int, height: int, dtype_bytes: int = 2, family: str = "sd") -> float:
     """The peak memory a window of `frames` frames is expected to need above the model's weights (the heaviest
     stage's estimate that `auto_window` fits into the free memory; benchmarks/gpu_check.py measures it)."""
     tokens = max(1, (width // 8) * (height // 8))
-    return frames * BYTES_PER_FRAME_TOKEN * tokens * dtype_bytes / 2
+    return frames * BYTES_PER_FRAME_TOKEN * FAMILY_MEMORY[family] * tokens * dtype_bytes / 2
 
 
-def auto_window(width: int, height: int, free_bytes: int | None, dtype_bytes: int = 2) -> int:
-    """The default window for a working size (pixels) and free memory: the token budget, capped by memory."""
+def auto_window(width: int, height: int, free_bytes: int | None, dtype_bytes: int = 2, family: str = "sd") -> int:
+    """The default window for a working size (pixels), model family and free memory: the token budget, capped by
+    memory (SDXL's 1024x1024 is 16,384 latent tokens a frame: the minimum of 4 frames, fewer if memory is short)."""
     tokens = max(1, (width // 8) * (height // 8))
     window = max(MIN_AUTO_WINDOW, min(MAX_AUTO_WINDOW, TOKEN_BUDGET // tokens))
     if free_bytes is not None:
-        per_frame = estimated_bytes(1, width, height, dtype_bytes)
+        per_frame = estimated_bytes(1, width, height, dtype_bytes, family)
         window = min(window, int(free_bytes * MEMORY_SHARE // per_frame))
     return max(1, window)
 

@@ -216,6 +216,24 @@ def served(model_cache):
         yield env, root
 
 
+# The start every client-driven scenario shares: the installed client, the extension registered, a 25 fps scene.
+CLIENT_SCENARIO_START = r"""
+import json, os, sys
+plugins, clip, work, client = sys.argv[1:5]
+os.environ["V2VZ_CLIENT"] = client
+sys.path.insert(0, plugins)
+import bpy
+import v2vz_blender
+from v2vz_blender import compat, jobs, strips
+
+v2vz_blender.register()
+summary = {}
+try:
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 25, 1.0
+"""
+
+
 def run_scenario(python: Path, script: Path, text: str, args: list[str], env: dict) -> dict:
     """Run a scenario script in Blender's Python with the installed client; its last `SUMMARY {...}` line."""
     script.write_text(text, encoding="utf-8")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..conftest import CLIPS
 from ..fake_resolve import FakeTimelineItem, video_item
-from .test_blender_extension import BLENDERS, bpy_python, run_scenario, unpack_extension
+from .test_blender_extension import BLENDERS, CLIENT_SCENARIO_START, bpy_python, run_scenario, unpack_extension
 from .test_host_client import calls, fake_client, host, script  # noqa: F401 - fixtures
 from .test_resolve_script import BIKES, NOTE, project_with_clip
 
@@ -113,20 +113,9 @@ def test_the_mask_stage_says_how_many_frames_are_edited_and_which_are_not(host):
 # ---------------------------------------------------------------------------------------------------------------
 # Blender: the matte from a strip above the source, "show mask"
 
-BLENDER_SCRIPT = r"""
-import json, os, sys
-plugins, clip, work, client = sys.argv[1:5]
-os.environ["V2VZ_CLIENT"] = client
-sys.path.insert(0, plugins)
-import bpy
-import v2vz_blender
-from v2vz_blender import compat, jobs, strips
-
-v2vz_blender.register()
-summary = {}
-try:
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = 25, 1.0
+BLENDER_SCRIPT = (
+    CLIENT_SCENARIO_START
+    + r"""
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 27, 100
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(work, "local.blend"))
     scene = compat.sequencer_scene()
@@ -181,6 +170,7 @@ finally:
     v2vz_blender.unregister()
 print("SUMMARY " + json.dumps(summary), flush=True)
 """
+)
 
 
 @pytest.fixture(scope="module", params=list(BLENDERS), ids=[f"blender-{v}" for v in BLENDERS])

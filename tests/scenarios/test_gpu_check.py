@@ -21,6 +21,9 @@ CHECKS = (
     "8 frames at 64x64 in windows, null-text: peak",
     "window estimate vs measured peak above the weights, null-text",
     "torch.compile (eager) of the UNet's blocks, direct edit: compiled / eager",
+    "make tiny-xl on the device",
+    "tiny-xl: 4 frames at 64x36, 2 steps, direct",
+    "SDXL window estimate vs measured peak above the weights",
 )
 
 

@@ -15,6 +15,7 @@ preview as it was.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -163,6 +164,36 @@ def client_command(context=None) -> str:
     return client
 
 
+MODELS: dict[str, v2vz_host.ModelChoices] = {}  # the checkpoints a model field offers, by client and folders
+
+
+def models_dirs(context=None) -> list[str]:
+    """The preference's model folders (`;`-separated), each passed as `v2vz models --models-dir`."""
+    prefs = addon_preferences(context)
+    text = str(getattr(prefs, "models_dir", "") or "") if prefs is not None else ""
+    return [bpy.path.abspath(part.strip()) for part in text.split(";") if part.strip()]
+
+
+def fetch_models(context=None) -> v2vz_host.ModelChoices:
+    """Start listing the checkpoints (`v2vz models --json`) on a thread, once per client and folders: a dialog
+    opens at once and its model field offers them when they have arrived. No client: nothing to offer."""
+    prefs = addon_preferences(context)
+    client = find_client(prefs.client_path if prefs is not None else "")
+    folders = models_dirs(context)
+    key = json.dumps([client, folders])
+    if key not in MODELS:
+        MODELS.clear()  # another client or other folders: the old list is not theirs
+        MODELS[key] = v2vz_host.ModelChoices(lambda: v2vz_host.model_choices(client, folders)).start()
+    return MODELS[key]
+
+
+def model_suggestions(edit_text: str) -> list[tuple[str, str]]:
+    """The model field's search: (value, what it is) of the listed checkpoints whose label has the typed text."""
+    typed = (edit_text or "").strip().lower()
+    choices = [choice for listed in MODELS.values() for choice in listed.get()]
+    return [(value, label) for label, value in choices if typed in label.lower() or typed in value.lower()]
+
+
 def output_folder(key: str) -> str:
     """`//v2vz/<key>` beside the saved .blend (absolute), or a temporary folder for an unsaved file."""
     if bpy.data.filepath:
@@ -275,7 +306,13 @@ def local_edit(scene, strip, options: dict, first: int, count: int, folder: str,
         edit_only=str(options.get("edit_only", "")).strip(),
         matte_feather=float(options.get("matte_feather", 0.0) or 0.0),
         self_replace=float(options.get("self_replace", 0.0) or 0.0),
+        loras=v2vz_host.split_loras(str(options.get("loras", "") or "")),
     )
+    for entry in local.loras:
+        path = bpy.path.abspath(v2vz_host.lora_path(entry))
+        if not os.path.isfile(path):
+            raise ReportError(f"v2vz: the LoRA {path} does not exist: give .safetensors files as PATH or PATH:SCALE")
+    local.loras = [bpy.path.abspath(entry) for entry in local.loras]  # `//` paths: beside the .blend
     name = str(options.get("matte_strip", "")).strip()
     if name:
         matte = matte_strip(scene.sequence_editor, strip, name)

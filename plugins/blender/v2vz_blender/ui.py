@@ -17,8 +17,10 @@ from .jobs import (
     JOBS,
     LAST_REPORT,
     ensure_timer,
+    fetch_models,
     find_client,
     job_line,
+    model_suggestions,
     run_in_background,
     set_report,
     start_final,
@@ -37,12 +39,25 @@ class V2VZ_AddonPreferences(bpy.types.AddonPreferences):
         default="",
     )
 
+    models_dir: StringProperty(
+        name="Model folders",
+        description="Folders of .safetensors checkpoints (or A1111/ComfyUI roots), separated by ';', that the "
+        "Model field offers (`v2vz models --models-dir`); $V2VZ_MODELS adds more",
+        default="",
+    )
+
     def draw(self, context):
         layout = self.layout
         layout.prop(self, "client_path")
+        layout.prop(self, "models_dir")
         found = find_client(self.client_path)
         layout.label(text=f"Uses: {found}" if found else "Not found: give the path of `v2vz`", icon="CONSOLE")
         layout.label(text="Start the daemon with `v2vz serve` before re-prompting a strip.")
+
+
+def search_models(_self, _context, edit_text: str) -> list[tuple[str, str]]:
+    """The Model field's suggestions: the checkpoints `v2vz models` lists (fetched when the dialog opened)."""
+    return model_suggestions(edit_text)
 
 
 class EditProperties:
@@ -79,7 +94,15 @@ class EditProperties:
     )
     model: StringProperty(
         name="Model",
-        description="A model the daemon may load (`v2vz models` lists them); empty: the daemon's own",
+        description="A model the daemon may load: a checkpoint `v2vz models` lists (offered here), a built-in, a "
+        "folder or a hub id; empty: the daemon's own",
+        default="",
+        search=search_models,
+    )
+    loras: StringProperty(
+        name="LoRAs",
+        description="LoRA files as PATH or PATH:SCALE (scale 1 if not given), separated by ';', "
+        "e.g. //ink.safetensors:0.6; /loras/grain.safetensors",
         default="",
     )
 
@@ -119,11 +142,13 @@ class EditProperties:
 
     def edit_options(self) -> dict:
         names = ("prompt", "source_prompt", "steps", "guidance", "seed", "size", "inversion", "preset", "window")
-        return {**{name: getattr(self, name) for name in (*names, "model", *self.LOCAL)}, "preview": self.PREVIEW}
+        chosen = (*names, "model", "loras", *self.LOCAL)
+        return {**{name: getattr(self, name) for name in chosen}, "preview": self.PREVIEW}
 
     def invoke(self, context, event):
         if bpy.app.background:
             return self.execute(context)
+        fetch_models(context)  # on a thread: the Model field offers the checkpoints once they are listed
         return context.window_manager.invoke_props_dialog(self, width=420)
 
     def draw(self, context):
@@ -152,6 +177,7 @@ class EditProperties:
         row = layout.row()
         row.prop(self, "preset", text="")
         row.prop(self, "model")
+        layout.prop(self, "loras")
         self.draw_local(layout.box(), compat.sequencer_scene(context).sequence_editor)
 
     def draw_local(self, box, editor) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -248,6 +249,45 @@ def _short(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+MAX_LORAS = 16  # style LoRAs stack a few at a time; a bound keeps the wire and the journal small
+LORA_SCALE_RANGE = (-10.0, 10.0)
+_SCALE_SUFFIX = re.compile(r":([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Lora:
+    """A LoRA the job applies to the model: its file, its scale and the sha256 of the file (set when the job is
+    resolved: the inversion depends on the weights, so the cache key and a re-made take need the content)."""
+
+    path: Path
+    scale: float = 1.0
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Lora:
+        """`PATH[:SCALE]` as `--lora` takes it; only a trailing `:number` is a scale (`C:\\x.safetensors` is a path)."""
+        match = _SCALE_SUFFIX.search(text)
+        if match and len(text) > len(match.group(0)):
+            return cls(Path(text[: match.start()]), float(match.group(1)))
+        return cls(Path(text))
+
+    @classmethod
+    def from_record(cls, data: Any) -> Lora:
+        """A LoRA from a record: {"path", "scale", "digest"}, a [path, scale, digest] list or a `PATH[:SCALE]`."""
+        if isinstance(data, str):
+            return cls.parse(data)
+        if isinstance(data, dict):
+            return cls(Path(data["path"]), float(data.get("scale", 1.0)), data.get("digest") or None)
+        path, scale, *digest = data
+        return cls(Path(path), float(scale), (digest[0] if digest else None) or None)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"path": str(self.path), "scale": self.scale, "digest": self.digest}
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.scale:g}"
+
+
 @dataclass(frozen=True)
 class EditJob:
     """One edit: which frames of which clip, the two prompts, how, and where the result goes."""
@@ -273,6 +313,7 @@ class EditJob:
     matte_start: int = 0
     matte_digest: str | None = None  # sha256 of the matte's files, set when the job is resolved (to re-make a take)
     mask_dir: Path | None = None  # where the local edit's final masks go, 8-bit grey PNGs (--save-mask)
+    loras: tuple[Lora, ...] = ()  # applied to the model in this order (v2vz_engine.loras); scale 0: as if absent
 
     @property
     def local(self) -> bool:
@@ -289,6 +330,7 @@ class EditJob:
         data = dataclasses.asdict(self)
         for name in ("source", "output", "out_frames_dir", "source_fps", "matte", "mask_dir"):
             data[name] = None if data[name] is None else str(data[name])
+        data["loras"] = [lora.to_record() for lora in self.loras]
         return data
 
     @classmethod
@@ -302,6 +344,7 @@ class EditJob:
                 fields[name] = None if fields[name] is None else Path(fields[name])
         if fields.get("source_fps") is not None:
             fields["source_fps"] = parse_fps(fields["source_fps"])
+        fields["loras"] = tuple(Lora.from_record(lora) for lora in fields.get("loras") or ())
         return cls(**fields)
 
     def with_absolute_paths(self) -> EditJob:
@@ -312,7 +355,8 @@ class EditJob:
             return None if path is None else Path(path).expanduser().resolve()
 
         paths = ("source", "output", "out_frames_dir", "matte", "mask_dir")
-        return dataclasses.replace(self, **{name: absolute(getattr(self, name)) for name in paths})
+        loras = tuple(dataclasses.replace(lora, path=absolute(lora.path)) for lora in self.loras)
+        return dataclasses.replace(self, loras=loras, **{name: absolute(getattr(self, name)) for name in paths})
 
     def through_end(self, clip_frames: int) -> EditJob:
         """This job with frames=0 ("through the end") made the count of frames the clip has from start on."""
@@ -375,6 +419,23 @@ class EditJob:
             raise InvalidArgument(f"take must be 1 or more, got {_short(self.take)}")
         self.options.validate()
         self._validate_local()
+        self._validate_loras()
+
+    def _validate_loras(self) -> None:
+        """A few LoRAs, each a path and a finite scale in range (the files are checked when the job is resolved)."""
+        if len(self.loras) > MAX_LORAS:
+            raise InvalidArgument(f"{len(self.loras)} LoRAs given; at most {MAX_LORAS}")
+        low, high = LORA_SCALE_RANGE
+        for lora in self.loras:
+            text = str(lora.path)
+            if not text or text == "." or "\x00" in text or len(text) > MAX_PATH_CHARS:
+                raise InvalidArgument(f"LoRA path {_short(text)} is not a file name: give --lora PATH[:SCALE]")
+            scale = lora.scale
+            if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale):
+                raise InvalidArgument(f"the scale of LoRA {lora.path.name} must be a number, got {_short(scale)}")
+            if not low <= scale <= high:
+                name = lora.path.name
+                raise InvalidArgument(f"the scale of LoRA {name} must be between {low} and {high}, got {scale:g}")
 
     def _validate_local(self) -> None:
         """The local edit's words are the prompts', a feather needs a matte, a mask folder a local edit."""

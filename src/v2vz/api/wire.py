@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from v2vz.api.errors import InvalidArgument
-from v2vz.api.job import RETIRED_OPTIONS, EditJob, EditOptions, parse_fps
+from v2vz.api.job import MAX_LORAS, MAX_PATH_CHARS, RETIRED_OPTIONS, EditJob, EditOptions, Lora, parse_fps
 from v2vz.api.v1 import editor_pb2 as pb
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -103,7 +103,16 @@ def job_to_request(job: EditJob, *, stream_frames: bool = False, client: str = "
         matte=str(job.matte) if job.matte else "",
         matte_start=job.matte_start,
         mask_dir=str(job.mask_dir) if job.mask_dir else "",
+        loras=loras_to_wire(job.loras),
     )
+
+
+def loras_to_wire(loras: tuple[Lora, ...]) -> list[pb.Lora]:
+    return [pb.Lora(path=str(lora.path), scale=lora.scale, digest=lora.digest or "") for lora in loras]
+
+
+def loras_from_wire(loras: Iterable[pb.Lora]) -> tuple[Lora, ...]:
+    return tuple(Lora(Path(lora.path), lora.scale, lora.digest or None) for lora in loras)
 
 
 MAX_CLIENT_CHARS = 100
@@ -121,6 +130,11 @@ def check_request(request: pb.SubmitEditRequest) -> None:
             raise InvalidArgument(f"option {name[:40]!r} or its value is longer than {MAX_OPTION_CHARS} characters")
     if max(len(request.source_fps), len(request.media_id), len(request.codec)) > MAX_OPTION_CHARS:
         raise InvalidArgument(f"source_fps, media_id and codec are at most {MAX_OPTION_CHARS} characters")
+    if len(request.loras) > MAX_LORAS:
+        raise InvalidArgument(f"{len(request.loras)} LoRAs given; at most {MAX_LORAS}")
+    for lora in request.loras:
+        if len(lora.path) > MAX_PATH_CHARS or len(lora.digest) > MAX_OPTION_CHARS:
+            raise InvalidArgument(f"a LoRA's path is at most {MAX_PATH_CHARS} characters, a digest {MAX_OPTION_CHARS}")
 
 
 def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | None = None) -> EditJob:
@@ -151,6 +165,7 @@ def job_from_request(request: pb.SubmitEditRequest, model: str, source: Path | N
         matte=Path(request.matte) if request.matte else None,
         matte_start=request.matte_start,
         mask_dir=Path(request.mask_dir) if request.mask_dir else None,
+        loras=loras_from_wire(request.loras),
     )
     job.validate()
     return job
@@ -190,4 +205,5 @@ def summary_to_dict(job: pb.JobSummary) -> dict[str, Any]:
         "matte_start": job.matte_start,
         "matte_digest": job.matte_digest or None,
         "mask_dir": job.mask_dir or None,
+        "loras": [{"path": lora.path, "scale": lora.scale, "digest": lora.digest or None} for lora in job.loras],
     }

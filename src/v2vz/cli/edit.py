@@ -16,7 +16,7 @@ import typer
 
 from v2vz.api.errors import EXIT_INTERRUPTED, EXIT_LOST, DaemonUnavailable, InvalidArgument, JobLost, V2vzError
 from v2vz.api.formats import CODECS, TAKE_FORMATS, default_codec, output_format
-from v2vz.api.job import ATTENTION_LAYOUTS, INVERSIONS, PRESETS, EditJob, EditOptions, parse_fps
+from v2vz.api.job import ATTENTION_LAYOUTS, INVERSIONS, PRESETS, EditJob, EditOptions, Lora, parse_fps
 from v2vz.api.takes import (
     Take,
     next_take,
@@ -158,6 +158,14 @@ def edit(
             help="Fraction of the steps whose self-attention is the source's (0..1): keeps layout and motion (0)."
         ),
     ] = None,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lora",
+            help="Apply this LoRA (.safetensors, kohya/A1111 or diffusers format) at SCALE (1.0): PATH[:SCALE]; "
+            "repeat for several. Scale 0 is the edit without it.",
+        ),
+    ] = None,
     save_mask: Annotated[
         Path | None,
         typer.Option(help="Write the local edit's masks here as 8-bit grey PNGs, numbered like the source's frames."),
@@ -219,6 +227,7 @@ def edit(
             matte=matte,
             matte_start=matte_start,
             mask_dir=save_mask,
+            loras=tuple(Lora.parse(text) for text in lora or ()),
         )
         plan = TakePlan(out_dir, take_format or "mp4") if out is None else None
         run_edit(job, plan, local, events is not None, quiet, device=device, cache_dir=cache_dir)
@@ -306,6 +315,9 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
     from v2vz_engine.model_source import default_model, locate
 
     located = locate(job.model or default_model())  # a wrong name fails in milliseconds, before torch loads
+    from v2vz_engine.loras import resolve_loras  # torch-free: a file that is no LoRA fails before torch loads
+
+    job = resolve_loras(job)  # each LoRA checked and digested: what the sidecar records
     from v2vz_engine import media
     from v2vz_engine.media.outputs import refuse_existing
     from v2vz_engine.models import load_model

@@ -119,6 +119,8 @@ def job_block(job) -> list[str]:
     lines.append(f"    prompt: {job.prompt}")
     if row["options"]:
         lines.append("    options: " + " ".join(f"{name}={value}" for name, value in row["options"].items()))
+    if row["loras"]:
+        lines.append("    loras: " + ", ".join(lora_text(lora) for lora in row["loras"]))
     local = local_edit_text(row)
     if local:
         lines.append(f"    local edit: {local}")
@@ -128,6 +130,12 @@ def job_block(job) -> list[str]:
 
 
 DIGEST_SHOWN = 12  # characters of a matte's sha256 in the table (--json has it whole)
+
+
+def lora_text(lora: dict) -> str:
+    """A LoRA of a job, for the table: PATH:SCALE and the start of its file's sha256."""
+    digest = f" (sha256 {lora['digest'][:DIGEST_SHOWN]})" if lora["digest"] else ""
+    return f"{lora['path']}:{lora['scale']:g}{digest}"
 
 
 def local_edit_text(row: dict) -> str:

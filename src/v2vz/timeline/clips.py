@@ -17,6 +17,7 @@ from pathlib import Path
 import opentimelineio as otio
 
 from v2vz.api.errors import InvalidArgument
+from v2vz.api.job import Lora
 from v2vz.timeline.adapters import RATELESS, read_timeline, timeline_format
 from v2vz.timeline.media import MediaCache, MediaFacts, MediaProblem, url_to_path
 from v2vz.timeline.prompts import METADATA_KEY, BadPrompts, ClipPrompts, NotMarked, is_edit, prompts_of
@@ -52,6 +53,7 @@ class Candidate:
     timecode_clock: bool = False  # the timeline counts this media's frames from its start timecode (not from 0)
     where: str = ""  # the record position as the editor shows it, for messages
     matte: MediaFacts | None = None  # a local edit's matte (prompts.matte), found and probed
+    loras: tuple[Lora, ...] = ()  # prompts.loras, each file found (absolute paths: the daemon has its own cwd)
 
     @property
     def matte_start(self) -> int:
@@ -225,6 +227,24 @@ def matte_of(prompts: ClipPrompts, base: Path, cache: MediaCache) -> MediaFacts 
         raise Refused(f"its matte cannot be used: {str(problem).removeprefix('its media ')}") from None
 
 
+def loras_of(prompts: ClipPrompts, base: Path) -> tuple[Lora, ...]:
+    """The clip's LoRAs (`PATH[:SCALE]`; a path or file:// URL, relative: to the timeline's folder, like a matte),
+    each an existing file; Refused with the reason for the first that is not."""
+    loras = []
+    for text in prompts.loras:
+        lora = Lora.parse(text)
+        try:
+            path = url_to_path(str(lora.path), base)
+        except ValueError as problem:
+            raise Refused(f"its LoRA {text}: {str(problem).replace('its media', 'it')}") from None
+        if not path.exists():
+            raise Refused(f"its LoRA {path} does not exist: fix its `--lora` or put the file there")
+        if not path.is_file():
+            raise Refused(f"its LoRA {path} is not a file: give --lora a .safetensors file")
+        loras.append(Lora(path.absolute(), lora.scale))
+    return tuple(loras)
+
+
 def _is_marked(clip: otio.schema.Clip, prompt_from: str) -> bool:
     """Whether the clip carries prompts, usable or not (a user meant it for v2vz)."""
     try:
@@ -291,12 +311,14 @@ def find_clips(
             try:
                 facts, frames, timecode_clock = check_clip(item, base, cache)
                 matte = matte_of(prompts, base, cache)
+                loras = loras_of(prompts, base)
             except Refused as problem:
                 found.refused.append(Refusal(ref, str(problem), where))
                 continue
             if prompts.note:
                 found.notes.append(Refusal(ref, prompts.note, where).line())
-            found.candidates.append(Candidate(ref, prompts, facts, frames, record, timecode_clock, where, matte))
+            candidate = Candidate(ref, prompts, facts, frames, record, timecode_clock, where, matte, loras)
+            found.candidates.append(candidate)
     return found
 
 
@@ -328,12 +350,16 @@ def prompts_label(prompts: ClipPrompts) -> str:
 
 
 def describe(candidate: Candidate) -> str:
-    """`shotA: frames 4..11 of a.mov (24 fps), 'a car' -> 'a jeep'` (`, matte m.mov from its frame 4`)"""
+    """`shotA: frames 4..11 of a.mov (24 fps), 'a car' -> 'a jeep'` (`, matte m.mov from its frame 4`,
+    `, LoRAs ink.safetensors:0.6 grain.safetensors:1`)"""
     frames, media = candidate.frames, candidate.media
     fps = media.fps.numerator if media.fps.denominator == 1 else f"{media.fps.numerator}/{media.fps.denominator}"
     matte = ""
     if candidate.matte is not None:
         matte = f", matte {candidate.matte.path.name} from its frame {candidate.matte_start}"
+    if candidate.loras:
+        matte += ", LoRA" + ("s " if len(candidate.loras) > 1 else " ")
+        matte += " ".join(f"{lora.path.name}:{lora.scale:g}" for lora in candidate.loras)
     return (
         f"{candidate.ref.name or 'a clip'}: frames {frames.start}..{frames.last} of {media.path.name} ({fps} fps), "
         f"{prompts_label(candidate.prompts)}{matte}"

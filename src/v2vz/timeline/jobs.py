@@ -1,7 +1,7 @@
 """One daemon job per clip to edit: planned and checked first, its take reserved, submitted, then followed.
 
-Clips that ask for the same edit (the same frames of the same media with the same prompts and options, e.g. a shot
-cut twice into the timeline) share one job and one take. Every job writes a new take in the media folder
+Clips that ask for the same edit (the same frames of the same media with the same prompts, options, matte and LoRAs,
+e.g. a shot cut twice into the timeline) share one job and one take. Every job writes a new take in the media folder
 (`NAME-v2vz-tN.mov`, v2vz.api.takes), so nothing earlier is ever overwritten. A clip's own options (its marker's
 `options:` line, its metadata's `options`) win over the command's.
 """
@@ -74,6 +74,7 @@ def plan(
             refused.append(Refusal(candidate.ref, f"its options: {error}", candidate.where))
             continue
         key = (str(job.source), job.start, job.frames, job.prompt, job.source_prompt, str(job.matte), job.matte_start)
+        key += (tuple((str(lora.path), lora.scale) for lora in job.loras),)  # in order: LoRAs stack in it
         key += tuple(sorted(options_to_map(job.options).items()))
         if key not in checked:
             checked[key] = _refusal(job, media_dir, container) if media_dir is not None else ""
@@ -108,6 +109,7 @@ def _job_of(candidate: Candidate, base: EditOptions, model: str, audio: bool) ->
         audio=audio,
         matte=None if candidate.matte is None else Path(candidate.matte.path).absolute(),
         matte_start=candidate.matte_start,
+        loras=candidate.loras,
     )
 
 

@@ -3,8 +3,9 @@
 A marker counts when its name or its comment has `source: <what the clip shows>` and `prompt: <the edit>`, one per
 line or on one line (`source: a car; prompt: a jeep`, for formats that keep only a marker's name), optionally
 `options: --steps 30 --guidance 5`, and `matte: PATH` for a local edit's matte (also `--matte PATH` and
-`--matte-start N` among the options). A marker named `v2vz` without them is a mistake and is reported. The metadata
-form is `{"source": "...", "prompt": "...", "options": {"steps": 30}, "matte": "..."}`.
+`--matte-start N` among the options). LoRAs: `--lora PATH[:SCALE]` among the options or `lora: PATH[:SCALE]` lines,
+each repeatable, every one kept in order. A marker named `v2vz` without them is a mistake and is reported. The
+metadata form is `{"source": "...", "prompt": "...", "options": {"steps": 30}, "matte": "...", "loras": [...]}`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import opentimelineio as otio
 
 from v2vz.api.errors import InvalidArgument
-from v2vz.api.job import EditOptions
+from v2vz.api.job import LORA_SCALE_RANGE, MAX_LORAS, EditOptions, Lora
 from v2vz.api.wire import parse_option
 
 MARKER_NAME = "v2vz"
@@ -28,11 +29,12 @@ HOW_TO_MARK = (
     "add a marker whose name or comment says `source: <what the clip shows>` and `prompt: <the edit>` (one line "
     "each, or `source: ...; prompt: ...` in the name), or metadata v2vz = {source, prompt} in .otio"
 )
-_KEY = re.compile(r"(?i)(?:^|(?<=[\s;|]))(source|prompt|options|matte)\s*:")
+_KEY = re.compile(r"(?i)(?:^|(?<=[\s;|]))(source|prompt|options|matte|lora)\s*:")
 _EDGES = " \t\r\n;|"
 _ALIASES = {"null_steps": "null_inner_steps"}  # `v2vz edit`'s flag names that differ from the option's
 _FIELDS = {f.name: f for f in dataclasses.fields(EditOptions)}
 MATTE_OPTIONS = ("matte", "matte_start")  # the job's, not EditOptions: taken out of a clip's options
+LORA_OPTION = "lora"  # `--lora PATH[:SCALE]`, repeatable: the job's, kept apart from the name -> value options
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ClipPrompts:
     note: str = ""  # other prompts on the clip that are not used (a second marker, metadata under a marker)
     matte: str = ""  # a local edit's matte as written (a path or file:// URL; relative: to the timeline's folder)
     matte_start: int = 0  # the matte's frame that goes with the media's first frame (clips.Candidate.matte_start)
+    loras: tuple[str, ...] = ()  # `PATH[:SCALE]` as written, in order (relative: to the timeline's folder)
 
 
 class NotMarked(Exception):
@@ -67,23 +70,38 @@ def marker_text(marker: otio.schema.Marker) -> str:
 
 
 def fields_of(text: str) -> dict[str, str]:
-    """`source:`, `prompt:`, `options:` and `matte:` of a text, each up to the next key."""
+    """`source:`, `prompt:`, `options:` and `matte:` of a text, each up to the next key (the first of each);
+    `lora:` lines all kept, one a line, in order (each up to its line's end)."""
     found: dict[str, str] = {}
+    loras: list[str] = []
     matches = list(_KEY.finditer(text))
     for index, match in enumerate(matches):
         end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        key = match.group(1).lower()
-        found.setdefault(key, text[match.end() : end].strip(_EDGES))
+        key, value = match.group(1).lower(), text[match.end() : end].strip(_EDGES)
+        if key == LORA_OPTION:
+            loras.append(value.splitlines()[0].strip(_EDGES) if value else "")
+        else:
+            found.setdefault(key, value)
+    if loras:
+        found[LORA_OPTION] = "\n".join(loras)
     return found
 
 
 def options_from_text(text: str) -> dict[str, str]:
-    """`--steps 30 --guidance=5 --fast` (or `steps=30`) as option name -> wire string, each checked."""
+    """`--steps 30 --guidance=5 --fast` (or `steps=30`) as option name -> wire string, each checked (`--lora`
+    left out: options_and_loras keeps those)."""
+    return options_and_loras(text)[0]
+
+
+def options_and_loras(text: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    """An options line's options (name -> wire string, each checked) and its `--lora` values, every occurrence in
+    order (a dict keeps one value per name, and a clip may stack several LoRAs)."""
     try:
         words = shlex.split(text or "")
     except ValueError as error:
         raise BadPrompts(f"its options line {text!r} cannot be read ({error})") from None
     options: dict[str, str] = {}
+    loras: list[str] = []
     index = 0
     while index < len(words):
         word = words[index]
@@ -100,9 +118,12 @@ def options_from_text(text: str) -> dict[str, str]:
                 raise BadPrompts(f"the option {word} in its options line needs a value")
             index += 1
             value = words[index]
-        options[name] = value if sep or not is_flag else "true"
+        if name == LORA_OPTION:
+            loras.append(value)
+        else:
+            options[name] = value if sep or not is_flag else "true"
         index += 1
-    return checked_options(options)
+    return checked_options(options), checked_loras(loras)
 
 
 def checked_options(options: dict[str, Any]) -> dict[str, str]:
@@ -116,6 +137,8 @@ def checked_options(options: dict[str, Any]) -> dict[str, str]:
         try:
             if name in MATTE_OPTIONS:
                 _check_matte_option(name, text)
+            elif name == LORA_OPTION:
+                checked_loras([text])
             elif name == "preset":
                 EditOptions.preset(text)
             else:
@@ -131,6 +154,39 @@ def _check_matte_option(name: str, text: str) -> None:
         raise InvalidArgument("the matte needs a path: --matte PATH")
     if name == "matte_start" and not (text.strip().isdigit() and int(text) < 1_000_000):
         raise InvalidArgument(f"option matte_start must be a whole number of frames from 0, got {text[:40]!r}")
+
+
+def checked_loras(texts: Any) -> tuple[str, ...]:
+    """`PATH[:SCALE]` texts as `--lora` takes them (v2vz.api.job.Lora.parse), each with a path and a scale in range;
+    BadPrompts says which is not."""
+    if isinstance(texts, str) or not hasattr(texts, "__iter__"):
+        raise BadPrompts("its LoRAs are not a list of `PATH[:SCALE]` texts")
+    checked = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise BadPrompts(f"its LoRAs hold {_kind(text)}, not a `PATH[:SCALE]` text")
+        lora = Lora.parse(text.strip())
+        if not str(lora.path).strip() or str(lora.path) == ".":
+            raise BadPrompts("its options: a LoRA needs a path: --lora PATH[:SCALE]")
+        low, high = LORA_SCALE_RANGE
+        if not low <= lora.scale <= high:
+            raise BadPrompts(
+                f"its options: the scale of LoRA {lora.path.name} must be between {low:g} and {high:g}, got "
+                f"{lora.scale:g}"
+            )
+        checked.append(text.strip())
+    if len(checked) > MAX_LORAS:
+        raise BadPrompts(f"its options: {len(checked)} LoRAs given; at most {MAX_LORAS}")
+    return tuple(checked)
+
+
+def with_loras(prompts: ClipPrompts, loras: tuple[str, ...] = ()) -> ClipPrompts:
+    """The clip's LoRAs: `lora:` lines (or metadata `loras`), then `--lora` of its options, in order, every one kept;
+    a `lora` left among name -> value options (metadata's `options`) is taken out, as the matte is."""
+    options = dict(prompts.options)
+    given = options.pop(LORA_OPTION, "")
+    every = checked_loras([*prompts.loras, *loras, *([given] if given else [])])
+    return dataclasses.replace(prompts, options=options, loras=every)
 
 
 def with_matte(prompts: ClipPrompts, matte: str = "") -> ClipPrompts:
@@ -180,10 +236,11 @@ def _marker_label(marker: otio.schema.Marker) -> str:
     return f"marker {name!r}" if name else "a marker"
 
 
-def _said(fields: dict[str, str]) -> tuple[str, str, str, str]:
+def _said(fields: dict[str, str]) -> tuple[str, str, str, str, str]:
     """What a marker asks for, to tell two markers that ask for different edits apart."""
     options = " ".join(fields.get("options", "").split())
-    return (fields.get("source", ""), fields.get("prompt", ""), options, fields.get("matte", ""))
+    matte, loras = fields.get("matte", ""), fields.get(LORA_OPTION, "")
+    return (fields.get("source", ""), fields.get("prompt", ""), options, matte, loras)
 
 
 def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
@@ -211,6 +268,12 @@ def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
             raise BadPrompts('its metadata["v2vz"]["options"] is not a dictionary of edit options')
         checked = checked_options(dict(options.items()))
         prompts = with_matte(dataclasses.replace(prompts, options=checked), prompts.matte)
+        prompts = with_loras(prompts)
+    loras = data.get("loras")
+    if loras is not None:
+        if isinstance(loras, str) or not hasattr(loras, "__len__") or hasattr(loras, "items"):
+            raise BadPrompts(f'its metadata["v2vz"]["loras"] is {_kind(loras)}, not a list of `PATH[:SCALE]` texts')
+        prompts = with_loras(prompts, tuple(loras))
     return prompts
 
 
@@ -231,8 +294,10 @@ def _complete(fields: dict[str, str], origin: str) -> ClipPrompts:
         raise BadPrompts(
             f"its {origin} has no {' and no '.join(f'`{key}:`' for key in missing)}: " + HOW_TO_MARK.split(" (")[0]
         )
-    options = options_from_text(fields["options"]) if fields.get("options") else {}
-    return with_matte(ClipPrompts(fields["source"], fields["prompt"], options, origin), fields.get("matte", ""))
+    options, loras = options_and_loras(fields["options"]) if fields.get("options") else ({}, ())
+    lines = tuple(fields[LORA_OPTION].split("\n")) if LORA_OPTION in fields else ()
+    prompts = ClipPrompts(fields["source"], fields["prompt"], options, origin, loras=lines)
+    return with_loras(with_matte(prompts, fields.get("matte", "")), loras)
 
 
 def prompts_of(clip: otio.schema.Clip, prompt_from: str = "any") -> ClipPrompts:
@@ -264,7 +329,7 @@ def _with_unused_metadata(clip: otio.schema.Clip, prompts: ClipPrompts) -> ClipP
 
 def _asks(prompts: ClipPrompts) -> tuple:
     """The edit prompts ask for (not where they came from)."""
-    return (prompts.source, prompts.prompt, prompts.options, prompts.matte, prompts.matte_start)
+    return (prompts.source, prompts.prompt, prompts.options, prompts.matte, prompts.matte_start, prompts.loras)
 
 
 def is_edit(item: otio.core.SerializableObject) -> bool:

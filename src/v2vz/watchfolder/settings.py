@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from v2vz.api.errors import InvalidArgument, one_line
-from v2vz.api.job import RETIRED_OPTIONS, EditJob, EditOptions
+from v2vz.api.job import RETIRED_OPTIONS, EditJob, EditOptions, Lora
 from v2vz.api.safe_json import MAX_DEPTH, nesting_depth
 from v2vz.api.wire import parse_option, unknown_option
 from v2vz.watchfolder.naming import free_output
@@ -32,6 +32,7 @@ JOB_KEYS = (
     "matte",
     "matte_start",
     "save_mask",
+    "loras",
 )
 PATH_KEYS = ("matte", "save_mask")  # relative ones: the matte's to IN_DIR, the masks' to OUT_DIR
 MATTE_MARK = ".matte"  # NAME.matte.mp4: a matte by its name, never a clip, even before a sidecar names it
@@ -103,6 +104,8 @@ def check_settings(file_name: str, data: dict[str, Any]) -> dict[str, Any]:
             raise InvalidArgument(f"{file_name}: audio must be true or false, got {value!r}")
         if key in ("format", "audio"):
             pass
+        elif key == "loras":
+            value = _loras(file_name, value)
         elif key in ("prompt", "source_prompt", "preset", "codec"):
             if not isinstance(value, str):
                 example = f'{key} = "..."'
@@ -121,6 +124,28 @@ def check_settings(file_name: str, data: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidArgument(f"{file_name}: {exc}") from None
         values[key] = value
     return values
+
+
+def _loras(file_name: str, value: Any) -> tuple[Lora, ...]:
+    """`loras = ["style.safetensors:0.8", {path = "ink.safetensors", scale = 0.5}]` (one string alone too)."""
+    items = [value] if isinstance(value, str | dict) else value
+    if not isinstance(items, list):
+        items = [None]
+    loras = []
+    for item in items:
+        if isinstance(item, str) and item.strip():
+            loras.append(Lora.parse(item))
+        elif isinstance(item, dict) and isinstance(item.get("path"), str) and set(item) <= {"path", "scale"}:
+            scale = item.get("scale", 1.0)
+            if isinstance(scale, bool) or not isinstance(scale, int | float):
+                raise InvalidArgument(f"{file_name}: a LoRA's scale must be a number, got {scale!r}")
+            loras.append(Lora(Path(item["path"]), float(scale)))
+        else:
+            raise InvalidArgument(
+                f'{file_name}: loras must be a list of "PATH[:SCALE]" strings or {{path = "...", scale = 0.8}} '
+                f"tables, got {item!r}"[:300]
+            )
+    return tuple(loras)
 
 
 def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> EditJob | str:
@@ -146,6 +171,7 @@ def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> 
     if matte is not None and not os.path.lexists(matte):
         return f"{video.name} waits: its matte {matte} is not there (matte in {sidecar.name} or {DEFAULTS_NAME})"
     mask_root = None if settings.get("save_mask") is None else _beside(out_dir, settings["save_mask"])
+    loras = settings.get("loras", ())  # relative ones are in IN_DIR, like a matte
     output = free_output(out_dir, video.stem, claimed, settings.get("format", "mp4"), mask_root)
     job = EditJob(
         source=video.resolve(),
@@ -161,6 +187,7 @@ def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> 
         matte=matte,
         matte_start=settings.get("matte_start", 0),
         mask_dir=None if mask_root is None else mask_root / output.stem,
+        loras=tuple(dataclasses.replace(lora, path=_beside(video.parent, str(lora.path))) for lora in loras),
     )
     job.validate()
     return job

@@ -80,6 +80,10 @@ def resolve(job: EditJob, checked: bool = False) -> tuple[EditJob, MediaInfo]:
         info = dataclasses.replace(info, fps=job.source_fps)
     check_range(info, job.start, job.frames)
     check_outputs(job, info)
+    if any(lora.digest is None for lora in job.loras):  # the daemon's admission digests them first, itself
+        from v2vz_engine.loras import resolve_loras
+
+        job = resolve_loras(job)  # each file a LoRA, its digest recorded (the inversion depends on it)
     if job.matte is not None:
         matte = check_matte(job, info)
         check_spares(job, _files_of(matte.info), f"a frame of the matte {job.matte}")

@@ -94,7 +94,7 @@ class UploadedMedia(_message.Message):
     def __init__(self, media_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class SubmitEditRequest(_message.Message):
-    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "output", "out_frames_dir", "stream_frames", "client", "source_fps", "model", "codec", "no_audio", "overwrite", "preview", "take", "matte", "matte_start", "mask_dir")
+    __slots__ = ("source_path", "media_id", "start", "frames", "source_prompt", "prompt", "options", "output", "out_frames_dir", "stream_frames", "client", "source_fps", "model", "codec", "no_audio", "overwrite", "preview", "take", "matte", "matte_start", "mask_dir", "loras")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class SubmitEditRequest(_message.Message):
     MATTE_FIELD_NUMBER: _ClassVar[int]
     MATTE_START_FIELD_NUMBER: _ClassVar[int]
     MASK_DIR_FIELD_NUMBER: _ClassVar[int]
+    LORAS_FIELD_NUMBER: _ClassVar[int]
     source_path: str
     media_id: str
     start: int
@@ -144,7 +145,18 @@ class SubmitEditRequest(_message.Message):
     matte: str
     matte_start: int
     mask_dir: str
-    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., output: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ..., source_fps: _Optional[str] = ..., model: _Optional[str] = ..., codec: _Optional[str] = ..., no_audio: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., preview: _Optional[bool] = ..., take: _Optional[int] = ..., matte: _Optional[str] = ..., matte_start: _Optional[int] = ..., mask_dir: _Optional[str] = ...) -> None: ...
+    loras: _containers.RepeatedCompositeFieldContainer[Lora]
+    def __init__(self, source_path: _Optional[str] = ..., media_id: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., source_prompt: _Optional[str] = ..., prompt: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., output: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., stream_frames: _Optional[bool] = ..., client: _Optional[str] = ..., source_fps: _Optional[str] = ..., model: _Optional[str] = ..., codec: _Optional[str] = ..., no_audio: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., preview: _Optional[bool] = ..., take: _Optional[int] = ..., matte: _Optional[str] = ..., matte_start: _Optional[int] = ..., mask_dir: _Optional[str] = ..., loras: _Optional[_Iterable[_Union[Lora, _Mapping]]] = ...) -> None: ...
+
+class Lora(_message.Message):
+    __slots__ = ("path", "scale", "digest")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    scale: float
+    digest: str
+    def __init__(self, path: _Optional[str] = ..., scale: _Optional[float] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class SubmitEditReply(_message.Message):
     __slots__ = ("job_id", "queue_position", "notes")
@@ -296,7 +308,7 @@ class ListJobsRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class JobSummary(_message.Message):
-    __slots__ = ("job_id", "state", "source", "prompt", "start", "frames", "submitted_unix", "finished_unix", "reason", "attempts", "started_unix", "output", "out_frames_dir", "model", "options", "client", "take", "preview", "source_prompt", "codec", "no_audio", "matte", "matte_digest", "mask_dir", "matte_start")
+    __slots__ = ("job_id", "state", "source", "prompt", "start", "frames", "submitted_unix", "finished_unix", "reason", "attempts", "started_unix", "output", "out_frames_dir", "model", "options", "client", "take", "preview", "source_prompt", "codec", "no_audio", "matte", "matte_digest", "mask_dir", "matte_start", "loras")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +341,7 @@ class JobSummary(_message.Message):
     MATTE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     MASK_DIR_FIELD_NUMBER: _ClassVar[int]
     MATTE_START_FIELD_NUMBER: _ClassVar[int]
+    LORAS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: str
     source: str
@@ -354,7 +367,8 @@ class JobSummary(_message.Message):
     matte_digest: str
     mask_dir: str
     matte_start: int
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., source: _Optional[str] = ..., prompt: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., submitted_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_unix: _Optional[float] = ..., output: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., model: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., client: _Optional[str] = ..., take: _Optional[int] = ..., preview: _Optional[bool] = ..., source_prompt: _Optional[str] = ..., codec: _Optional[str] = ..., no_audio: _Optional[bool] = ..., matte: _Optional[str] = ..., matte_digest: _Optional[str] = ..., mask_dir: _Optional[str] = ..., matte_start: _Optional[int] = ...) -> None: ...
+    loras: _containers.RepeatedCompositeFieldContainer[Lora]
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[str] = ..., source: _Optional[str] = ..., prompt: _Optional[str] = ..., start: _Optional[int] = ..., frames: _Optional[int] = ..., submitted_unix: _Optional[float] = ..., finished_unix: _Optional[float] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., started_unix: _Optional[float] = ..., output: _Optional[str] = ..., out_frames_dir: _Optional[str] = ..., model: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., client: _Optional[str] = ..., take: _Optional[int] = ..., preview: _Optional[bool] = ..., source_prompt: _Optional[str] = ..., codec: _Optional[str] = ..., no_audio: _Optional[bool] = ..., matte: _Optional[str] = ..., matte_digest: _Optional[str] = ..., mask_dir: _Optional[str] = ..., matte_start: _Optional[int] = ..., loras: _Optional[_Iterable[_Union[Lora, _Mapping]]] = ...) -> None: ...
 
 class ListJobsReply(_message.Message):
     __slots__ = ("jobs", "next_page_token")
