@@ -13,7 +13,7 @@ import pytest
 from v2vz.api.job import Lora
 from v2vz.timeline import prompts
 
-from .test_timeline import clip, error_lines, invoke, make_clip
+from .test_timeline import clip, error_lines, invoke, make_clip, video_tracks
 from .test_timeline_local_edits import BOXES, marked
 
 
@@ -86,6 +86,16 @@ def test_each_lora_set_is_a_job_of_its_own_and_a_missing_lora_leaves_its_clip_al
     # `ink` and `ink again` ask for the same edit (a `lora:` line or `--lora`: the same set): one job; the order of
     # a set is part of the edit (LoRAs stack in it), so `swapped` is a job of its own; `plain` has none
     assert all(job.options.steps == 2 and job.start == 4 for job in (e["job"] for e in fake.jobs.values()))
+    out = otio.adapters.read_from_file(str(tmp_path / "edited.otio"))
+    edits = [item for item in video_tracks(out)[-1] if isinstance(item, otio.schema.Clip)]
+    recorded = {
+        edit.metadata["v2vz"]["source_clip"]: [dict(lora) for lora in edit.metadata["v2vz"]["loras"]]
+        if "loras" in edit.metadata["v2vz"]
+        else None
+        for edit in edits
+    }
+    ink_set = [{"path": str(ink), "scale": 0.6}, {"path": str(grain), "scale": 1.0}]
+    assert recorded == {"ink": ink_set, "ink again": ink_set, "swapped": ink_set[::-1], "plain": None}  # none: no key
 
 
 def test_dry_run_names_each_clips_loras(tmp_path: Path):

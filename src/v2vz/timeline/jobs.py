@@ -156,6 +156,7 @@ def submit(
                 options=changed_options(job.options),
                 matte=None if job.matte is None else str(job.matte),
                 matte_start=job.matte_start,
+                loras=[[str(lora.path), lora.scale] for lora in job.loras],
                 clips=[
                     ClipPlace(c.ref.key, c.ref.name, range_to_json(c.record), c.timecode_clock) for c in item.candidates
                 ],

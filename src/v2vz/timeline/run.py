@@ -308,6 +308,8 @@ def placements_of(recorded: RunState) -> tuple[list[build.Placement], list[EditR
             }
             if record.matte:
                 metadata.update(matte=record.matte, matte_start=record.matte_start)
+            if record.loras:  # the edit depends on them: an editor reading OUT sees which, and how strong
+                metadata["loras"] = [{"path": path, "scale": scale} for path, scale in record.loras]
             record_range = run_state.range_from_json(place.record)
             placements.append(
                 build.Placement(place.name, record_range, facts, metadata, record.take, place.timecode_clock)

@@ -83,6 +83,7 @@ class EditRecord:
     reason: str = ""
     matte: str | None = None  # a local edit's matte (absolute) and its frame for the range's first frame
     matte_start: int = 0
+    loras: list[list] = field(default_factory=list)  # [[absolute path, scale], ...] in the order they stack
 
 
 @dataclass
