@@ -61,6 +61,8 @@ class Plan:
     compile_backend: str  # "inductor"; the quick plan only traces ("eager"): inductor's C++ build takes minutes
     targets: dict[str, float] = field(default_factory=dict)
     xl: tuple[str, int, int, int, int] = ("sdxl-random", 1024, 576, 8, 30)  # model, width, height, frames, steps
+    compile_blocks: int = 0  # how many blocks of each kind torch.compile wraps; 0: all (the quick plan: tracing
+    # every block costs 15 s on a CPU and checks nothing more than one of each kind does)
 
 
 FULL = Plan(
@@ -73,7 +75,7 @@ FULL = Plan(
     "inductor",
     {"null-text": 15.0, "direct": 8.0, "re-prompt": 4.0, "preview": 2.0, "long_gib": 24.0, "bf16_error": 0.05},
 )
-QUICK = Plan("tiny", 64, 4, 2, 8, 4, "eager", {"bf16_error": 0.05}, ("tiny-xl", 64, 36, 4, 2))
+QUICK = Plan("tiny", 64, 4, 2, 8, 4, "eager", {"bf16_error": 0.05}, ("tiny-xl", 64, 36, 4, 2), compile_blocks=1)
 
 
 @dataclass
@@ -173,7 +175,7 @@ def timed_job(pipeline, job, device: torch.device, cache=None) -> tuple[float, P
 
 
 @contextlib.contextmanager
-def compiled_unet(pipeline, backend: str) -> Iterator[int]:
+def compiled_unet(pipeline, backend: str, per_kind: int = 0) -> Iterator[int]:
     """The UNet's ResNet blocks and feed-forward layers under torch.compile (yields how many).
 
     Not the whole UNet: our attention processors count their calls and are made anew for every stage, so a
@@ -186,7 +188,10 @@ def compiled_unet(pipeline, backend: str) -> Iterator[int]:
 
     limit = torch._dynamo.config.cache_size_limit
     torch._dynamo.config.cache_size_limit = 256  # one graph per block kind, batch size (F, 2F, 3F, 4F) and frame count
-    blocks = [m for m in pipeline.model.unet.modules() if isinstance(m, ResnetBlock2D | FeedForward)]
+    blocks = []
+    for kind in (ResnetBlock2D, FeedForward):
+        of_kind = [m for m in pipeline.model.unet.modules() if isinstance(m, kind)]
+        blocks += of_kind[:per_kind] if per_kind else of_kind
     try:
         for block in blocks:
             block.compile(backend=backend)
@@ -330,7 +335,7 @@ def run_checks(plan: Plan, device: torch.device, cache_dir: Path, budget: Budget
     else:
         options = base.replace(inversion="direct")
         eager_s, _, _ = timed_job(pipeline, job("eager", options, plan.frames), device)
-        with compiled_unet(pipeline, plan.compile_backend) as blocks:
+        with compiled_unet(pipeline, plan.compile_backend, plan.compile_blocks) as blocks:
             first_s, _, _ = timed_job(pipeline, job("compile-1", options, plan.frames), device)
             steady_s, _, _ = timed_job(pipeline, job("compile-2", options, plan.frames), device)
         gain = eager_s - steady_s

@@ -184,11 +184,17 @@ def upsample(weight: np.ndarray, width: int, height: int) -> np.ndarray:
     return tensor.squeeze(1).clamp(0, 1).numpy()
 
 
+SOLID = 1e-5  # a resampled weight this near 0 or 1 is that value (rounding, not an edge: 8-bit mattes step by 1/255)
+
+
 def downsample(matte: np.ndarray, width: int, height: int) -> torch.Tensor:
     """A (F, H, W) matte at the latent size (area average: what the latent pixel covers)."""
     tensor = torch.from_numpy(np.ascontiguousarray(matte, dtype=np.float32)).unsqueeze(1)
     if tensor.shape[2:] != (height, width):
         tensor = F.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    # the filter's weights sum to 1 only up to rounding (a solid white matte came out 0.9999998): snap what rounding
+    # moved off 0 and 1, so a solid region stays exactly the edit's or exactly the source's
+    tensor = torch.where(tensor > 1 - SOLID, 1.0, torch.where(tensor < SOLID, 0.0, tensor))
     return tensor.squeeze(1).clamp(0, 1)
 
 

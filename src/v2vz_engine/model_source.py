@@ -20,7 +20,7 @@ from v2vz_engine.single_file import CheckpointInfo, inspect, is_checkpoint_path
 
 # Built in code with random weights (models.py): SD 1.x's layout tiny, predicting v, SDXL's layout tiny; and the
 # exact architectures of SD 1.5 and SDXL base, for speed and memory figures.
-BUILTIN_NAMES: tuple[str, ...] = ("tiny", "tiny-v", "tiny-xl", "sd15-random", "sdxl-random")
+BUILTIN_NAMES: tuple[str, ...] = ("toyworld", "tiny", "tiny-v", "tiny-xl", "sd15-random", "sdxl-random")
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"  # the published set-up; $V2VZ_MODEL or --model choose another
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # what a Stable Diffusion folder holds
 Kind = Literal["builtin", "folder", "hub", "file"]

@@ -7,6 +7,7 @@ Built-in models are built once in code, written with `save_pretrained` into the 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
@@ -303,8 +304,24 @@ def builtin_modules(name: str) -> dict[str, object]:
     return modules
 
 
+# Built-in models with trained weights shipped in the package (fp16 safetensors; the tokenizer is built from the
+# shipped CLIP merges): toyworld, trained by benchmarks/train_toyworld.py on the toy world of v2vz.world.
+TRAINED_BUILTINS: dict[str, Path] = {"toyworld": Path(__file__).parent / "data" / "toyworld"}
+
+
 def build_builtin(name: str, folder: Path) -> None:
-    """Build a built-in model with deterministic random weights and save it as a diffusers folder."""
+    """Build a built-in model as a diffusers folder: the shipped trained weights, or deterministic random ones."""
+    if name in TRAINED_BUILTINS:
+        from v2vz_engine.tokenizer import build_clip_tokenizer
+
+        if not (TRAINED_BUILTINS[name] / "unet" / "config.json").is_file():
+            raise ModelUnavailable(
+                f"the built-in {name}'s weights are missing from {TRAINED_BUILTINS[name]}: reinstall v2vz, or make "
+                f"them with benchmarks/train_toyworld.py"
+            )
+        shutil.copytree(TRAINED_BUILTINS[name], folder, dirs_exist_ok=True)
+        build_clip_tokenizer().save_pretrained(folder / "tokenizer")
+        return
     for part, module in builtin_modules(name).items():
         module.save_pretrained(folder / part)
     if "text_encoder_2" in BUILTIN_MODELS[name].configs():
@@ -338,6 +355,26 @@ def builtin_in_memory(name: str, device: str | torch.device | None = None) -> Lo
     )
 
 
+def text_to_image(model: LoadedModel) -> object:
+    """diffusers' own text-to-image pipeline on a loaded model's parts (DDIM, no safety checker): how the trained
+    world's gates and tests see what the model draws from a caption alone. Its scheduler is a copy: the model's
+    stays the method's."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    sampler = StableDiffusionPipeline(
+        vae=model.vae,
+        text_encoder=model.text_encoder,
+        tokenizer=model.tokenizer,
+        unet=model.unet,
+        scheduler=DDIMScheduler.from_config(model.scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    sampler.set_progress_bar_config(disable=True)
+    return sampler
+
+
 def ddim_of(config) -> object:
     """DDIM exactly as the method uses it, whatever scheduler the model folder ships: deterministic, no clipping, the
     final alpha the first one's. An epsilon model steps with SD 1.x's spacing ("leading", offset 1: the published
@@ -354,9 +391,19 @@ def ddim_of(config) -> object:
     return DDIMScheduler.from_config(config, **settings)
 
 
+def _weights_tag(name: str) -> str:
+    """For a trained built-in, a digest of its shipped weights: a retrained model never meets a stale cache."""
+    if name not in TRAINED_BUILTINS:
+        return ""
+    digest = hashlib.sha256()
+    for path in sorted(TRAINED_BUILTINS[name].rglob("*.safetensors")):
+        digest.update(path.read_bytes())
+    return "-" + digest.hexdigest()[:12]
+
+
 def ensure_builtin(name: str, cache_dir: str | Path | None = None) -> Path:
     """The built-in model's folder in the cache, built on first use (atomically: a crash never leaves half a model)."""
-    folder = cache_root(cache_dir) / "models" / f"{name}-{BUILTIN_VERSION}"
+    folder = cache_root(cache_dir) / "models" / f"{name}-{BUILTIN_VERSION}{_weights_tag(name)}"
     if (folder / "unet" / "config.json").exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -433,7 +480,7 @@ def load_model(
             reason = reason[:157].rsplit(" ", 1)[0] + "..."
         raise ModelUnavailable(
             f"model {spec!r} cannot be loaded from {source} ({reason}): pass --model another folder, a hub id or a "
-            f"built-in model ({', '.join(BUILTIN_MODELS)})"
+            f"built-in model ({', '.join([*TRAINED_BUILTINS, *BUILTIN_MODELS])})"
         ) from exc
     scheduler = ddim_of(scheduler.config)
     for module in (unet, vae, text_encoder, second):

@@ -32,6 +32,7 @@ DEFAULT_DIFFERS = {
     "null_lr_decay": "steps",
     "null_start": 0.0,
     "attention": "dense",
+    "joint_groupnorm": False,
     "refine_cross_replace": 0.8,
     "cross_replace_cutoff": "nearest",
     "refine_padding": "aligned",
@@ -76,7 +77,7 @@ def test_default_differs_from_published_exactly_where_documented() -> None:
     assert differing == set(DEFAULT_DIFFERS)
     for name, value in {**DEFAULT_DIFFERS, **SHARED}.items():
         assert default[name] == value, name
-    assert default["size"] is None and default["fast"] is False and default["joint_groupnorm"] is True
+    assert default["size"] is None and default["fast"] is False and default["joint_groupnorm"] is False
 
 
 def test_every_difference_has_its_row_in_method_differences() -> None:
@@ -295,7 +296,7 @@ NULL_TEXT = {"inversion": "null-text"}
         ({}, {"vae_encode": "sample"}),
         ({"vae_encode": "sample"}, {"seed": 7}),
         ({"inversion": "negative-prompt"}, {"steps": 20}),
-        ({}, {"joint_groupnorm": False}),
+        ({}, {"joint_groupnorm": True}),
     ],
 )
 def test_inversion_key_changes_with_the_inversion_settings(base: dict, changes: dict) -> None:
@@ -322,7 +323,7 @@ def test_inversion_key_ignores_settings_that_are_not_used(base: dict, changes: d
     assert options.replace(**changes).inversion_key() == options.inversion_key()
 
 
-@pytest.mark.parametrize("changes", [{"size": 256}, {"joint_groupnorm": False}])
+@pytest.mark.parametrize("changes", [{"size": 256}, {"joint_groupnorm": True}])
 def test_inversion_key_changes_with_what_the_inverted_latents_depend_on(changes: dict) -> None:
     assert EditOptions().replace(**changes).inversion_key() != EditOptions().inversion_key()
 

@@ -71,7 +71,7 @@ def test_every_inversion_option_reaches_the_key(frames):
         EditOptions(steps=4, inversion="null-text"),
         EditOptions(steps=4, inversion="negative-prompt"),
         EditOptions(steps=4, inversion_prompt="empty"),
-        EditOptions(steps=4, joint_groupnorm=False),
+        EditOptions(steps=4, joint_groupnorm=True),
         EditOptions(steps=4, vae_encode="sample"),
     ):
         assert base_key(frames, inversion_options=options.inversion_key()) != base_key(frames), options

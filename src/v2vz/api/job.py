@@ -79,7 +79,9 @@ class EditOptions:
     null_early_stop: bool = True
     null_start: float = 0.0  # fraction of the edit steps before the optimized nulls are used
     attention: AttentionLayout = "dense"
-    joint_groupnorm: bool = True
+    # ResNet GroupNorm statistics over the clip's frames (the published 3-D UNet's) or per frame, as every SD model
+    # was trained: per frame by default, measured in the trained world (docs/method-differences.md)
+    joint_groupnorm: bool = False
     cross_replace: float = 0.8  # fraction of steps with the source's cross-attention maps (replace mode)
     refine_cross_replace: float = 0.8  # the same for refine mode (the published code uses 0.4)
     cross_replace_cutoff: CutoffRule = "nearest"  # "published": int(fraction * (steps + 1)) steps
