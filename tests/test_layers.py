@@ -90,6 +90,9 @@ def test_the_contract_imports_only_itself():
         # the toy world (pictures and the classifier that reads them): numpy only, nothing of ours
         ("v2vz.world", ("v2vz.api", "v2vz.media", "v2vz.cli", "v2vz.client", "v2vz.watchfolder", "v2vz.timeline")),
         ("v2vz.world", ("v2vz_daemon", "v2vz_engine")),
+        # where the host plugins' files are (v2vz_host for the timeline's marker grammar): nothing of ours
+        ("v2vz.plugin_files", ("v2vz.api", "v2vz.media", "v2vz.cli", "v2vz.client", "v2vz.watchfolder")),
+        ("v2vz.plugin_files", ("v2vz.timeline", "v2vz.world", "v2vz_daemon", "v2vz_engine")),
     ],
 )
 def test_each_layer_imports_only_what_it_may(layer: str, forbidden: tuple[str, ...]):

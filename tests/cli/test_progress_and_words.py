@@ -102,7 +102,7 @@ def test_a_missing_prompt_is_required_in_the_help_and_in_one_clean_line():
 
 def test_help_says_the_defaults_that_hold():
     plugin = " ".join(run(["plugin", "install", "--help"], {"COLUMNS": "200"}).stdout.replace("│", " ").split())
-    assert "blender: the extension zip is written here instead of the current folder" in plugin, plugin
+    assert "blender: the zip is written here instead of the current folder" in plugin, plugin
     serve = " ".join(run(["serve", "--help"], {"COLUMNS": "200"}).stdout.replace("│", " ").split())
     assert "Default: $V2VZ_MODEL, else CompVis/stable-diffusion-v1-4" in serve, serve
 

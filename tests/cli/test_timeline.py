@@ -764,7 +764,7 @@ def test_prompts_from_markers_in_every_form():
     assert prompts.prompts_of(marked("source: a car; prompt: a jeep")).prompt == "a jeep"
     assert prompts.prompts_of(marked("SOURCE: A CAR PROMPT: A JEEP")).source == "A CAR"  # as an EDL writes it
     assert prompts.prompts_of(marked("v2vz", fcp_xml={"comment": "source: a car\nprompt: a jeep"})).prompt == "a jeep"
-    with pytest.raises(prompts.BadPrompts, match="no `source:`"):
+    with pytest.raises(prompts.BadPrompts, match="no `source:` line"):
         prompts.prompts_of(marked("v2vz", "prompt: a jeep"))
     with pytest.raises(prompts.BadPrompts, match="needs them in the name"):
         prompts.prompts_of(marked("v2vz"))

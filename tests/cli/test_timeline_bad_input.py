@@ -87,9 +87,10 @@ def written(timeline: otio.schema.Timeline, path: Path) -> Path:
 BAD_CLIPS = {  # clip name -> (markers, metadata, words of the reason)
     "emptyprompt": (["source: a red box; prompt: "], {}, "has no `prompt:`"),
     "onlyv2vz": (["v2vz"], {}, "its v2vz marker has no `source:` and `prompt:`"),
-    "badoption": ([f"{MARK}; options: --stepz 3"], {}, "unknown option 'stepz': did you mean `steps`?"),
-    "quotedoptions": ([f'{MARK}; options: "--steps 30 --guidance 5"'], {}, "in quotes, as one word"),
-    "openquote": ([f"{MARK}; options: --inversion-prompt 'a car"], {}, "cannot be read (No closing quotation)"),
+    "badoption": ([f"{MARK}; options: --stepz 3"], {}, "unknown option '--stepz': did you mean --steps?"),
+    "quotedoptions": ([f'{MARK}; options: --steps 30 "--guidance 5"'], {}, "in quotes, as one word"),
+    "openquote": ([f"{MARK}; options: --inversion 'a car"], {}, "cannot be read (it opens a quote it does not close)"),
+    "previewmaybe": ([f"{MARK}; preview: maybe"], {}, "it says 'preview: maybe': write 'preview: yes' or"),
     "zerosteps": ([f"{MARK}; options: --steps 0"], {}, "steps must be between 1 and 1000, got 0"),
     "longprompt": ([f"source: a red box; prompt: {'x' * 5000}"], {}, "the prompt has 5000 characters"),
     "listsource": ([], {"source": ["a red box"], "prompt": "a cat"}, 'metadata["v2vz"]["source"] is a list'),

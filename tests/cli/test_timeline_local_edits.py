@@ -52,9 +52,9 @@ def test_markers_and_metadata_give_a_matte_and_the_local_edit_options():
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("matte: a.mov\noptions: --matte b.mov", ["names two mattes", "'a.mov'", "'b.mov'"]),
+        ("matte: a.mov\noptions: --matte b.mov", ["gives matte twice", "'a.mov'", "'b.mov'"]),
         ("options: --matte-start 3", ["matte start is for a matte", "matte: PATH"]),
-        ("matte: a.mov\noptions: --matte-start -1", ["matte_start must be a whole number", "'-1'"]),
+        ("matte: a.mov\noptions: --matte-start -1", ["--matte-start takes a whole number", "'-1'"]),
     ],
 )
 def test_a_bad_matte_or_local_option_is_the_clips_reason(text: str, words: list[str]):
@@ -96,7 +96,7 @@ def test_each_clip_gets_its_matte_lined_up_with_its_media_or_its_cut(fake, tmp_p
     missing = f"its matte {tmp_path / 'gone.mov'} does not exist: fix its `matte:` or put the file there"
     assert f"left alone: gone (track 'V1' at 00:00:01:02): {missing}" in result.stderr, result.stderr
     assert "edit-only word(s) 'boat' are in neither prompt" in result.stderr
-    assert "left alone: far" in result.stderr and "self_replace" in result.stderr, result.stderr
+    assert "left alone: far" in result.stderr and "'self replace: 2'" in result.stderr, result.stderr
     jobs = {entry["job"].start: entry["job"] for entry in fake.jobs.values() if entry["job"].matte is not None}
     assert {start: (job.matte, job.matte_start) for start, job in jobs.items()} == {
         4: (tmp_path / "mattes" / "plate.mov", 4),  # the plate's frame N goes with the media's frame N

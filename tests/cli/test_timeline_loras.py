@@ -33,9 +33,9 @@ def test_every_lora_of_the_options_line_and_the_lora_lines_is_kept_in_order():
 @pytest.mark.parametrize(
     "text, words",
     [
-        ("options: --lora", ["the option --lora in its options line needs a value"]),
+        ("options: --lora", ["its options: --lora needs a value"]),
         ("options: --lora ink.safetensors:20", ["the scale of LoRA ink.safetensors must be between -10 and 10", "20"]),
-        ("lora: ", ["a LoRA needs a path: --lora PATH[:SCALE]"]),
+        ("lora: ", ["a lora: line needs a path: write `lora: PATH` or PATH:SCALE"]),
         ("options: " + " ".join(f"--lora l{n}" for n in range(17)), ["17 LoRAs given; at most 16"]),
     ],
 )

@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import importlib.util
 import json
+import runpy
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ from .test_resolve_script import NOTE, install_script, load_script, project_with
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_FILE = REPO / "plugins" / "host" / "v2vz_host.py"
-RESOLVE_SCRIPT = REPO / "plugins" / "davinci" / "v2vz Re-prompt clip.py"
+RESOLVE_SCRIPT = REPO / "plugins" / "davinci" / "v2vz Re-prompt clip.py"  # the launcher
+RESOLVE_BODY = REPO / "plugins" / "davinci" / "v2vz_resolve.py"  # the script it runs from the installation
 EVENTS = Path(__file__).resolve().parents[1] / "data" / "events.jsonl"  # per docs/events.md, with an unknown type/field
 
 
@@ -53,7 +55,9 @@ def test_the_names_are_the_contracts(host):
     assert set(host.DAEMON_UNREACHABLE) == unreachable
 
 
-@pytest.mark.parametrize("path", [HOST_FILE, RESOLVE_SCRIPT], ids=["v2vz_host", "resolve-script"])
+@pytest.mark.parametrize(
+    "path", [HOST_FILE, RESOLVE_SCRIPT, RESOLVE_BODY], ids=["v2vz_host", "resolve-launcher", "resolve-script"]
+)
 def test_runs_in_a_users_python(path):
     """Resolve runs the script (and so v2vz_host) in the user's own Python: 3.8 syntax, the standard library only."""
     tree = ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 8))
@@ -269,12 +273,37 @@ def test_attaching_to_a_job_the_daemon_does_not_know_starts_a_new_one(script, tm
 # Where the Resolve script finds v2vz_host
 
 
-def test_without_v2vz_host_the_script_says_install_again(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("V2VZ_HOST_LIB", raising=False)
+def test_without_v2vz_resolve_the_launcher_says_install_again(tmp_path, monkeypatch, capsys):
+    """A launcher whose installation moved (v2vz-client.txt names no folder that exists): one line, nothing done."""
+    monkeypatch.delenv("V2VZ_RESOLVE_LIB", raising=False)
     installed = install_script(tmp_path / "Edit")
     client_file = installed.with_name("v2vz-client.txt")
-    client_file.write_text(client_file.read_text().splitlines()[0] + "\n")  # an older install: no line 2
-    script = load_script(installed)
+    client_file.write_text(client_file.read_text().splitlines()[0] + "\n/gone/host\n/gone/davinci\n")
+    launcher = runpy.run_path(str(installed), run_name="v2vz_reprompt")
+    resolve, _, timeline, item, _ = project_with_clip()
+    capsys.readouterr()
+    (result,) = launcher["main"](resolve)
+    assert result["state"] == "refused" and "run `v2vz plugin install resolve` again" in result["message"]
+    assert capsys.readouterr().out.count("\n") == 1 and item.GetClipColor() == ""
+
+
+def test_an_older_installer_without_line_3_still_finds_the_script(tmp_path, monkeypatch):
+    """v2vz-client.txt of an installer before the launcher (two lines): the script is beside line 2's folder."""
+    monkeypatch.delenv("V2VZ_RESOLVE_LIB", raising=False)
+    installed = install_script(tmp_path / "Edit")
+    client_file = installed.with_name("v2vz-client.txt")
+    client_file.write_text("\n".join(client_file.read_text().splitlines()[:2]) + "\n")
+    module = runpy.run_path(str(installed), run_name="v2vz_reprompt")["load"]()
+    assert module is not None and Path(module.__file__) == RESOLVE_BODY and module.host is not None
+
+
+def test_without_v2vz_host_the_script_says_install_again(tmp_path, monkeypatch, capsys):
+    """The script copied away from its installation, with no v2vz_host.py anywhere it looks: one line."""
+    monkeypatch.delenv("V2VZ_HOST_LIB", raising=False)
+    alone = tmp_path / "alone" / "davinci"
+    alone.mkdir(parents=True)
+    (alone / "v2vz_resolve.py").write_bytes(RESOLVE_BODY.read_bytes())
+    script = runpy.run_path(str(alone / "v2vz_resolve.py"), run_name="v2vz_resolve_alone")
     assert script["host"] is None
     resolve, _, timeline, item, _ = project_with_clip()
     capsys.readouterr()
@@ -285,10 +314,9 @@ def test_without_v2vz_host_the_script_says_install_again(tmp_path, monkeypatch, 
 
 def test_v2vz_host_lib_names_it_and_nothing_is_left_on_sys_path(tmp_path, monkeypatch):
     installed = install_script(tmp_path / "Edit")
-    installed.with_name("v2vz-client.txt").write_text("")
     path, modules = list(sys.path), set(sys.modules)
     monkeypatch.setenv("V2VZ_HOST_LIB", str(HOST_FILE.parent))
     assert load_script(installed)["host"].progress_text({"stage": "edit", "step": 1, "total": 2}) == "edit 1/2"
     monkeypatch.setenv("V2VZ_HOST_LIB", str(HOST_FILE))  # the file itself will do too
     assert load_script(installed)["host"] is not None
-    assert sys.path == path and not {name for name in set(sys.modules) - modules if "host" in name}
+    assert sys.path == path and not {name for name in set(sys.modules) - modules if "v2vz" in name}

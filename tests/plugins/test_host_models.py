@@ -118,7 +118,7 @@ def test_resolve_passes_the_markers_model_and_every_lora_line(script, tmp_path, 
     note = NOTE + f"\nmodel: /m/dreamshaper_8.safetensors\nlora: {ink}:0.6\nLoRA: {grain}"
     result, call, _ = resolve_run(script, tmp_path, monkeypatch, note)
     assert result["state"] == "placed", result
-    assert call[call.index("--model") : call.index("--out")] == [
+    assert call[call.index("--model") : call.index("--events")] == [
         "--model", "/m/dreamshaper_8.safetensors", "--lora", f"{ink}:0.6", "--lora", str(grain),
     ]  # fmt: skip
 

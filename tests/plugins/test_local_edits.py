@@ -269,7 +269,7 @@ def test_resolve_takes_the_matte_from_the_clip_on_the_track_above(script, tmp_pa
     note = NOTE + "\nmatte: above\nedit only: horses\nself replace: 0.4"
     result, call, _ = resolve_run(script, tmp_path, monkeypatch, note, matte)
     assert result["state"] == "placed", result
-    assert call[call.index("--edit-only") : call.index("--out")] == [
+    assert call[call.index("--edit-only") : call.index("--events")] == [
         "--edit-only", "horses", "--matte", BIKES, "--matte-start", "14", "--self-replace", "0.4",
     ]  # fmt: skip
 
@@ -279,7 +279,7 @@ def test_resolve_takes_an_image_sequence_matte_above_from_the_aligned_image(scri
     matte = FakeTimelineItem("car matte", 90100, 6, media, source_start=3)
     result, call, _ = resolve_run(script, tmp_path, monkeypatch, NOTE + "\nmatte: above", matte)
     assert result["state"] == "placed", result
-    assert call[call.index("--matte") : call.index("--out")] == ["--matte", "/mattes/car_0103.png"]
+    assert call[call.index("--matte") : call.index("--events")] == ["--matte", "/mattes/car_0103.png"]
 
 
 @pytest.mark.parametrize(
@@ -307,7 +307,7 @@ def test_resolve_takes_the_matte_from_a_marker_line_and_imports_the_masks(script
     result, call, project = resolve_run(script, tmp_path, monkeypatch, note)
     assert result["state"] == "placed" and result["mask"] == "v2vz mask: people riding horses on a road", result
     save_mask = call[call.index("--save-mask") + 1]
-    assert call[call.index("--matte") : call.index("--out")] == ["--matte", str(matte), "--save-mask", save_mask]
+    assert call[call.index("--matte") : call.index("--events")] == ["--matte", str(matte), "--save-mask", save_mask]
     (bin_,) = [f for f in project.media_pool.GetRootFolder().GetSubFolderList() if f.GetName() == "v2vz"]
     (masks,) = [clip for clip in bin_.GetClipList() if clip.GetName() == result["mask"]]
     pattern = masks.GetClipProperty("File Path")
@@ -327,12 +327,9 @@ def result_markers(project) -> list[dict]:
     [
         ("\nmatte: /no/such/matte.mov", "the matte /no/such/matte.mov of 'bikes.mp4' does not exist"),
         ("\nshow mask: yes", "'bikes.mp4': show mask needs a local edit"),
-        ("\nshow mask: maybe", "says 'show mask: maybe': write yes or no"),
-        ("\nedit only: horses\nself replace: lots", "says 'self replace: lots': write a fraction such as 0.4"),
-        (
-            "\nedit only: horses\nself replace: 2",
-            "'bikes.mp4': self-replace is a fraction of the steps between 0 and 1",
-        ),
+        ("\nshow mask: maybe", "says 'show mask: maybe': write 'show mask: yes' or 'show mask: no'"),
+        ("\nedit only: horses\nself replace: lots", "says 'self replace: lots': write a fraction of the steps"),
+        ("\nedit only: horses\nself replace: 2", "the v2vz marker on 'bikes.mp4': it says 'self replace: 2'"),
     ],
 )
 def test_resolve_refuses_local_lines_it_cannot_use(script, tmp_path, monkeypatch, lines, words):  # noqa: F811

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from v2vz.cli.plugins import plugins_root
+from v2vz.plugin_files import host
 
 from ..conftest import CLIPS
 from ..fake_resolve import (
@@ -34,20 +35,26 @@ def served(resolve_daemon):
 
 
 def install_script(dest: Path) -> Path:
-    """`v2vz plugin install resolve --dest DIR`: the installed script's path. Only the script goes into DIR (Resolve
-    lists every .py file there); v2vz-client.txt names the client and the folder of v2vz_host.py it loads."""
+    """`v2vz plugin install resolve --dest DIR`: the installed launcher's path. Only launchers go into DIR (Resolve
+    lists every .py file there); v2vz-client.txt names the client, the folder of v2vz_host.py and the folder of
+    v2vz_resolve.py, the script the launcher runs from the installation."""
     done = subprocess.run([V2VZ, "plugin", "install", "resolve", "--dest", str(dest)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "Workspace > Scripts > Edit > v2vz Re-prompt clip" in done.stderr
-    client, host = (dest / "v2vz-client.txt").read_text().splitlines()
+    assert "Workspace > Scripts > Edit > v2vz Re-prompt clip" in done.stdout + done.stderr
+    client, host, body = (dest / "v2vz-client.txt").read_text().splitlines()
     assert client == V2VZ and host == str(plugins_root() / "host") and (Path(host) / "v2vz_host.py").is_file()
+    assert body == str(plugins_root() / "davinci") and (Path(body) / "v2vz_resolve.py").is_file()
     assert [path.name for path in dest.glob("*.py")] == ["v2vz Re-prompt clip.py"]
     return dest / "v2vz Re-prompt clip.py"
 
 
 def load_script(path: Path) -> dict:
-    """The installed script loaded as a module (not run), as Resolve loads it: v2vz_host comes from line 2."""
-    return runpy.run_path(str(path), run_name="v2vz_reprompt")
+    """The script the installed launcher runs, loaded as Resolve loads it (not run): the namespace of
+    v2vz_resolve.py from the installation, with v2vz_host from line 2 of v2vz-client.txt."""
+    launcher = runpy.run_path(str(path), run_name="v2vz_reprompt")
+    module = launcher["load"]()
+    assert module is not None, "the launcher did not find v2vz_resolve.py"
+    return vars(module)
 
 
 @pytest.fixture(scope="module")
@@ -140,28 +147,17 @@ def test_timelines_at_one_hour_in_their_own_fps(script, env, fps, start_frame):
     assert timeline.GetItemListInTrack("video", 2)[0].GetStart() == start_frame + 100
 
 
-MISSING = (
-    "v2vz: no v2vz marker on 'bikes.mp4': add a marker named \"v2vz\" on the clip whose note has two lines, "
-    '"source: <what the clip shows>" and "prompt: <the edit>" (optional lines: "options: --steps 30" passes v2vz '
-    'edit options, "preview: yes" places a fast preview first, that the final then replaces), then run '
-    "Workspace > Scripts > Edit > v2vz Re-prompt clip again"
-)
+MISSING = "v2vz: no v2vz marker on 'bikes.mp4': " + host().marker_help()
+MARKED = "v2vz: the v2vz marker on 'bikes.mp4':"
+WHAT_TO_WRITE = "write a line `source: <what the clip shows>` and a line `prompt: <the edit>`"
 
 
 @pytest.mark.parametrize(
     ("note", "expected"),
     [
         (None, MISSING),
-        (
-            "a horse",
-            MISSING.replace(
-                "no v2vz marker on 'bikes.mp4'", "the v2vz marker on 'bikes.mp4' has no source and no prompt line"
-            ),
-        ),
-        (
-            "source: bikes\nprompt:",
-            MISSING.replace("no v2vz marker on 'bikes.mp4'", "the v2vz marker on 'bikes.mp4' has no prompt line"),
-        ),
+        ("a horse", f"{MARKED} it has no `source:` and no `prompt:` line: {WHAT_TO_WRITE}"),
+        ("source: bikes\nprompt:", f"{MARKED} it has no `prompt:` line: {WHAT_TO_WRITE}"),
     ],
 )
 def test_a_missing_or_malformed_marker_says_what_to_add(script, env, capsys, note, expected):

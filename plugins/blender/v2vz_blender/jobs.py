@@ -32,68 +32,9 @@ TIMER_INTERVAL = 0.2
 CLIENT_FILE = Path(__file__).with_name("v2vz-client.txt")  # by `v2vz plugin install blender`: the client it ran as
 
 
-@dataclass
-class EditRequest:
-    """One `v2vz edit` job: a source range of a clip, the prompts, the main options and the PNG folder."""
-
-    source: str
-    start: int
-    frames: int
-    prompt: str
-    source_prompt: str
-    out_dir: str
-    steps: int = 0  # 0: the daemon's default
-    guidance: float = 0.0  # 0: default
-    seed: int = -1  # -1: default
-    size: int = 0  # 0: the model's own
-    fast: bool = False  # the client's old name of inversion "direct"
-    inversion: str = ""  # direct, null-text or negative-prompt; "": the preset's
-    preset: str = "default"
-    window: int = 0  # frames edited together; 0: the daemon chooses (long strips arrive window by window)
-    model: str = ""  # "": the daemon's
-    preview: bool = False  # the fast pass (`--preview`); `v2vz final JOB` makes its final
-    local: v2vz_host.LocalEdit = field(default_factory=v2vz_host.LocalEdit)  # edit only words / a matte
-
-    def command(self, client: str) -> list[str]:
-        """The client's command line (events as JSON lines on stdout, PNG frames into out_dir)."""
-        args = ["edit", self.source, "--prompt", self.prompt, "--source-prompt", self.source_prompt]
-        args += ["--start", str(self.start), "--frames", str(self.frames), "--out", self.out_dir]
-        if self.preset and self.preset != "default":
-            args += ["--preset", self.preset]
-        if self.steps > 0:
-            args += ["--steps", str(self.steps)]
-        if self.guidance > 0:
-            args += ["--guidance", repr(float(self.guidance))]
-        if self.seed >= 0:
-            args += ["--seed", str(self.seed)]
-        if self.size > 0:
-            args += ["--size", str(self.size)]
-        if self.window > 0:
-            args += ["--window", str(self.window)]
-        if self.inversion:
-            args += ["--inversion", self.inversion]
-        if self.fast:
-            args.append("--fast")
-        if self.model:
-            args += ["--model", self.model]
-        if self.preview:
-            args.append("--preview")
-        args += self.local.args()
-        return v2vz_host.events_command(client, args)
-
-
-@dataclass
-class FinalRequest:
-    """`v2vz final PREVIEW_JOB`: the preview's final (the same clip, range, prompts, model and options without the
-    preview pass) into a fresh PNG folder. The preview's files stay (`--keep-preview`): the extension deletes them
-    once the final has replaced the preview on the timeline."""
-
-    preview_job: str
-    out_dir: str
-
-    def command(self, client: str) -> list[str]:
-        args = ["final", self.preview_job, "--out", self.out_dir, "--keep-preview"]
-        return v2vz_host.events_command(client, args)
+# The command lines are the same in every host (v2vz_host): an edit, and a preview's final.
+EditRequest = v2vz_host.EditRequest
+FinalRequest = v2vz_host.FinalRequest
 
 
 @dataclass

@@ -11,7 +11,6 @@ which unmutes it and mutes the others.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
@@ -19,7 +18,7 @@ import uuid
 
 import bpy
 
-from . import compat
+from . import compat, v2vz_host
 from .strips import ReportError
 
 SOURCE_ID = "v2vz_source_id"  # on a source strip: the id its takes point to
@@ -237,19 +236,6 @@ def frames_folder(strip) -> str:
 
 
 def remove_frames(folder: str) -> list[str]:
-    """Delete what a job of this extension wrote into its frames folder (the daemon's `frame_NNNNNN.png`, the
-    client's `v2vz.json`), then the folder if nothing else is left in it. Anything else there stays."""
-    removed: list[str] = []
-    if not folder or not os.path.isdir(folder):
-        return removed
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name)
-        if (FRAME_FILE.match(name) or name == SIDECAR_FILE) and os.path.isfile(path) and not os.path.islink(path):
-            try:
-                os.remove(path)
-            except OSError:
-                continue
-            removed.append(name)
-    with contextlib.suppress(OSError):  # something else is in it (the user's): it stays
-        os.rmdir(folder)
-    return removed
+    """Delete what a job of this extension wrote into its frames folder (v2vz_host.remove_job_files: the daemon's
+    `frame_NNNNNN.png`, the client's `v2vz.json`), then the folder if nothing else is left in it."""
+    return v2vz_host.remove_job_files(folder)

@@ -74,6 +74,7 @@ def plan(
             refused.append(Refusal(candidate.ref, f"its options: {error}", candidate.where))
             continue
         key = (str(job.source), job.start, job.frames, job.prompt, job.source_prompt, str(job.matte), job.matte_start)
+        key += (job.model,)  # a marker's `model:` makes its clips a job of their own
         key += (tuple((str(lora.path), lora.scale) for lora in job.loras),)  # in order: LoRAs stack in it
         key += tuple(sorted(options_to_map(job.options).items()))
         if key not in checked:
@@ -105,7 +106,7 @@ def _job_of(candidate: Candidate, base: EditOptions, model: str, audio: bool) ->
         start=candidate.frames.start,
         frames=candidate.frames.frames,
         options=options,
-        model=model,
+        model=prompts.model or model,
         audio=audio,
         matte=None if candidate.matte is None else Path(candidate.matte.path).absolute(),
         matte_start=candidate.matte_start,

@@ -1,17 +1,14 @@
-"""A clip's prompts: from a marker on it (the Resolve script's convention) or from its `metadata["v2vz"]`.
+"""A clip's prompts: from a marker on it (docs/markers.md, the grammar every host reads) or its `metadata["v2vz"]`.
 
-A marker counts when its name or its comment has `source: <what the clip shows>` and `prompt: <the edit>`, one per
-line or on one line (`source: a car; prompt: a jeep`, for formats that keep only a marker's name), optionally
-`options: --steps 30 --guidance 5`, and `matte: PATH` for a local edit's matte (also `--matte PATH` and
-`--matte-start N` among the options). LoRAs: `--lora PATH[:SCALE]` among the options or `lora: PATH[:SCALE]` lines,
-each repeatable, every one kept in order. A marker named `v2vz` without them is a mistake and is reported. The
-metadata form is `{"source": "...", "prompt": "...", "options": {"steps": 30}, "matte": "...", "loras": [...]}`.
+A marker counts when its name or comment has a `source:` or `prompt:` field. Markers are read by the one parser of
+the grammar, `parse_marker` of plugins/host/v2vz_host.py (the Resolve scripts' too), and their values are then
+checked as `v2vz edit` checks them. The metadata form is `{"source": "...", "prompt": "...", "options": {"steps":
+30}, "matte": "...", "loras": [...]}`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +18,7 @@ import opentimelineio as otio
 from v2vz.api.errors import InvalidArgument
 from v2vz.api.job import LORA_SCALE_RANGE, MAX_LORAS, EditOptions, Lora
 from v2vz.api.wire import parse_option
+from v2vz.plugin_files import host
 
 MARKER_NAME = "v2vz"
 METADATA_KEY = "v2vz"
@@ -29,8 +27,6 @@ HOW_TO_MARK = (
     "add a marker whose name or comment says `source: <what the clip shows>` and `prompt: <the edit>` (one line "
     "each, or `source: ...; prompt: ...` in the name), or metadata v2vz = {source, prompt} in .otio"
 )
-_KEY = re.compile(r"(?i)(?:^|(?<=[\s;|]))(source|prompt|options|matte|lora)\s*:")
-_EDGES = " \t\r\n;|"
 _ALIASES = {"null_steps": "null_inner_steps"}  # `v2vz edit`'s flag names that differ from the option's
 _FIELDS = {f.name: f for f in dataclasses.fields(EditOptions)}
 MATTE_OPTIONS = ("matte", "matte_start")  # the job's, not EditOptions: taken out of a clip's options
@@ -47,6 +43,7 @@ class ClipPrompts:
     matte: str = ""  # a local edit's matte as written (a path or file:// URL; relative: to the timeline's folder)
     matte_start: int = 0  # the matte's frame that goes with the media's first frame (clips.Candidate.matte_start)
     loras: tuple[str, ...] = ()  # `PATH[:SCALE]` as written, in order (relative: to the timeline's folder)
+    model: str = ""  # a marker's `model:` ("": the run's)
 
 
 class NotMarked(Exception):
@@ -67,24 +64,6 @@ def marker_text(marker: otio.schema.Marker) -> str:
                 if isinstance(value, str) and value not in parts:
                     parts.append(value)
     return "\n".join(part for part in parts if part)
-
-
-def fields_of(text: str) -> dict[str, str]:
-    """`source:`, `prompt:`, `options:` and `matte:` of a text, each up to the next key (the first of each);
-    `lora:` lines all kept, one a line, in order (each up to its line's end)."""
-    found: dict[str, str] = {}
-    loras: list[str] = []
-    matches = list(_KEY.finditer(text))
-    for index, match in enumerate(matches):
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        key, value = match.group(1).lower(), text[match.end() : end].strip(_EDGES)
-        if key == LORA_OPTION:
-            loras.append(value.splitlines()[0].strip(_EDGES) if value else "")
-        else:
-            found.setdefault(key, value)
-    if loras:
-        found[LORA_OPTION] = "\n".join(loras)
-    return found
 
 
 def options_from_text(text: str) -> dict[str, str]:
@@ -205,25 +184,21 @@ def with_matte(prompts: ClipPrompts, matte: str = "") -> ClipPrompts:
 
 
 def from_markers(clip: otio.schema.Clip) -> ClipPrompts:
-    """The prompts of the clip's first marker (in time) that has any; NotMarked when none names v2vz. When later
-    markers ask for other prompts, the note says which one is used and which are not."""
+    """The prompts of the clip's first marker (in time) that has a `source:` or `prompt:` field; NotMarked when none
+    does and none is named v2vz. When later markers ask for other edits, the note says which one is used."""
     markers = sorted(clip.markers, key=lambda m: m.marked_range.start_time.to_seconds())
-    named = None
-    said = [(marker, fields_of(marker_text(marker))) for marker in markers]
-    marked = [(marker, fields) for marker, fields in said if "source" in fields or "prompt" in fields]
+    read = [(marker, _read_marker(marker_text(marker))) for marker in markers]
+    marked = [(marker, said) for marker, said in read if said is not None]
     if marked:
-        first, fields = marked[0]
-        prompts = _complete(fields, _marker_label(first))
-        others = [_marker_label(m) for m, f in marked[1:] if _said(f) != _said(fields)]
+        first, said = marked[0]
+        prompts = _prompts_of_marker(said, _marker_label(first))
+        others = [_marker_label(m) for m, other in marked[1:] if _asked(other) != _asked(said)]
         if others:
             unused = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
             note = f"it has {len(others) + 1} markers with different prompts: the first in time, {prompts.origin}, "
-            prompts = dataclasses.replace(prompts, note=note + f"is used; {unused} not")
+            prompts = _noted(prompts, note + f"is used; {unused} not")
         return prompts
-    for marker in markers:
-        if named is None and (marker.name or "").strip().lower() == MARKER_NAME:
-            named = marker
-    if named is not None:
+    if any((marker.name or "").strip().lower() == MARKER_NAME for marker in markers):
         raise BadPrompts(
             "its v2vz marker has no `source:` and `prompt:` (a format that keeps only a marker's name needs them "
             "in the name: `source: a car; prompt: a jeep`)"
@@ -231,16 +206,57 @@ def from_markers(clip: otio.schema.Clip) -> ClipPrompts:
     raise NotMarked
 
 
+def _read_marker(text: str) -> Any:
+    """parse_marker's result for a marker meant for v2vz (a `source:` or `prompt:` field), its MarkerError when it
+    cannot be used, None for a marker that is not v2vz's."""
+    grammar = host()
+    try:
+        fields, _ = grammar.marker_fields(text)
+    except grammar.MarkerError as error:
+        return error
+    if not any(key in ("source", "prompt") for key, _ in fields):
+        return None
+    try:
+        return grammar.parse_marker(text)
+    except grammar.MarkerError as error:
+        return error
+
+
+def _asked(said: Any) -> Any:
+    """What a marker asks for, to tell two markers that ask for different edits apart."""
+    if isinstance(said, Exception):
+        return ("error", str(said))
+    return {key: value for key, value in said.as_dict().items() if key != "ignored"}
+
+
+def _prompts_of_marker(said: Any, origin: str) -> ClipPrompts:
+    """A parsed marker as the timeline's ClipPrompts, its values checked as `v2vz edit` checks them."""
+    if isinstance(said, Exception):
+        raise BadPrompts(str(said))
+    options, loras = options_and_loras(shlex.join(said.options))
+    extra = {"edit_only": said.edit_only} if said.edit_only else {}
+    extra.update({"self_replace": repr(said.self_replace)} if said.self_replace else {})
+    options.update(checked_options(extra))
+    prompts = ClipPrompts(said.source, said.prompt, options, origin, model=said.model.strip())
+    prompts = dataclasses.replace(prompts, matte=said.matte.strip(), matte_start=said.matte_start)
+    prompts = with_loras(prompts, tuple(said.loras) + loras)
+    notes = []
+    if said.preview:
+        notes.append("its `preview: yes` is for a host that places a preview first: the timeline makes the final")
+    if said.show_mask:
+        notes.append("its `show mask: yes` is for Resolve: the timeline imports no masks")
+    if said.ignored:
+        notes.append(f"it has lines that are not v2vz keys, ignored: {', '.join(repr(line) for line in said.ignored)}")
+    return _noted(prompts, "; ".join(notes)) if notes else prompts
+
+
+def _noted(prompts: ClipPrompts, note: str) -> ClipPrompts:
+    return dataclasses.replace(prompts, note=f"{prompts.note}; {note}" if prompts.note else note)
+
+
 def _marker_label(marker: otio.schema.Marker) -> str:
     name = marker.name if len(marker.name or "") <= 60 else marker.name[:59] + "…"
     return f"marker {name!r}" if name else "a marker"
-
-
-def _said(fields: dict[str, str]) -> tuple[str, str, str, str, str]:
-    """What a marker asks for, to tell two markers that ask for different edits apart."""
-    options = " ".join(fields.get("options", "").split())
-    matte, loras = fields.get("matte", ""), fields.get(LORA_OPTION, "")
-    return (fields.get("source", ""), fields.get("prompt", ""), options, matte, loras)
 
 
 def from_metadata(clip: otio.schema.Clip) -> ClipPrompts:
@@ -329,7 +345,9 @@ def _with_unused_metadata(clip: otio.schema.Clip, prompts: ClipPrompts) -> ClipP
 
 def _asks(prompts: ClipPrompts) -> tuple:
     """The edit prompts ask for (not where they came from)."""
-    return (prompts.source, prompts.prompt, prompts.options, prompts.matte, prompts.matte_start, prompts.loras)
+    return (prompts.source, prompts.prompt, prompts.options, prompts.matte, prompts.matte_start, prompts.loras) + (
+        prompts.model,
+    )
 
 
 def is_edit(item: otio.core.SerializableObject) -> bool:
