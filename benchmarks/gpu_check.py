@@ -14,7 +14,11 @@ Checks (sd15-random: Stable Diffusion 1.5's architecture with random weights, sy
    direct edit: whether it pays;
 6. SDXL (sdxl-random: SDXL base's architecture, random weights, made on the device without writing it): 8 frames at
    1024x576, 30 steps, direct inversion through run_job: time and peak memory, and the automatic window's estimate
-   for SDXL against the measured peak.
+   for SDXL against the measured peak;
+7. FlowEdit on Wan 2.1 (wan-random: the 1.3B model's transformer and VAE, random weights, made on the device): 81
+   frames at 832x480, 50 steps with the published Wan settings (n_max 35, source guidance 5, target 13.5), bf16:
+   time and peak memory (targets: <= 60 s, <= 24 GB on one H100; a public figure for the same work is 150 s on an
+   A100); and a clip 2.5 windows long in latent windows: its peak against the one window's.
 Peak memory is torch.cuda.max_memory_allocated (weights included; reserved in the note) on CUDA, the resident
 high-water mark on the CPU. Rows print as they finish (stderr) and as one table at the end (stdout); a row that
 would start after the budget is spent is skipped and says so. Targets (one H100): null-text edit <= 15 s,
@@ -63,6 +67,7 @@ class Plan:
     xl: tuple[str, int, int, int, int] = ("sdxl-random", 1024, 576, 8, 30)  # model, width, height, frames, steps
     compile_blocks: int = 0  # how many blocks of each kind torch.compile wraps; 0: all (the quick plan: tracing
     # every block costs 15 s on a CPU and checks nothing more than one of each kind does)
+    wan: tuple[str, int, int, int, int] = ("wan-random", 832, 480, 81, 50)  # model, width, height, frames, steps
 
 
 FULL = Plan(
@@ -73,9 +78,30 @@ FULL = Plan(
     32,
     0,
     "inductor",
-    {"null-text": 15.0, "direct": 8.0, "re-prompt": 4.0, "preview": 2.0, "long_gib": 24.0, "bf16_error": 0.05},
+    {
+        "null-text": 15.0,
+        "direct": 8.0,
+        "re-prompt": 4.0,
+        "preview": 2.0,
+        "long_gib": 24.0,
+        "bf16_error": 0.05,
+        "flowedit": 60.0,
+        "flowedit_gib": 24.0,
+    },
 )
-QUICK = Plan("tiny", 64, 4, 2, 8, 4, "eager", {"bf16_error": 0.05}, ("tiny-xl", 64, 36, 4, 2), compile_blocks=1)
+QUICK = Plan(
+    "tiny",
+    64,
+    4,
+    2,
+    8,
+    4,
+    "eager",
+    {"bf16_error": 0.05},
+    ("tiny-xl", 64, 36, 4, 2),
+    compile_blocks=1,
+    wan=("tiny-wan", 64, 48, 9, 4),
+)
 
 
 @dataclass
@@ -353,6 +379,8 @@ def run_checks(plan: Plan, device: torch.device, cache_dir: Path, budget: Budget
     del pipeline, model
     release(device)
     sdxl_checks(plan, device, work, budget, add)
+    release(device)
+    flowedit_checks(plan, device, work, budget, add)
     return rows
 
 
@@ -389,6 +417,62 @@ def sdxl_checks(plan: Plan, device: torch.device, work: Path, budget: Budget, ad
             "<= 1",
             verdict(peak.above_base <= estimate),
             f"measured {fmt_bytes(peak.above_base)}, estimate {fmt_bytes(estimate)} for {window} frames",
+        )
+    )
+
+
+def flowedit_checks(plan: Plan, device: torch.device, work: Path, budget: Budget, add) -> None:
+    """Check 7: FlowEdit on Wan 2.1's architecture through run_job, the model made on the device."""
+    from v2vz.api.job import EditJob, EditOptions
+    from v2vz.cli.sample import make_sample_clip
+    from v2vz_engine.flowedit_editor import FlowEditor
+    from v2vz_engine.wan.models import wan_builtin_in_memory
+
+    name, width, height, frames, steps = plan.wan
+    what = f"{name}: FlowEdit, {frames} frames at {width}x{height}, {steps} steps"
+    if budget.left() < 200:
+        add(Row(what, "skipped", note="budget spent"))
+        return
+    began = time.perf_counter()
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    editor = FlowEditor(wan_builtin_in_memory(name, device, dtype))
+    add(Row(f"make {name} on the device", f"{time.perf_counter() - began:.1f} s", note=str(dtype).split(".")[-1]))
+    long_frames = frames * 5 // 2 // 4 * 4 + 1  # 2.5 windows' worth, 4k+1
+    clip = make_sample_clip(work / "wan.mp4", frames=long_frames, width=width, height=height)
+    options = EditOptions().replace(method="flowedit", steps=steps, size=max(width, height))
+    job = EditJob(clip, TARGET, SOURCE, frames=frames, options=options, output=work / "wan.out.mp4", model=name)
+    timed_job(editor, dataclasses.replace(job, options=options.replace(steps=2), output=work / "wanw.mp4"), device)
+    seconds, peak, _ = timed_job(editor, job, device)
+    gib = peak.peak / GIB
+    add(
+        Row(
+            what,
+            f"{seconds:.2f} s",
+            f"<= {plan.targets['flowedit']:g} s" if "flowedit" in plan.targets else "",
+            verdict(seconds <= plan.targets["flowedit"]) if "flowedit" in plan.targets else "",
+            f"peak {fmt_bytes(peak.peak)}"
+            + (
+                f" (target <= {plan.targets['flowedit_gib']:g} GiB: {verdict(gib <= plan.targets['flowedit_gib'])})"
+                if "flowedit_gib" in plan.targets
+                else ""
+            ),
+        )
+    )
+    if budget.left() < 2.5 * seconds + 30:
+        add(Row(f"{name}: {long_frames} frames in latent windows of {frames}", "skipped", note="budget spent"))
+        return
+    longer = dataclasses.replace(
+        job, frames=long_frames, output=work / "wanl.mp4", options=options.replace(window=frames)
+    )
+    long_seconds, long_peak, _ = timed_job(editor, longer, device)
+    ratio = long_peak.peak / max(1, peak.peak)  # whole peaks, weights included (the same in both)
+    add(
+        Row(
+            f"{name}: {long_frames} frames in latent windows of {frames}: peak vs one window",
+            f"{ratio:.2f}",
+            "<= 1.25",
+            verdict(ratio <= 1.25),
+            f"{long_seconds:.1f} s, peak {fmt_bytes(long_peak.peak)} vs {fmt_bytes(peak.peak)}",
         )
     )
 

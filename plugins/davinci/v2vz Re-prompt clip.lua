@@ -307,18 +307,21 @@ M.parse_line = parse_line
 -- The marker grammar (docs/markers.md), as parse_marker in plugins/host/v2vz_host.py reads it
 
 local MARKER_KEYS = { "source", "prompt", "options", "preview", "edit only", "matte", "self replace", "show mask",
-  "model", "lora" }
+  "model", "lora", "method" }
+local METHODS = { "vid2vid-zero", "flowedit" } -- `method:` ("": the client's default)
 local YES = { "yes", "y", "true", "on", "1" }
 local NO = { "no", "n", "false", "off", "0", "" }
 local SEPARATORS = { [";"] = true, ["|"] = true }
 -- `options:` may hold these `v2vz edit` options (true: it takes a value), in the order the docs list them.
 local OPTION_NAMES = { "--preset", "--steps", "--guidance", "--seed", "--size", "--inversion", "--fast", "--attention",
   "--null-steps", "--window", "--anchors", "--window-links", "--edit-only-threshold", "--matte-feather", "--edit-only",
-  "--self-replace", "--matte", "--matte-start", "--lora" }
+  "--self-replace", "--matte", "--matte-start", "--lora", "--method", "--n-max", "--n-min", "--n-avg",
+  "--source-guidance" }
 local OPTION_TAKES_VALUE = {}
 for _, name in ipairs(OPTION_NAMES) do OPTION_TAKES_VALUE[name] = name ~= "--fast" end
 -- The job's own options: taken out of `options:` into their fields.
-local FIELD_OPTIONS = { ["--edit-only"] = "edit only", ["--self-replace"] = "self replace", ["--matte"] = "matte" }
+local FIELD_OPTIONS = { ["--edit-only"] = "edit only", ["--self-replace"] = "self replace", ["--matte"] = "matte",
+  ["--method"] = "method" }
 
 local function marker_error(code, key, message)
   error({ marker = true, code = code, key = key, message = message }, 0)
@@ -648,6 +651,11 @@ local function parse_marker_or_raise(text)
   end
   if taken["--edit-only"] then prompts.edit_only = taken["--edit-only"][1] end
   if taken["--matte"] then prompts.matte = taken["--matte"][1] end
+  prompts.method = strip(taken["--method"] and taken["--method"][1] or values["method"] or ""):lower()
+  if prompts.method ~= "" and not contains(METHODS, prompts.method) then
+    marker_error("bad-method", "method", "it says 'method: " .. prompts.method .. "': write one of "
+      .. table.concat(METHODS, ", "))
+  end
   if taken["--self-replace"] then prompts.self_replace = fraction(taken["--self-replace"][1], "self replace") end
   prompts.options = options
   for _, lora in ipairs(taken["--lora"] or {}) do loras[#loras + 1] = lora end
@@ -1345,6 +1353,7 @@ function M.edit_args(prompts, clip, out_dir, edit)
   local function add(...)
     for _, word in ipairs({ ... }) do args[#args + 1] = word end
   end
+  if prompts.method ~= "" then add("--method", prompts.method) end
   for _, option in ipairs(prompts.options) do add(option) end
   if prompts.model ~= "" then add("--model", prompts.model) end
   if prompts.preview then add("--preview") end

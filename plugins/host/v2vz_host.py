@@ -397,7 +397,9 @@ MARKER_KEYS = (
     "show mask",
     "model",
     "lora",
+    "method",
 )
+METHODS = ("vid2vid-zero", "flowedit")  # `method:` (v2vz.api.job.METHODS): "" is the client's default
 REPEATED_KEYS = ("lora",)  # every line kept, in order; any other key given twice must say the same
 YES, NO = ("yes", "y", "true", "on", "1"), ("no", "n", "false", "off", "0", "")
 SEPARATORS = ";|"  # between fields on one line (a format that keeps only a marker's name: `source: a; prompt: b`)
@@ -423,8 +425,13 @@ MARKER_OPTIONS = {
     "--matte": True,
     "--matte-start": True,
     "--lora": True,
+    "--method": True,
+    "--n-max": True,
+    "--n-min": True,
+    "--n-avg": True,
+    "--source-guidance": True,
 }
-FIELD_OPTIONS = {"--edit-only": "edit only", "--self-replace": "self replace", "--matte": "matte"}
+FIELD_OPTIONS = {"--edit-only": "edit only", "--self-replace": "self replace", "--matte": "matte", "--method": "method"}
 _KEY_AT = re.compile(r"[ \t]*([A-Za-z][A-Za-z _-]*?)[ \t]*:")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _WHOLE = re.compile(r"[0-9]+")
@@ -457,6 +464,7 @@ class MarkerPrompts:
     model: str = ""
     loras: list[str] = field(default_factory=list)  # `PATH[:SCALE]`: `lora:` lines, then `--lora` options
     ignored: list[str] = field(default_factory=list)  # `word:` lines that are no v2vz key (a typo, or a note)
+    method: str = ""  # vid2vid-zero or flowedit (a Wan model); "": the client's default
 
     def as_dict(self) -> dict:
         """The fields as plain JSON values: what tests compare across the Python and Lua parsers."""
@@ -473,6 +481,7 @@ class MarkerPrompts:
             "model": self.model,
             "loras": list(self.loras),
             "ignored": list(self.ignored),
+            "method": self.method,
         }
 
 
@@ -614,6 +623,10 @@ def parse_marker(text: str) -> MarkerPrompts:
         prompts.matte_start = int(said)
     prompts.edit_only = taken.get("--edit-only", [prompts.edit_only])[0]
     prompts.matte = taken.get("--matte", [prompts.matte])[0]
+    prompts.method = taken.get("--method", [values.get("method", "")])[0].strip(BLANK).lower()
+    if prompts.method not in ("", *METHODS):
+        said = prompts.method
+        raise MarkerError("bad-method", "method", f"it says 'method: {said}': write one of {', '.join(METHODS)}")
     if "--self-replace" in taken:
         prompts.self_replace = _fraction(taken["--self-replace"][0], "self replace")
     prompts.options = options
@@ -744,6 +757,7 @@ class EditRequest:
     window: int = 0  # frames edited together; 0: the daemon chooses (long clips arrive window by window)
     model: str = ""  # "": the daemon's
     preview: bool = False  # the fast pass (`--preview`); `v2vz final JOB` makes its final
+    method: str = ""  # vid2vid-zero or flowedit (METHODS); "": the client's default
     options: list[str] = field(default_factory=list)  # more `v2vz edit` arguments, from a marker's `options:`
     local: LocalEdit = field(default_factory=LocalEdit)  # edit-only words, a matte, self-replace, LoRAs
 
@@ -763,6 +777,7 @@ class EditRequest:
         ):
             args += [flag, value] if given else []
         args += ["--fast"] if self.fast else []
+        args += ["--method", self.method] if self.method else []
         args += list(self.options)
         args += ["--model", self.model] if self.model else []
         args += ["--preview"] if self.preview else []
@@ -783,6 +798,7 @@ def edit_request(
         local.self_replace, local.loras = marker.self_replace, list(marker.loras)
     request = EditRequest(source, start, frames, marker.prompt, marker.source, out_dir, model=marker.model)
     request.preview, request.options, request.local = marker.preview, list(marker.options), local
+    request.method = marker.method
     return request
 
 

@@ -30,7 +30,8 @@ def admit(request: pb.SubmitEditRequest, config: DaemonConfig, journal: Journal,
     from v2vz_engine import media
     from v2vz_engine.loras import resolve_loras
     from v2vz_engine.media.outputs import refuse_existing
-    from v2vz_engine.model_source import locate
+    from v2vz_engine.methods import check_method
+    from v2vz_engine.model_source import locate, model_family
 
     source = _source(request, config)
     if not request.output and not request.out_frames_dir and request.stream_frames:
@@ -48,6 +49,7 @@ def admit(request: pb.SubmitEditRequest, config: DaemonConfig, journal: Journal,
                 f"model {job.model[:100]!r} is not one this daemon offers remote clients: {', '.join(allowed)}"
             )
     locate(job.model)  # a model that is nowhere fails now, in milliseconds, not when the job starts
+    check_method(job.options, model_family(job.model), job.model)  # flowedit on an SD model, vid2vid-zero on Wan
     job = resolve_loras(job, absolute=True)  # each LoRA file checked, its digest recorded
     job, _ = media.resolve(job, checked=True)  # the real frame count, outputs that never touch the source
     refuse_existing(job)  # takes never overwrite (unless the job says so) ...

@@ -17,7 +17,7 @@ from v2vz.api.events import Stage
 
 log = logging.getLogger("v2vz.daemon")
 
-PipelineFactory = Callable[[], Any]  # () -> a VideoEditPipeline; tests pass their own
+PipelineFactory = Callable[[], Any]  # () -> an editor (v2vz_engine.methods); tests pass their own
 
 
 class ModelSlot:
@@ -40,12 +40,12 @@ class ModelSlot:
         self.ready = threading.Event()
 
     def _load_pipeline(self, spec: str):
-        from v2vz_engine.models import load_model
-        from v2vz_engine.pipeline import VideoEditPipeline
+        """The editor of model `spec` (v2vz_engine.methods.load_editor: FlowEdit's for a Wan model)."""
+        from v2vz_engine.methods import load_editor
 
         if spec == self.default and self._factory is not None:
             return self._factory()
-        return VideoEditPipeline(load_model(spec, self._device_spec, self._cache_dir))
+        return load_editor(spec, self._device_spec, self._cache_dir)
 
     def load(self) -> bool:
         """Load the default model (on the caller's thread); False, with `error` set, when it cannot be loaded."""
@@ -99,6 +99,7 @@ def import_engine() -> dict[str, str]:
     from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
 
     import v2vz_engine.media
+    import v2vz_engine.methods
     import v2vz_engine.models
     import v2vz_engine.pipeline
     import v2vz_engine.run  # noqa: F401

@@ -17,10 +17,20 @@ from typing import Literal
 
 from v2vz.api.errors import InvalidArgument, ModelUnavailable
 from v2vz_engine.single_file import CheckpointInfo, inspect, is_checkpoint_path
+from v2vz_engine.wan.folders import WAN_BUILTIN_NAMES, is_wan_folder
 
 # Built in code with random weights (models.py): SD 1.x's layout tiny, predicting v, SDXL's layout tiny; and the
 # exact architectures of SD 1.5 and SDXL base, for speed and memory figures.
-BUILTIN_NAMES: tuple[str, ...] = ("toyworld", "tiny", "tiny-v", "tiny-xl", "sd15-random", "sdxl-random")
+# And Wan 2.1 text-to-video (FlowEdit's models, wan/models.py): its layout tiny, and the 1.3B model's architecture.
+BUILTIN_NAMES: tuple[str, ...] = (
+    "toyworld",
+    "tiny",
+    "tiny-v",
+    "tiny-xl",
+    "sd15-random",
+    "sdxl-random",
+    *WAN_BUILTIN_NAMES,
+)
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"  # the published set-up; $V2VZ_MODEL or --model choose another
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # what a Stable Diffusion folder holds
 Kind = Literal["builtin", "folder", "hub", "file"]
@@ -79,11 +89,14 @@ def cached_snapshot(repo_id: str) -> Path | None:
 
     if hub_id_problem(repo_id) is not None:
         return None  # the hub's own check would raise: a name it refuses is in no cache
-    found = try_to_load_from_cache(repo_id, "unet/config.json")
-    if not isinstance(found, str):
-        return None
-    snapshot = Path(found).parent.parent
-    return snapshot if all((snapshot / part).is_dir() for part in ("unet", "vae", "text_encoder")) else None
+    for config, parts in (("unet/config.json", ("unet", "vae", "text_encoder")), ("transformer/config.json", ())):
+        found = try_to_load_from_cache(repo_id, config)
+        if not isinstance(found, str):
+            continue
+        snapshot = Path(found).parent.parent
+        if all((snapshot / part).is_dir() for part in parts) and (parts or is_wan_folder(snapshot)):
+            return snapshot
+    return None
 
 
 def cached_hub_models() -> list[str]:
@@ -112,6 +125,8 @@ def locate(spec: str) -> ModelSource:
             f"{path} is a file but not a checkpoint (.safetensors or .ckpt): pass --model a checkpoint, a diffusers "
             f"folder, a hub id or a built-in model ({', '.join(BUILTIN_NAMES)})"
         )
+    if path.is_dir() and is_wan_folder(path):
+        return ModelSource(spec, "folder", path)
     if path.exists():
         missing = [part for part in COMPONENTS[:3] if not (path / part).is_dir()]
         if missing:
@@ -150,3 +165,15 @@ def unknown_model_message(spec: str) -> str:
 def offline() -> bool:
     """$HF_HUB_OFFLINE asks for no network at all (pulls refuse at once)."""
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("0", "", "false", "no")
+
+
+def model_family(spec: str) -> str | None:
+    """The family of the model `spec` names, without loading it: "wan" (a Wan 2.1 model: FlowEdit), "sd" (any
+    Stable Diffusion model: vid2vid-zero), None when it cannot be found here (the load says why)."""
+    try:
+        located = locate(spec or default_model())
+    except (ModelUnavailable, InvalidArgument):
+        return None
+    if located.kind == "builtin":
+        return "wan" if located.spec in WAN_BUILTIN_NAMES else "sd"
+    return "wan" if located.path is not None and located.path.is_dir() and is_wan_folder(located.path) else "sd"

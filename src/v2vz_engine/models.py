@@ -404,26 +404,28 @@ def _weights_tag(name: str) -> str:
 def ensure_builtin(name: str, cache_dir: str | Path | None = None) -> Path:
     """The built-in model's folder in the cache, built on first use (atomically: a crash never leaves half a model)."""
     folder = cache_root(cache_dir) / "models" / f"{name}-{BUILTIN_VERSION}{_weights_tag(name)}"
-    if (folder / "unet" / "config.json").exists():
+    return build_once(folder, Path("unet") / "config.json", lambda staging: build_builtin(name, staging))
+
+
+def build_once(folder: Path, marker: Path, build) -> Path:
+    """`folder`, built by `build(staging)` unless `folder / marker` is there: into a private staging folder beside
+    it, renamed into place when complete, so a crash never leaves half a model and two builders never mix files."""
+    if (folder / marker).exists():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    log.info("building the built-in model %s in %s", name, folder)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    log.info("building the built-in model %s", folder)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        build_builtin(name, staging)
+        build(staging)
         os.chmod(staging, 0o755)  # mkdtemp makes it private; a shared cache must stay readable
         try:
             staging.rename(folder)
         except OSError:  # another process finished first: theirs is as good as ours
-            if not (folder / "unet" / "config.json").exists():
+            if not (folder / marker).exists():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Loading
 
 
 def _quiet_libraries() -> None:

@@ -92,7 +92,8 @@ class EditResult:
 
 
 class VideoEditPipeline:
-    """Holds a loaded model and edits clips with it; one instance serves many jobs (one at a time)."""
+    """Holds a loaded model and edits clips with it; one instance serves many jobs (one at a time). The vid2vid-zero
+    method's editor is spans.Vid2VidZero around it (methods.py)."""
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model

@@ -37,30 +37,26 @@ from v2vz.api.takes import (
     write_sidecar,
 )
 from v2vz_engine import media
-from v2vz_engine.cpu import apply_cpu_threads
 from v2vz_engine.inversion import InversionStore
 from v2vz_engine.local_edit import composite, downsample, empty_frames, upsample
 from v2vz_engine.media import writers
 from v2vz_engine.media.outputs import mask_paths
-from v2vz_engine.pipeline import CancelFn, VideoEditPipeline
-from v2vz_engine.spans import ANCHOR_PASS, Anchors, SpanResult, SpanTask, edit_span
-from v2vz_engine.windows import (
-    AnchorBank,
-    WindowPlan,
-    auto_window,
-    free_memory_bytes,
-    plan_links,
-    plan_windows,
+from v2vz_engine.methods import (  # noqa: F401 - PREVIEW_* and DeviceFacts: re-exported
+    PREVIEW_MIN_SIDE,
+    PREVIEW_STEPS,
+    DeviceFacts,
+    check_method,
+    editor_of,
+    method_of,
 )
+from v2vz_engine.pipeline import CancelFn, VideoEditPipeline
+from v2vz_engine.spans import ANCHOR_PASS, Anchors, SpanResult, SpanTask
+from v2vz_engine.windows import AnchorBank, WindowPlan, plan_windows
 
 log = logging.getLogger(__name__)
 
 FrameCallback = Callable[[int, Path], None]  # (index within the job, final path) as each frame is written
 OUT_OF_MEMORY = "the GPU ran out of memory: try fewer frames, a smaller --size or a smaller --window"
-
-
-PREVIEW_STEPS = 10  # the preview pass: about 10 steps ...
-PREVIEW_MIN_SIDE = 32  # ... at half the working size, never below this long side
 
 
 @dataclass
@@ -118,24 +114,6 @@ def _writing(path: Path | None) -> Iterator[None]:
         raise media.write_error(Path(path or "the output"), error) from error
 
 
-@dataclass(frozen=True)
-class DeviceFacts:
-    """What planning a job needs of the device that edits it: the model's native size, its dtype, free memory."""
-
-    native_size: int
-    dtype_bytes: int
-    free_bytes: int | None
-    cpu_threads: int | None = None  # the torch threads a CPU edits with (part of its pixels); None on a GPU
-    family: str = "sd"  # the model's family ("sd", "sdxl"): its memory per frame (windows.FAMILY_MEMORY)
-
-    @classmethod
-    def of(cls, pipeline: VideoEditPipeline) -> DeviceFacts:
-        model = pipeline.model
-        dtype_bytes = torch.finfo(model.dtype).bits // 8
-        threads = apply_cpu_threads() if model.device.type == "cpu" else None
-        return cls(model.native_size, dtype_bytes, free_memory_bytes(model.device), threads, model.family)
-
-
 class SpanRunner(Protocol):
     """Where a job's spans run: here, one at a time (LocalRunner), or on a cluster's workers (v2vz_daemon.cluster)."""
 
@@ -153,21 +131,22 @@ class SpanRunner(Protocol):
 
 
 class LocalRunner:
-    """Spans edited in the calling thread, at once: submit returns a finished future."""
+    """Spans edited in the calling thread, at once, by an editor (methods.py): submit returns a finished future."""
 
     capacity = 1
 
     def __init__(self, pipeline: VideoEditPipeline, cache: InversionStore | None = None) -> None:
-        self.pipeline = pipeline
-        self.cache = cache
+        self.pipeline = pipeline  # as given: a VideoEditPipeline, or an editor
+        self.editor = editor_of(pipeline)  # the method's editor (methods.py): Vid2VidZero or FlowEditor
+        self.cache = cache if self.editor.caches_inversion else None
 
     def facts(self, model: str) -> DeviceFacts:
-        return DeviceFacts.of(self.pipeline)
+        return DeviceFacts.of(self.editor)
 
     def submit(self, task, anchors, progress, cancel) -> Future[SpanResult]:
         future: Future[SpanResult] = Future()
         try:
-            result = edit_span(self.pipeline, task, anchors, progress=progress, cancel=cancel, cache=self.cache)
+            result = self.editor.edit_span(task, anchors, progress=progress, cancel=cancel, cache=self.cache)
         except BaseException as error:  # noqa: BLE001 - handed to whoever waits on the future
             future.set_exception(error)
         else:
@@ -277,24 +256,19 @@ class JobPlan:
 
 
 def plan_job(job: EditJob, runner: SpanRunner, info: media.MediaInfo | None = None) -> JobPlan:
-    """Resolve the job (unless `info` says it is resolved), then choose the options, working size and windows."""
+    """Resolve the job (unless `info` says it is resolved), then its method (methods.py) chooses the working size
+    and the spans; a method that does not run on the job's model is refused here, before a frame is read."""
     if info is None:
         job, info = media.resolve(job)
-    options = preview_options(job.options) if job.preview else job.options
+    method = method_of(job.options)
+    options = method.preview(job.options) if job.preview else job.options
     facts = runner.facts(job.model)
-    long_side = options.size or facts.native_size
-    if job.preview:
-        long_side = max(PREVIEW_MIN_SIDE, long_side // 2)
-    width, height = media.working_size(info.width, info.height, long_side)
-    automatic = options.window == 0
-    window = (
-        auto_window(width, height, facts.free_bytes, facts.dtype_bytes, facts.family) if automatic else options.window
-    )
-    windows = plan_links(job.frames, window, options.window_links, options.anchors)
+    check_method(options, facts.family, job.model or "the daemon's")
     edited = dataclasses.replace(job, options=options)
+    working_size, windows, automatic = method.plan(edited, info, facts)
     log.debug("%d windows, %s: %d edits end to end", len(windows.windows), windows.links, windows.critical_path)
     matte = media.probe(Path(job.matte).expanduser()) if job.matte is not None else None
-    return JobPlan(edited, job, info, facts, (width, height), automatic, windows, matte)
+    return JobPlan(edited, job, info, facts, working_size, automatic, windows, matte)
 
 
 def _anchor_pass(
@@ -423,7 +397,7 @@ class _WindowRun:
                     raise  # stop() waits for the spans in flight
                 self._retry_smaller(span)
                 continue
-            if not self.plan.windows.anchored:
+            if not self.plan.windows.anchored and result.trajectories is not None:  # FlowEdit's span records none
                 self._bank.store(span, list(self._bank.to_record(span)), result.trajectories, result.shares)
             self.cached_windows += result.cached
             _add(self._timings, result.timings)
@@ -564,9 +538,9 @@ def _read_frames(job: EditJob, info: media.MediaInfo, indices: tuple[int, ...]) 
 
 
 def preview_options(options: EditOptions) -> EditOptions:
-    """The preview pass of a job's options: direct inversion (exact, no optimization), at most PREVIEW_STEPS steps;
-    run_job also halves the working size. Every frame of the range is edited, so the preview shows the motion."""
-    return options.replace(inversion="direct", steps=min(options.steps, PREVIEW_STEPS))
+    """The preview pass of a job's options, as its method makes it (methods.py: fewer steps, vid2vid-zero's direct
+    inversion); run_job also halves the working size. Every frame of the range is edited, so it shows the motion."""
+    return method_of(options).preview(options)
 
 
 def _open_writer(job: EditJob, info: media.MediaInfo) -> writers.ClipWriter | None:

@@ -128,6 +128,31 @@ def edit_span(
     return SpanResult(result.frames, trajectories, result.timings, cached, shares, region)
 
 
+class Vid2VidZero:
+    """vid2vid-zero's editor (methods.py): a VideoEditPipeline and `edit_span`, the call every method answers."""
+
+    method = "vid2vid-zero"
+    caches_inversion = True  # a span's inversion is kept for a re-prompt (inversion.py)
+
+    def __init__(self, pipeline: VideoEditPipeline) -> None:
+        self.pipeline = pipeline
+
+    @property
+    def model(self):
+        return self.pipeline.model
+
+    def edit_span(
+        self,
+        task: SpanTask,
+        anchors: Anchors | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: CancelFn | None = None,
+        cache: InversionStore | None = None,
+    ) -> SpanResult:
+        return edit_span(self.pipeline, task, anchors, progress=progress, cancel=cancel, cache=cache)
+
+
 def _link(anchors: Anchors | None, positions: tuple[int, ...]) -> AnchorLink:
     if anchors is None:
         return AnchorLink(trajectory_positions=positions)

@@ -30,6 +30,7 @@ def test_every_choice_option_is_found() -> None:
         "refine_padding",
         "vae_encode",
         "window_links",
+        "method",
     }
 
 

@@ -9,6 +9,7 @@ and what Ray's services listen on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -237,6 +238,20 @@ def test_cancel_mid_window_frees_both_workers_within_a_step(cluster, tmp_path):
         assert freed < 2 * step + 0.5, (freed, step)  # a step in flight, the 50 ms poll, the replies
         after = client.submit(job(tmp_path / "y", 16, LONG)).job_id
         assert outcome(follow(client, after)) == "done"
+
+
+def test_a_flowedit_job_runs_on_a_worker_with_its_wan_model(cluster, tmp_path):
+    """A FlowEdit job on the cluster: a worker loads the job's Wan model and edits the range as one span (the
+    method's plan), every frame written once, in order; the next vid2vid-zero job loads tiny again."""
+    flowedit = dataclasses.replace(
+        job(tmp_path / "wan", frames=6, options=EditOptions().replace(method="flowedit", steps=4)), model="tiny-wan"
+    )
+    with client_of(cluster) as client:
+        events = follow(client, client.submit(flowedit).job_id)
+        assert outcome(events) == "done" and frames_of(events) == list(range(6)), events[-1]
+        assert len(list((tmp_path / "wan").glob("*.png"))) == 6
+        after = follow(client, client.submit(job(tmp_path / "sd")).job_id)
+        assert outcome(after) == "done" and frames_of(after) == list(range(4))
 
 
 def test_v2vz_status_shows_each_worker(cluster):

@@ -136,13 +136,13 @@ def test_an_automatic_window_is_recorded_so_a_take_is_re_made_exactly_with_other
     import dataclasses
     import json
 
-    import v2vz_engine.run as run
+    import v2vz_engine.methods as methods
 
     clip = write_lossless_clip(tmp_path / "clip.mp4", moving_ball())
     job = dataclasses.replace(span(tmp_path).job, source=clip)  # the options of `span`: an automatic window
 
     def edit(out: str, free_bytes: int | None, window: int = 0) -> tuple[list[np.ndarray], dict]:
-        monkeypatch.setattr(run, "free_memory_bytes", lambda device: free_bytes)
+        monkeypatch.setattr(methods, "free_memory_bytes", lambda device: free_bytes)  # DeviceFacts.of reads it
         edited = dataclasses.replace(job, out_frames_dir=tmp_path / out, options=OPTIONS.replace(window=window))
         result = run_job(edited, pipeline)
         return [png(path) for path in result.frame_paths], json.loads(result.sidecar.read_text())

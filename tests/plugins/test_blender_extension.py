@@ -923,6 +923,8 @@ def test_a_preview_and_a_final_have_their_own_command_lines(jobs):
     base = ["v2vz", "edit", "/clips/a.mp4", "--prompt", "a jeep", "--source-prompt", "a car"]
     base += ["--start", "10", "--frames", "40", "--out", "/out/x"]
     assert request.command("v2vz") == [*base, "--model", "tiny", "--preview", "--events", "jsonl"]
+    flow = dataclasses.replace(request, method="flowedit", model="tiny-wan", preview=False)  # the sidebar's Method
+    assert flow.command("v2vz") == [*base, "--method", "flowedit", "--model", "tiny-wan", "--events", "jsonl"]
     final = jobs.FinalRequest("0123abcd", "/out/y")
     assert final.command("v2vz") == [
         "v2vz",

@@ -94,6 +94,8 @@ def timeline_options(expected: dict) -> dict[str, str]:
         options["edit_only"] = expected["edit_only"]
     if expected["self_replace"]:
         options["self_replace"] = repr(expected["self_replace"])
+    if expected["method"]:
+        options["method"] = expected["method"]
     return options
 
 
@@ -132,3 +134,13 @@ def test_every_documented_example_is_in_the_table():
     assert examples, "no marker example found in the docs"
     for example in examples:
         assert any(example in text for text in texts), example
+
+
+def test_a_markers_method_and_its_options_reach_the_edit_command_line():
+    """`method: flowedit` and FlowEdit's options go to `v2vz edit` as the client takes them, in every host."""
+    marker = host().parse_marker("source: a car\nprompt: a jeep\nmethod: flowedit\noptions: --n-max 30 --n-avg 2")
+    args = host().edit_request(marker, "/clips/a.mp4", 0, 9, "/out").args()
+    assert args[args.index("--method") + 1] == "flowedit"
+    assert args[args.index("--n-max") + 1] == "30" and args[args.index("--n-avg") + 1] == "2"
+    plain = host().edit_request(host().parse_marker("source: a car\nprompt: a jeep"), "/clips/a.mp4", 0, 9, "/out")
+    assert "--method" not in plain.args()

@@ -24,6 +24,9 @@ CHECKS = (
     "make tiny-xl on the device",
     "tiny-xl: 4 frames at 64x36, 2 steps, direct",
     "SDXL window estimate vs measured peak above the weights",
+    "make tiny-wan on the device",
+    "tiny-wan: FlowEdit, 9 frames at 64x48, 4 steps",
+    "tiny-wan: 21 frames in latent windows of 9: peak vs one window",
 )
 
 

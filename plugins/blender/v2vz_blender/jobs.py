@@ -217,6 +217,7 @@ def start_job(context, strip, options: dict) -> ActiveJob:
         window=int(options.get("window", 0)),
         model=str(options.get("model", "")).strip(),
         preview=preview,
+        method="" if options.get("method", "vid2vid-zero") == "vid2vid-zero" else str(options["method"]),
         local=local,
     )
     number = takes.next_take(editor, strip)

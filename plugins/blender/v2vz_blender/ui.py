@@ -66,7 +66,12 @@ class EditProperties:
     prompt: StringProperty(name="Prompt", description="What the edited strip should show", default="")
     source_prompt: StringProperty(name="Source prompt", description="What the strip shows now", default="")
     steps: IntProperty(name="Steps", description="DDIM steps (0: the daemon's default, 50)", default=0, min=0)
-    guidance: FloatProperty(name="Guidance", description="Guidance scale (0: default, 7.5)", default=0.0, min=0.0)
+    guidance: FloatProperty(
+        name="Guidance",
+        description="Guidance scale (0: the method's default: 7.5, FlowEdit 13.5)",
+        default=0.0,
+        min=0.0,
+    )
     seed: IntProperty(name="Seed", description="Seed (-1: default)", default=-1, min=-1)
     size: IntProperty(name="Size", description="Working long side in pixels (0: the model's own)", default=0, min=0)
     inversion: EnumProperty(
@@ -86,6 +91,15 @@ class EditProperties:
         default=0,
         min=0,
         max=256,
+    )
+    method: EnumProperty(
+        name="Method",
+        description="How the strip is edited",
+        items=(
+            ("vid2vid-zero", "vid2vid-zero", "Stable Diffusion models: inversion, cross-frame attention (the default)"),
+            ("flowedit", "FlowEdit", "FlowEdit on a Wan 2.1 video model (set the Model to one): no inversion"),
+        ),
+        default="vid2vid-zero",
     )
     preset: EnumProperty(
         name="Preset",
@@ -142,6 +156,7 @@ class EditProperties:
 
     def edit_options(self) -> dict:
         names = ("prompt", "source_prompt", "steps", "guidance", "seed", "size", "inversion", "preset", "window")
+        names += ("method",)
         chosen = (*names, "model", "loras", *self.LOCAL)
         return {**{name: getattr(self, name) for name in chosen}, "preview": self.PREVIEW}
 
@@ -175,8 +190,9 @@ class EditProperties:
         row.prop(self, "window")
         row.prop(self, "inversion", text="")
         row = layout.row()
+        row.prop(self, "method", text="")
         row.prop(self, "preset", text="")
-        row.prop(self, "model")
+        layout.prop(self, "model")
         layout.prop(self, "loras")
         self.draw_local(layout.box(), compat.sequencer_scene(context).sequence_editor)
 

@@ -24,9 +24,17 @@ RefinePadding = Literal["aligned", "identity"]
 CutoffRule = Literal["nearest", "published"]
 LrDecay = Literal["steps", "published"]
 WindowLinks = Literal["chained", "anchored"]
+EditMethod = Literal["vid2vid-zero", "flowedit"]
 
 ATTENTION_LAYOUTS: tuple[str, ...] = get_args(AttentionLayout)  # for help texts; the Literal is the one list
 INVERSIONS: tuple[str, ...] = get_args(InversionMethod)
+METHODS: tuple[str, ...] = get_args(EditMethod)  # the engine's methods (v2vz_engine/methods.py): vid2vid-zero first
+# The options that mean something to one method only; given with the other one, a job is refused in one line.
+FLOWEDIT_OPTIONS = ("n_max", "n_min", "n_avg", "source_guidance")
+# guidance's default is the method's: vid2vid-zero's classifier-free guidance, FlowEdit's target guidance (the
+# published Wan 2.1 settings: source 5, target 13.5; v2vz_engine/flowedit.py says where they come from)
+METHOD_GUIDANCE = {"vid2vid-zero": 7.5, "flowedit": 13.5}
+FLOWEDIT_STRENGTH = 0.7  # n_max's default share of the steps (the published Wan settings: 35 of 50)
 # Option names older versions wrote into journals; a record that has them still loads (EditOptions.from_record).
 RETIRED_OPTIONS = frozenset({"fast_mode"})
 PRESETS: tuple[str, ...] = ("default", "published")
@@ -56,6 +64,10 @@ OPTION_RANGES: dict[str, tuple[float, float]] = {
     "edit_only_threshold": (0.0, 1.0),
     "self_replace": (0.0, 1.0),
     "matte_feather": (0.0, MAX_MATTE_FEATHER),
+    "n_max": (0, 1000),
+    "n_min": (0, 999),
+    "n_avg": (1, 32),
+    "source_guidance": (1.0, 30.0),
 }
 
 
@@ -101,6 +113,15 @@ class EditOptions:
     # Fraction of the steps whose self-attention (attn1) probabilities in the coarse layers are the source branch's
     # (prompt-to-prompt's self-attention replacement, self_replace.py): keeps layout and motion. 0: off.
     self_replace: float = 0.0
+    # The method (v2vz_engine/methods.py): vid2vid-zero on a Stable Diffusion model (everything above), or FlowEdit
+    # on a Wan 2.1 model (docs/methods.md): from step `steps - n_max` of the schedule, the target and source
+    # velocities' difference averaged over `n_avg` noise draws, each branch with its own guidance (source_guidance,
+    # and guidance for the target); the last n_min steps sample the target plainly.
+    method: EditMethod = "vid2vid-zero"
+    n_max: int = 0  # 0: 70% of the steps (the published Wan settings' strength 0.7: 35 of 50)
+    n_min: int = 0
+    n_avg: int = 1
+    source_guidance: float = 5.0
 
     def __post_init__(self) -> None:
         """`fast` is kept so that old sidecars, clients and journal records still mean what they meant."""
@@ -142,12 +163,19 @@ class EditOptions:
         return base.replace(**overrides)
 
     def replace(self, **changes: Any) -> EditOptions:
-        """A copy with some fields changed; unknown names are a user error, not a TypeError."""
+        """A copy with some fields changed; unknown names are a user error, not a TypeError. A change of method
+        that leaves guidance alone takes the new method's default guidance (METHOD_GUIDANCE) when the old one was
+        at its method's default."""
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
             raise InvalidArgument(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        changes = {k: v for k, v in changes.items() if v is not None}
+        method = changes.get("method", self.method)
+        at_default = self.guidance == METHOD_GUIDANCE.get(self.method)
+        if method != self.method and "guidance" not in changes and method in METHOD_GUIDANCE and at_default:
+            changes["guidance"] = METHOD_GUIDANCE[method]
+        return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
         """Raise InvalidArgument with one actionable line for the first bad value."""
@@ -173,6 +201,32 @@ class EditOptions:
             )
         if self.edit_only.strip() and not edit_only_words(self.edit_only):
             raise InvalidArgument(f"edit-only {_short(self.edit_only)} has no word in it: give words of the prompts")
+        self._validate_method()
+
+    def _validate_method(self) -> None:
+        """The options of the other method, and FlowEdit's schedule, in one line each."""
+        default = EditOptions()
+        if self.method == "flowedit":
+            if self.n_max > self.steps:
+                raise InvalidArgument(f"n-max must be at most steps ({self.steps}), got {self.n_max}")
+            if self.n_min >= self.edit_steps:
+                raise InvalidArgument(f"n-min must be below n-max ({self.edit_steps}), got {self.n_min}")
+            for name, why in (
+                ("edit_only", "it needs vid2vid-zero's cross-attention maps: give flowedit a matte instead"),
+                ("self_replace", "it is vid2vid-zero's self-attention replacement"),
+            ):
+                if getattr(self, name) != getattr(default, name):
+                    raise InvalidArgument(f"{name.replace('_', '-')} does not go with method flowedit: {why}")
+            return
+        changed = [name for name in FLOWEDIT_OPTIONS if getattr(self, name) != getattr(default, name)]
+        if changed:
+            names = ", ".join(name.replace("_", "-") for name in changed)
+            raise InvalidArgument(f"{names} {'is' if len(changed) == 1 else 'are'} FlowEdit's: add --method flowedit")
+
+    @property
+    def edit_steps(self) -> int:
+        """FlowEdit's n_max as it runs: the given one, else 70% of the steps (at least 1)."""
+        return self.n_max or max(1, int(self.steps * FLOWEDIT_STRENGTH))
 
     @property
     def local(self) -> bool:

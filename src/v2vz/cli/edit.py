@@ -16,7 +16,7 @@ import typer
 
 from v2vz.api.errors import EXIT_INTERRUPTED, EXIT_LOST, DaemonUnavailable, InvalidArgument, JobLost, V2vzError
 from v2vz.api.formats import CODECS, TAKE_FORMATS, default_codec, output_format
-from v2vz.api.job import ATTENTION_LAYOUTS, INVERSIONS, PRESETS, EditJob, EditOptions, Lora, parse_fps
+from v2vz.api.job import ATTENTION_LAYOUTS, INVERSIONS, METHODS, PRESETS, EditJob, EditOptions, Lora, parse_fps
 from v2vz.api.takes import (
     Take,
     next_take,
@@ -100,8 +100,12 @@ def edit(
     ] = None,
     preset: Annotated[str, typer.Option(help=f"Engine settings: {', '.join(PRESETS)}.")] = "default",
     steps: Annotated[int | None, typer.Option(help="DDIM steps (50).")] = None,
-    guidance: Annotated[float | None, typer.Option(help="Classifier-free guidance scale (7.5).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (used when the VAE encoding is sampled).")] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="Classifier-free guidance scale (7.5; flowedit: the target's, 13.5).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed (the VAE's sampled encoding; flowedit: its noise draws).")
+    ] = None,
     size: Annotated[int | None, typer.Option(help="Working long side in pixels (default: the model's own).")] = None,
     inversion: Annotated[
         str | None,
@@ -158,6 +162,27 @@ def edit(
             help="Fraction of the steps whose self-attention is the source's (0..1): keeps layout and motion (0)."
         ),
     ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Editing method: {', '.join(METHODS)} (vid2vid-zero: a Stable Diffusion model; flowedit: "
+            "FlowEdit on a Wan 2.1 model, docs/methods.md)."
+        ),
+    ] = None,
+    n_max: Annotated[
+        int | None,
+        typer.Option(help="flowedit: edit from this many steps before the end (0: 70% of --steps; 1..steps)."),
+    ] = None,
+    n_min: Annotated[
+        int | None, typer.Option(help="flowedit: the last N steps sample the target plainly (0; below n-max).")
+    ] = None,
+    n_avg: Annotated[
+        int | None, typer.Option(help="flowedit: noise draws averaged per step (1; 1..32, each costs a step).")
+    ] = None,
+    source_guidance: Annotated[
+        float | None,
+        typer.Option(help="flowedit: the source velocity's guidance (5.0; --guidance is the target's, 13.5)."),
+    ] = None,
     lora: Annotated[
         list[str] | None,
         typer.Option(
@@ -203,6 +228,11 @@ def edit(
             edit_only_threshold=edit_only_threshold,
             matte_feather=matte_feather,
             self_replace=self_replace,
+            method=method,
+            n_max=n_max,
+            n_min=n_min,
+            n_avg=n_avg,
+            source_guidance=source_guidance,
         )
         output, frames_dir = split_output(out)
         if frames_dir and png_dir:
@@ -320,12 +350,13 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
     job = resolve_loras(job)  # each LoRA checked and digested: what the sidecar records
     from v2vz_engine import media
     from v2vz_engine.media.outputs import refuse_existing
-    from v2vz_engine.models import load_model
-    from v2vz_engine.pipeline import VideoEditPipeline
+    from v2vz_engine.methods import check_method, load_editor
+    from v2vz_engine.model_source import model_family
     from v2vz_engine.prompt_length import prompt_note
     from v2vz_engine.run import as_resource_error, run_job
 
     job, info = media.resolve(job)  # fail fast, before the model loads; run_job reads with this probe
+    check_method(job.options, model_family(located.spec), located.spec)  # before the model loads too
     refuse_existing(job)
     for name, text in (("prompt", job.prompt), ("source prompt", job.source_prompt)):
         note = prompt_note(name, text)
@@ -334,7 +365,7 @@ def run_local(job: EditJob, device: str, cache_dir: Path | None, quiet: bool) ->
     for note in media.matte_notes(job, info):
         say(f"note: {note}")
     with err.status("loading model", spinner="dots") if not quiet else contextlib.nullcontext():
-        pipeline = VideoEditPipeline(load_model(located.spec, device, cache_dir))
+        pipeline = load_editor(located.spec, device, cache_dir)
 
     with StageBars(quiet) as bars:
         try:

@@ -11,6 +11,7 @@ import typer
 from v2vz.api.errors import EXIT_FAILED, V2vzError
 from v2vz.api.events import JobState
 from v2vz.api.formats import frame_pattern
+from v2vz.api.job import METHODS
 from v2vz.api.wire import summary_to_dict
 from v2vz.cli.follow import EventsOption, follow
 from v2vz.cli.output import emit_json_list, fail, print_line, refuse, say
@@ -115,7 +116,9 @@ def job_block(job) -> list[str]:
     kind = " (preview)" if job.preview else ""
     lines = [f"{job.job_id}  {job.state:<9} submitted {_when(job.submitted_unix)}{took}{take}{kind}"]
     what = f"frames {job.start}..{job.start + job.frames - 1} of {job.source}" if job.frames else job.source
-    lines.append(f"    {what}" + (f" with {job.model}" if job.model else "") + _output_note(job))
+    method = job.options.get("method") or METHODS[0]  # options hold what differs from the defaults
+    with_model = f" with {job.model} ({method})" if job.model else f" ({method})"
+    lines.append(f"    {what}{with_model}{_output_note(job)}")
     lines.append(f"    prompt: {job.prompt}")
     if row["options"]:
         lines.append("    options: " + " ".join(f"{name}={value}" for name, value in row["options"].items()))

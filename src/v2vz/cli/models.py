@@ -45,7 +45,7 @@ def models(
     rows = []
     built = cache_root(cache_dir) / "models"
     for name in BUILTIN_NAMES:
-        ready = any(built.glob(f"{name}-v*/unet/config.json"))
+        ready = any(built.glob(f"{name}-v*/unet/config.json")) or any(built.glob(f"{name}-v*/transformer/config.json"))
         rows.append({"model": name, "kind": "built-in", "where": str(built) if ready else "built on first use"})
     rows.extend(_checkpoint_rows(models_dirs or []))
     for repo in cached_hub_models():

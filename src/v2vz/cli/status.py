@@ -59,6 +59,7 @@ def status(
         ("daemon", f"{data['address']}{pid}"),
         ("version", version),
         ("model", f"{info.model} ({ready})"),
+        ("method", method_row(info.model)),
         ("device", device_row(info, memory)),
         ("queue", f"{info.queued_jobs} job(s) waiting" if info.queued_jobs else "empty"),
         ("running", running),
@@ -69,6 +70,15 @@ def status(
     rows += [("worker", describe_worker(worker)) for worker in info.workers]
     for name, value in rows:
         print_line(f"{name:<9}{value}")  # a model folder, a running stage: control characters escaped
+
+
+def method_row(model: str) -> str:
+    """What the resident model edits with, and what a re-prompt reuses (docs/methods.md)."""
+    from v2vz_engine.model_source import model_family
+
+    if model_family(model) == "wan":
+        return "flowedit (no inversion, so no inversion cache: a re-prompt costs what a first edit costs)"
+    return "vid2vid-zero (inversions are cached: a re-prompt of the same frames skips them)"
 
 
 def device_row(info, memory: str) -> str:

@@ -236,6 +236,7 @@ def _prompts_of_marker(said: Any, origin: str) -> ClipPrompts:
     options, loras = options_and_loras(shlex.join(said.options))
     extra = {"edit_only": said.edit_only} if said.edit_only else {}
     extra.update({"self_replace": repr(said.self_replace)} if said.self_replace else {})
+    extra.update({"method": said.method} if said.method else {})
     options.update(checked_options(extra))
     prompts = ClipPrompts(said.source, said.prompt, options, origin, model=said.model.strip())
     prompts = dataclasses.replace(prompts, matte=said.matte.strip(), matte_start=said.matte_start)

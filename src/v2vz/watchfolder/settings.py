@@ -33,6 +33,7 @@ JOB_KEYS = (
     "matte_start",
     "save_mask",
     "loras",
+    "model",
 )
 PATH_KEYS = ("matte", "save_mask")  # relative ones: the matte's to IN_DIR, the masks' to OUT_DIR
 MATTE_MARK = ".matte"  # NAME.matte.mp4: a matte by its name, never a clip, even before a sidecar names it
@@ -106,7 +107,7 @@ def check_settings(file_name: str, data: dict[str, Any]) -> dict[str, Any]:
             pass
         elif key == "loras":
             value = _loras(file_name, value)
-        elif key in ("prompt", "source_prompt", "preset", "codec"):
+        elif key in ("prompt", "source_prompt", "preset", "codec", "model"):
             if not isinstance(value, str):
                 example = f'{key} = "..."'
                 raise InvalidArgument(f"{file_name}: {key} must be a string in quotes ({example}), got {value!r}")
@@ -181,7 +182,7 @@ def resolve_job(video: Path, out_dir: Path, claimed: set[str] = frozenset()) -> 
         frames=settings.get("frames", 8),
         options=options,
         output=output,
-        model="",
+        model=settings.get("model", "").strip(),  # "": the daemon's (a Wan model for `method = "flowedit"`)
         codec=settings.get("codec"),
         audio=settings.get("audio", True),
         matte=matte,

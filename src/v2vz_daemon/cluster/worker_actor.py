@@ -88,9 +88,8 @@ class EditWorker:
             return DeviceFacts.of(self.slot.pipeline_for(model))
 
     def edit(self, task_id: str, task, anchors):
-        """Edit one span (v2vz_engine.spans.edit_span); its progress waits in `drain`, `cancel` stops it."""
-        from v2vz_engine.spans import edit_span
-
+        """Edit one span with the model's editor (v2vz_engine.methods); its progress waits in `drain`, `cancel`
+        stops it."""
         events = self._progress.setdefault(task_id, [])
 
         def progress(stage, step, total, cached=False, **_where) -> None:
@@ -107,9 +106,12 @@ class EditWorker:
                 from v2vz.api.errors import Cancelled
 
                 raise Cancelled(f"cancelled before {task.label}")
-            pipeline = self.slot.pipeline_for(task.job.model, progress)
+            from v2vz_engine.methods import editor_of
+
+            pipeline = editor_of(self.slot.pipeline_for(task.job.model, progress))
             began = time.perf_counter()
-            result = edit_span(pipeline, task, anchors, progress=progress, cancel=cancel, cache=self.cache)
+            cache = self.cache if pipeline.caches_inversion else None
+            result = pipeline.edit_span(task, anchors, progress=progress, cancel=cancel, cache=cache)
             result.timings[SPAN_SECONDS] = time.perf_counter() - began  # the front end's overhead is the rest
             return result
 
