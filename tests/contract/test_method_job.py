@@ -30,3 +30,14 @@ def test_the_method_and_its_options_survive_the_wire_and_the_record():
     back = job_from_request(job_to_request(job), "tiny")
     assert back.options == options and back.model == "tiny-wan"
     assert EditJob.from_dict(job.to_dict()).options == options
+
+
+def test_loras_do_not_go_with_flowedit():
+    from v2vz.api.job import Lora
+
+    options = EditOptions().replace(method="flowedit")
+    job = EditJob(
+        "/c/a.mp4", "a jeep", "a car", options=options, output="/o/a.mp4", loras=(Lora("/l/ink.safetensors"),)
+    )
+    with pytest.raises(InvalidArgument, match="LoRAs are Stable Diffusion's: method flowedit .a Wan model. takes none"):
+        job.validate()

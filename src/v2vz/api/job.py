@@ -481,6 +481,8 @@ class EditJob:
         """A few LoRAs, each a path and a finite scale in range (the files are checked when the job is resolved)."""
         if len(self.loras) > MAX_LORAS:
             raise InvalidArgument(f"{len(self.loras)} LoRAs given; at most {MAX_LORAS}")
+        if self.loras and self.options.method == "flowedit":
+            raise InvalidArgument("LoRAs are Stable Diffusion's: method flowedit (a Wan model) takes none: drop --lora")
         low, high = LORA_SCALE_RANGE
         for lora in self.loras:
             text = str(lora.path)
