@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from v2vz.api.errors import InvalidArgument
-from v2vz.api.job import FLOWEDIT_STRENGTH, EditJob, EditOptions
+from v2vz.api.job import EditJob, EditOptions
 from v2vz_engine import media
 from v2vz_engine.cpu import apply_cpu_threads
 from v2vz_engine.model_source import model_family
@@ -120,9 +120,8 @@ def preview_flowedit(options: EditOptions) -> EditOptions:
         return options
     scale = steps / options.steps
     n_max = max(1, round(options.n_max * scale)) if options.n_max else 0
-    edit_steps = n_max or max(1, int(steps * FLOWEDIT_STRENGTH))
-    n_min = min(round(options.n_min * scale), edit_steps - 1)
-    return dataclasses.replace(options, steps=steps, n_max=n_max, n_min=n_min)
+    scaled = dataclasses.replace(options, steps=steps, n_max=n_max)
+    return dataclasses.replace(scaled, n_min=min(round(options.n_min * scale), scaled.edit_steps - 1))
 
 
 METHODS: dict[str, Method] = {

@@ -27,7 +27,7 @@ import torch
 from v2vz import __version__
 from v2vz.api.errors import Cancelled, ResourceExhausted, V2vzError
 from v2vz.api.events import ProgressFn, Stage
-from v2vz.api.job import EditJob, EditOptions
+from v2vz.api.job import EditJob
 from v2vz.api.takes import (
     remove_replaced,
     remove_replaced_preview,
@@ -535,12 +535,6 @@ def _read_frames(job: EditJob, info: media.MediaInfo, indices: tuple[int, ...]) 
     """The frames at `indices` (within the job) without decoding the whole range: one seek per frame."""
     frames = [next(iter(media.iter_frames(job.source, job.start + index, 1, info))) for index in indices]
     return np.stack(frames)
-
-
-def preview_options(options: EditOptions) -> EditOptions:
-    """The preview pass of a job's options, as its method makes it (methods.py: fewer steps, vid2vid-zero's direct
-    inversion); run_job also halves the working size. Every frame of the range is edited, so it shows the motion."""
-    return method_of(options).preview(options)
 
 
 def _open_writer(job: EditJob, info: media.MediaInfo) -> writers.ClipWriter | None:

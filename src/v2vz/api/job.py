@@ -361,7 +361,7 @@ class EditJob:
     codec: str | None = None  # None: the output container's default (formats.CONTAINER_CODECS)
     audio: bool = True  # keep the source's audio for the edited range
     overwrite: bool = False  # replace outputs that exist; otherwise such a job is refused (OutputExists)
-    preview: bool = False  # the fast pass (run.preview_options), run ahead of queued finals
+    preview: bool = False  # the fast pass (its method's `preview`, v2vz_engine/methods.py), run ahead of queued finals
     take: int | None = None  # the take number reserved for the output (v2vz.api.takes)
     # A matte from the editor (docs/media.md, "Local edits"): a video, an image sequence or one image; white (or
     # alpha) = edit. Frame i of the range uses the matte's frame matte_start + i; one image serves every frame.
